@@ -1,0 +1,38 @@
+"""SSM parameters and Secrets Manager secrets for ASGI apps on AWS Lambda.
+
+Cached in process with the AWS Parameters and Secrets Lambda Extension's semantics, so
+a warm request pays nothing.
+"""
+
+from __future__ import annotations
+
+from ._cache import CacheStats
+from ._context import Values, current_values
+from ._declarations import Parameter, Secret
+from ._middleware import ParametersSecretsMiddleware
+from ._settings import Settings
+from ._sources import Source
+from ._sources.aws import AwsSource
+from ._sources.extension import ExtensionSource
+from ._sources.static import StaticSource
+from .exceptions import ConfigurationError, FetchError, ParametersSecretsError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AwsSource",
+    "CacheStats",
+    "ConfigurationError",
+    "ExtensionSource",
+    "FetchError",
+    "Parameter",
+    "ParametersSecretsError",
+    "ParametersSecretsMiddleware",
+    "Secret",
+    "Settings",
+    "Source",
+    "StaticSource",
+    "Values",
+    "__version__",
+    "current_values",
+]

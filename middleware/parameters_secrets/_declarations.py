@@ -1,0 +1,226 @@
+"""What an app declares: SSM parameters and Secrets Manager secrets, and how to shape them."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ._frozen import FrozenList, freeze
+from .exceptions import ConfigurationError, FetchError
+
+TransformName = Literal["json", "binary", "list"]
+Transform = TransformName | Callable[[Any], Any] | None
+Record = Mapping[str, Any]
+"""What a source returns for one value: the AWS API's own JSON object (the ``Parameter``
+of ``GetParameter``, or the whole ``GetSecretValue`` response)."""
+
+TRANSFORMS: tuple[TransformName, ...] = ("json", "binary", "list")
+MAX_DECLARATION_TTL = 3600
+NOT_FOUND_CODES = frozenset(
+    {
+        "ParameterNotFound",
+        "ParameterVersionNotFound",
+        "ParameterVersionLabelNotFound",
+        "ResourceNotFoundException",
+    }
+)
+
+
+@dataclass(frozen=True)
+class ParameterRequest:
+    """The identity of one ``GetParameter`` call: the cache key for a parameter."""
+
+    name: str
+    version: int | None = None
+    label: str | None = None
+    decrypt: bool = True
+
+    kind = "parameter"
+
+    def describe(self) -> str:
+        selector = f":{self.version}" if self.version is not None else ""
+        selector = f":{self.label}" if self.label is not None else selector
+        return f"parameter {self.name}{selector}"
+
+
+@dataclass(frozen=True)
+class SecretRequest:
+    """The identity of one ``GetSecretValue`` call: the cache key for a secret."""
+
+    secret_id: str
+    version_stage: str | None = None
+    version_id: str | None = None
+
+    kind = "secret"
+
+    def describe(self) -> str:
+        selectors = [s for s in (self.version_stage, self.version_id) if s is not None]
+        return f"secret {self.secret_id}" + "".join(f" ({s})" for s in selectors)
+
+
+ValueRequest = ParameterRequest | SecretRequest
+
+
+def _check_transform(transform: object) -> None:
+    if transform is None or callable(transform) or transform in TRANSFORMS:
+        return
+    raise ConfigurationError(
+        f"transform must be None, one of {', '.join(map(repr, TRANSFORMS))} or a callable, "
+        f"not {transform!r}"
+    )
+
+
+def _check_ttl(ttl: object) -> None:
+    if ttl is None:
+        return
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 <= ttl <= 3600:
+        raise ConfigurationError(
+            f"ttl must be a number of seconds from 0 to {MAX_DECLARATION_TTL}, not {ttl!r}"
+        )
+
+
+def _check_text(argument: str, value: object, *, optional: bool) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(f"{argument} must be a non-empty string, not {value!r}")
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """An SSM Parameter Store parameter.
+
+    Args:
+        name: A name, a path (``/my-app/prod/key``), an ARN, a public ``/aws/service/...``
+            parameter or a ``/aws/reference/secretsmanager/...`` reference.
+        version: A version number to pin (not with ``label``).
+        label: A label to pin (not with ``version``).
+        decrypt: Decrypt a ``SecureString`` (``WithDecryption``).
+        transform: ``None`` (the string as stored), ``"json"``, ``"binary"`` (base64 to
+            bytes), ``"list"`` (a ``StringList`` to a list of str) or a callable.
+        required: If false, a parameter that does not exist gives ``default`` instead of
+            failing the request.
+        default: The value for an optional parameter that does not exist.
+        ttl: Seconds to cache this parameter (0 to 3600); ``None`` uses
+            ``SSM_PARAMETER_STORE_TTL``.
+    """
+
+    name: str
+    version: int | None = None
+    label: str | None = None
+    decrypt: bool = True
+    transform: Transform = None
+    required: bool = True
+    default: Any = field(default=None, repr=False)
+    ttl: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_text("Parameter name", self.name, optional=False)
+        _check_text("Parameter label", self.label, optional=True)
+        if self.version is not None and (
+            isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 1
+        ):
+            raise ConfigurationError(
+                f"Parameter version must be a positive integer, not {self.version!r}"
+            )
+        if self.version is not None and self.label is not None:
+            raise ConfigurationError(
+                f"Parameter {self.name!r}: give version or label, not both "
+                "(GetParameter takes one selector)"
+            )
+        _check_transform(self.transform)
+        _check_ttl(self.ttl)
+
+    @property
+    def request(self) -> ParameterRequest:
+        """The cache key: everything that identifies the ``GetParameter`` call."""
+        return ParameterRequest(self.name, self.version, self.label, bool(self.decrypt))
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A Secrets Manager secret.
+
+    Args:
+        secret_id: The secret's name or ARN.
+        version_stage: A staging label (``AWSCURRENT``, ``AWSPREVIOUS``...).
+        version_id: A version id. May be given with ``version_stage``.
+        transform: As for :class:`Parameter`. A ``SecretBinary`` is bytes before it.
+        required: If false, a secret that does not exist gives ``default``.
+        default: The value for an optional secret that does not exist.
+        ttl: Seconds to cache this secret (0 to 3600); ``None`` uses ``SECRETS_MANAGER_TTL``.
+    """
+
+    secret_id: str
+    version_stage: str | None = None
+    version_id: str | None = None
+    transform: Transform = None
+    required: bool = True
+    default: Any = field(default=None, repr=False)
+    ttl: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_text("Secret secret_id", self.secret_id, optional=False)
+        _check_text("Secret version_stage", self.version_stage, optional=True)
+        _check_text("Secret version_id", self.version_id, optional=True)
+        _check_transform(self.transform)
+        _check_ttl(self.ttl)
+
+    @property
+    def request(self) -> SecretRequest:
+        """The cache key: everything that identifies the ``GetSecretValue`` call."""
+        return SecretRequest(self.secret_id, self.version_stage, self.version_id)
+
+
+Declaration = Parameter | Secret
+
+
+def raw_value(record: Record) -> str | bytes:
+    """The stored value in a record: a parameter's ``Value``, a secret's string or bytes."""
+    if "Value" in record:
+        return str(record["Value"])
+    if record.get("SecretString") is not None:
+        return str(record["SecretString"])
+    binary = record.get("SecretBinary")
+    if isinstance(binary, (bytes, bytearray)):
+        return bytes(binary)
+    if isinstance(binary, str):
+        # JSON APIs (and the extension) send SecretBinary base64-encoded.
+        return base64.b64decode(binary)
+    raise ValueError("record has no value")
+
+
+def apply_transform(declaration: Declaration, record: Record) -> Any:
+    """Turn a record into what the app sees, read-only.
+
+    Raises:
+        FetchError: ``TransformFailed``. The message names the transform and the kind of
+            failure, never the value, and the original exception is not chained because
+            its message may quote the value.
+    """
+    transform = declaration.transform
+    try:
+        raw = raw_value(record)
+        if transform is None:
+            return raw
+        if transform == "json":
+            return freeze(json.loads(raw))
+        if transform == "binary":
+            if isinstance(raw, bytes):
+                return raw  # a SecretBinary is already bytes
+            return base64.b64decode(raw, validate=True)
+        if transform == "list":
+            text = raw.decode() if isinstance(raw, bytes) else raw
+            return FrozenList(text.split(","))
+        assert callable(transform)
+        return freeze(transform(raw))
+    except Exception as exc:  # bad JSON or base64, or whatever a user's callable raises
+        failure = type(exc).__name__
+    name = transform if isinstance(transform, str) else getattr(transform, "__name__", "callable")
+    raise FetchError(
+        f"the value could not be transformed with {name!r} ({failure})",
+        code="TransformFailed",
+    ) from None

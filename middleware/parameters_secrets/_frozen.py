@@ -1,0 +1,51 @@
+"""Read-only containers for values shared between requests.
+
+A cached value is handed to every request until it expires, so a request must not be
+able to change it for the others. JSON objects and arrays become subclasses of ``dict``
+and ``list`` (so ``json.dumps``, FastAPI and pydantic treat them as usual) whose
+mutating methods raise ``TypeError``. This costs one conversion per fetch instead of a
+deep copy per request.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+_HINT = "values from parameters_secrets are shared between requests and read-only; copy it first"
+
+
+def _read_only(self: object, *args: object, **kwargs: object) -> NoReturn:
+    raise TypeError(f"{type(self).__name__} is read-only: {_HINT}")
+
+
+class FrozenDict(dict[str, Any]):
+    """A ``dict`` that refuses to change."""
+
+    __slots__ = ()
+    __setitem__ = __delitem__ = _read_only
+    clear = pop = popitem = setdefault = update = _read_only
+    __ior__ = _read_only
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenDict, (dict(self),))
+
+
+class FrozenList(list[Any]):
+    """A ``list`` that refuses to change."""
+
+    __slots__ = ()
+    __setitem__ = __delitem__ = _read_only
+    append = extend = insert = pop = remove = clear = sort = reverse = _read_only
+    __iadd__ = __imul__ = _read_only
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenList, (list(self),))
+
+
+def freeze(value: Any) -> Any:
+    """Return ``value`` with every dict and list inside it made read-only."""
+    if isinstance(value, dict):
+        return FrozenDict({key: freeze(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return FrozenList(freeze(item) for item in value)
+    return value

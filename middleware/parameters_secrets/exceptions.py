@@ -1,0 +1,44 @@
+"""Errors raised by parameters_secrets. None of them ever carries a value."""
+
+from __future__ import annotations
+
+__all__ = ["ConfigurationError", "FetchError", "ParametersSecretsError"]
+
+
+class ParametersSecretsError(Exception):
+    """Base class for every error this library raises."""
+
+
+class ConfigurationError(ParametersSecretsError, ValueError):
+    """A declaration, argument or environment variable is not valid."""
+
+
+class FetchError(ParametersSecretsError):
+    """A value could not be loaded from its source.
+
+    Attributes:
+        code: The AWS error code (``ParameterNotFound``, ``AccessDeniedException``,
+            ``ThrottlingException``...) or one of ours for failures AWS has no code for
+            (``Timeout``, ``ConnectionError``, ``MalformedResponse``, ``TransformFailed``).
+        transient: Whether trying again later may succeed (timeouts, connection
+            errors, 5xx, throttling). Not-found and access-denied are not transient.
+        status: The HTTP status the source answered with, if it answered.
+    """
+
+    def __init__(
+        self, message: str, *, code: str, transient: bool = False, status: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.transient = transient
+        self.status = status
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keep keyword-only attributes through pickling (multiprocessing, test runners).
+        return (_rebuild_fetch_error, (str(self), self.code, self.transient, self.status))
+
+
+def _rebuild_fetch_error(
+    message: str, code: str, transient: bool, status: int | None
+) -> FetchError:
+    return FetchError(message, code=code, transient=transient, status=status)
