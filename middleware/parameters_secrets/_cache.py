@@ -8,7 +8,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, TypeAlias, TypeVar, Union
 
 from .exceptions import FetchError
 
@@ -16,11 +16,15 @@ logger = logging.getLogger("parameters_secrets")
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
-Outcome = V | FetchError
-Fetch = Callable[[Sequence[K], float | None], Awaitable[Sequence[Outcome[V]]]]
+Outcome: TypeAlias = Union[V, FetchError]  # noqa: UP007 - a generic alias: mypy needs Union here
+Fetch: TypeAlias = Callable[[Sequence[K], float | None], Awaitable[Sequence[Outcome[V]]]]
 """Fetch several keys from upstream at once: ``fetch(keys, deadline) -> outcomes``, one per
 key, in order. ``deadline`` is a ``time.monotonic()`` instant, or ``None``."""
 
+# A value that does not exist is remembered this long (or the TTL, if shorter), so that
+# a missing optional value, or a missing required one answering 503, does not cost every
+# request an upstream call; short, so that creating it is noticed soon.
+NOT_FOUND_TTL_SECONDS = 10.0
 # After a refresh failed and the stale value was served, wait this long (or the TTL, if
 # shorter) before asking upstream again, so an outage does not cost every request a
 # round trip to a failing or slow upstream.
@@ -68,6 +72,8 @@ class Cache(Generic[K, V]):
     * One upstream fetch per key at a time: concurrent lookups of a missing or expired key
       wait for the same fetch (single flight). Keys missing together are fetched together,
       so a source can batch them.
+    * "Not found" answers are remembered for ``NOT_FOUND_TTL_SECONDS`` at most; other
+      errors are not cached.
     * An expired entry is kept until it is refreshed or evicted. If its refresh fails for a
       transient reason, the old value is served (``stale_if_error``) and a warning logged.
     * When full, expired entries go first, then the least recently used.
@@ -94,7 +100,7 @@ class Cache(Generic[K, V]):
         self._enabled = enabled and max_size > 0
         self._stale_if_error = stale_if_error
         self._clock = clock
-        self._entries: OrderedDict[K, _Entry[V]] = OrderedDict()
+        self._entries: OrderedDict[K, _Entry[Outcome[V]]] = OrderedDict()
         # Futures are bound to the loop that made them; see _in_flight_for_loop.
         self._in_flight: dict[K, asyncio.Future[Outcome[V]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -201,7 +207,8 @@ class Cache(Generic[K, V]):
 
     def _settle(self, key: K, result: Outcome[V], ttl: float, now: float) -> Outcome[V]:
         self._fetches += 1
-        previous = self._entries.get(key)
+        entry = self._entries.get(key)
+        previous = entry if entry is not None and not isinstance(entry.value, FetchError) else None
         if not isinstance(result, FetchError):
             if previous is not None:
                 self._refreshes += 1
@@ -209,6 +216,9 @@ class Cache(Generic[K, V]):
                 self._store(key, result, now + ttl)
             return result
         self._errors += 1
+        if result.not_found and self._caches(ttl):
+            self._store(key, result, now + min(ttl, NOT_FOUND_TTL_SECONDS))
+            return result
         if result.transient and self._stale_if_error and previous is not None and self._caches(ttl):
             self._stale_serves += 1
             previous.expires_at = now + min(ttl, STALE_RETRY_SECONDS)
@@ -222,7 +232,7 @@ class Cache(Generic[K, V]):
             self._entries.pop(key, None)
         return result
 
-    def _store(self, key: K, value: V, expires_at: float) -> None:
+    def _store(self, key: K, value: Outcome[V], expires_at: float) -> None:
         self._entries[key] = _Entry(value, expires_at)
         self._entries.move_to_end(key)
         if len(self._entries) <= self._max_size:

@@ -19,14 +19,6 @@ of ``GetParameter``, or the whole ``GetSecretValue`` response)."""
 
 TRANSFORMS: tuple[TransformName, ...] = ("json", "binary", "list")
 MAX_DECLARATION_TTL = 3600
-NOT_FOUND_CODES = frozenset(
-    {
-        "ParameterNotFound",
-        "ParameterVersionNotFound",
-        "ParameterVersionLabelNotFound",
-        "ResourceNotFoundException",
-    }
-)
 
 
 @dataclass(frozen=True)

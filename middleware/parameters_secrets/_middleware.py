@@ -12,7 +12,6 @@ from typing import Any
 from ._cache import Cache, CacheStats
 from ._context import Values, _current
 from ._declarations import (
-    NOT_FOUND_CODES,
     Declaration,
     Parameter,
     Record,
@@ -124,7 +123,7 @@ class ParametersSecretsMiddleware:
                     outcome = exc
             if declaration.required:
                 failures.append((key, outcome))
-            elif outcome.code in NOT_FOUND_CODES:
+            elif outcome.not_found:
                 values[key] = declaration.default
             else:
                 logger.warning(

@@ -4,6 +4,15 @@ from __future__ import annotations
 
 __all__ = ["ConfigurationError", "FetchError", "ParametersSecretsError"]
 
+NOT_FOUND_CODES = frozenset(
+    {
+        "ParameterNotFound",
+        "ParameterVersionNotFound",
+        "ParameterVersionLabelNotFound",
+        "ResourceNotFoundException",
+    }
+)
+
 
 class ParametersSecretsError(Exception):
     """Base class for every error this library raises."""
@@ -32,6 +41,11 @@ class FetchError(ParametersSecretsError):
         self.code = code
         self.transient = transient
         self.status = status
+
+    @property
+    def not_found(self) -> bool:
+        """Whether the value (or the version asked for) does not exist."""
+        return self.code in NOT_FOUND_CODES
 
     def __reduce__(self) -> tuple[object, ...]:
         # Keep keyword-only attributes through pickling (multiprocessing, test runners).
