@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+from parameters_secrets import ExtensionSource
 from parameters_secrets._settings import ENVIRONMENT
 from tests.extension_server import FakeExtension
 
@@ -42,6 +45,35 @@ def isolated_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     level = logger.level
     yield
     logger.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
+def event_loop_per_test(monkeypatch: pytest.MonkeyPatch) -> Iterator[asyncio.AbstractEventLoop]:
+    """A current loop for Mangum to adopt, like a Lambda instance's; closed cleanly after.
+
+    Mangum runs every invocation on the thread's current loop and never closes it. Each
+    test gets its own, and at teardown every pooled extension client opened on it is
+    closed before the loop is, as a shutting-down app would.
+    """
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    sources: list[ExtensionSource] = []  # strong: a test's locals are gone by teardown
+    client_for_loop = ExtensionSource._client_for_loop
+
+    def tracked(self: ExtensionSource) -> Any:
+        if self not in sources:
+            sources.append(self)
+        return client_for_loop(self)
+
+    monkeypatch.setattr(ExtensionSource, "_client_for_loop", tracked)
+    yield loop
+    for source in sources:
+        if source._client_loop is loop and not loop.is_closed():
+            loop.run_until_complete(source.aclose())
+    if not loop.is_closed():
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+    asyncio.set_event_loop(None)
 
 
 @pytest.fixture

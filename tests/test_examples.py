@@ -1,0 +1,162 @@
+"""The examples, invoked as Lambda would: their Mangum handlers with real-shaped events."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Protocol
+
+import pytest
+
+from parameters_secrets import CacheStats, ParametersSecretsError, ParametersSecretsMiddleware
+from tests.lambda_events import EVENT_KINDS, EventKind, LambdaResponse, invoke
+
+ROOT = Path(__file__).resolve().parent.parent
+VALUES_FILE = ROOT / "examples" / "local-values.json"
+LOCAL_VALUES: dict[str, Any] = json.loads(VALUES_FILE.read_text(encoding="utf-8"))
+API_KEY: str = LOCAL_VALUES["parameters"]["/demo-app/prod/api-key"]["value"]
+DB_PASSWORD: str = LOCAL_VALUES["secrets"]["demo-app/prod/db"]["json"]["password"]
+INDEX_BODY = {"user": "demo", "beta": True, "origins": 2}
+DECLARED = 4  # api_key, flags, allowed_origins, db in every example
+
+
+class LoadExample(Protocol):
+    def __call__(self, name: str) -> ModuleType: ...
+
+
+@pytest.fixture
+def load_example(monkeypatch: pytest.MonkeyPatch, isolated_environment: None) -> LoadExample:
+    """Import an example afresh with the file source: the middleware reads the
+    environment when it is constructed, which is at import (or, under Starlette, on
+    the first call)."""
+    monkeypatch.setenv("PARAMETERS_SECRETS_SOURCE", f"file:{VALUES_FILE}")
+
+    def load(name: str) -> ModuleType:
+        module_name = f"examples.{name}"
+        monkeypatch.delitem(sys.modules, module_name, raising=False)
+        return importlib.import_module(module_name)
+
+    return load
+
+
+def middleware_of(app: Any) -> ParametersSecretsMiddleware:
+    node = getattr(app, "middleware_stack", None) or app
+    while node is not None:
+        if isinstance(node, ParametersSecretsMiddleware):
+            return node
+        node = getattr(node, "app", None)
+    raise LookupError("no ParametersSecretsMiddleware in the app")
+
+
+def invoke_every_kind(module: ModuleType, path: str = "/") -> list[LambdaResponse]:
+    """Invoke ``module.handler`` with each event kind, twice, checking the counters: the
+    first request fetches every declared value, the later ones only hit the cache."""
+    responses: list[LambdaResponse] = []
+    kinds: list[EventKind] = [*EVENT_KINDS, *EVENT_KINDS]
+    for number, kind in enumerate(kinds, start=1):
+        responses.append(invoke(module.handler, kind, path))
+        stats = middleware_of(module.app).stats
+        assert stats == CacheStats(hits=DECLARED * (number - 1), fetches=DECLARED, size=DECLARED), (
+            number,
+            kind,
+        )
+    return responses
+
+
+@pytest.mark.parametrize("name", ["fastapi_app", "starlette_app", "flask_app"])
+def test_example_serves_values_on_every_event_kind_from_one_fetch(
+    load_example: LoadExample, name: str
+) -> None:
+    module = load_example(name)
+    responses = invoke_every_kind(module)
+    assert [r.status for r in responses] == [200] * len(responses)
+    assert [r.json() for r in responses] == [INDEX_BODY] * len(responses)
+    assert all(r.headers["content-type"] == "application/json" for r in responses)
+
+
+def test_flask_view_reads_current_values(load_example: LoadExample) -> None:
+    module = load_example("flask_app")
+    # The middleware wraps WsgiToAsgi directly: no Starlette stack to walk.
+    assert isinstance(module.app, ParametersSecretsMiddleware)
+    response = invoke(module.handler, "alb", "/")
+    assert (response.status, response.json()) == (200, INDEX_BODY)
+    # Outside a request there are no values, so the view got them from the ContextVar.
+    with pytest.raises(ParametersSecretsError, match=r"outside a request"):
+        module.index()
+
+
+def test_fastapi_injected_value_is_used_but_not_echoed(load_example: LoadExample) -> None:
+    module = load_example("fastapi_app")
+    responses = invoke_every_kind(module, "/injected")
+    expected = {"api_key_length": len(API_KEY), "test_mode": True}
+    assert [(r.status, r.json()) for r in responses] == [(200, expected)] * len(responses)
+    assert not any(API_KEY in r.body for r in responses)
+
+
+def test_fastapi_routes_share_one_cache(load_example: LoadExample) -> None:
+    module = load_example("fastapi_app")
+    assert invoke(module.handler, "http_api_v2", "/").json() == INDEX_BODY
+    assert invoke(module.handler, "api_gateway_v1", "/injected").status == 200
+    assert middleware_of(module.app).stats.fetches == DECLARED
+
+
+def test_example_answers_503_when_the_values_file_lacks_a_value(
+    load_example: LoadExample, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    partial = {"parameters": LOCAL_VALUES["parameters"]}  # no db secret
+    path = tmp_path / "values.json"
+    path.write_text(json.dumps(partial), encoding="utf-8")
+    module = load_example("starlette_app")  # sets the source to the full file...
+    monkeypatch.setenv("PARAMETERS_SECRETS_SOURCE", f"file:{path}")  # ...replaced here
+    module = importlib.reload(module)
+    response = invoke(module.handler, "function_url", "/")
+    assert response.status == 503
+    assert response.json() == {"detail": "could not load 'db' (ResourceNotFoundException)"}
+
+
+def test_starlette_websocket_gets_the_username(load_example: LoadExample) -> None:
+    module = load_example("starlette_app")
+    with warnings.catch_warnings():
+        # Starlette 1.x prefers httpx2 for its test client; httpx works and is what we have.
+        warnings.filterwarnings(
+            "ignore", message="Using `httpx` with `starlette.testclient`", category=UserWarning
+        )
+        from starlette.testclient import TestClient
+
+    with TestClient(module.app) as client:
+        for _ in range(2):
+            with client.websocket_connect("/ws") as websocket:
+                assert websocket.receive_json() == {"user": "demo"}
+    stats = middleware_of(module.app).stats
+    assert (stats.fetches, stats.hits) == (DECLARED, DECLARED)
+
+
+def test_demo_runs_offline_shows_a_refresh_and_a_503_and_leaks_no_secret() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "examples.demo"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("AWS_", "PARAMETERS_SECRETS_"))
+        },
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "refreshed" in result.stdout
+    assert " 503 " in result.stdout
+    assert "could not load 'webhook_secret' (ParameterNotFound)" in result.stdout
+    assert '"beta":false' in result.stdout  # the refreshed value
+    assert "secret values found in the output: 0" in result.stdout
+    assert API_KEY not in output
+    assert DB_PASSWORD not in output

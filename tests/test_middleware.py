@@ -1,0 +1,608 @@
+"""The middleware through real Mangum invocations against a real extension-compatible server."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import httpx
+import pytest
+from fastapi import FastAPI, Request
+from mangum import Mangum
+from mangum.types import LifespanMode
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import WebSocketRoute
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from parameters_secrets import (
+    ConfigurationError,
+    ExtensionSource,
+    Parameter,
+    ParametersSecretsError,
+    ParametersSecretsMiddleware,
+    Secret,
+    Settings,
+    StaticSource,
+    current_values,
+)
+from parameters_secrets._sources.extension import ExtensionSource as _ExtensionSource
+from parameters_secrets.fastapi import Value
+from tests.conftest import TOKEN, FakeClock
+from tests.extension_server import FakeExtension
+from tests.lambda_events import EVENT_KINDS, EventKind, LambdaContext, invoke
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+def extension_source(port: int, token: str | None = TOKEN, **kwargs: Any) -> ExtensionSource:
+    return ExtensionSource(port=port, token=token, **kwargs)
+
+
+def seed(extension: FakeExtension) -> None:
+    extension.put_parameter("/app/api-key", "sk_live_abc", type="SecureString")
+    extension.put_parameter("/app/flags", '{"beta": true, "limits": [1, 2]}')
+    extension.put_parameter(
+        "/app/origins", "https://a.example,https://b.example", type="StringList"
+    )
+    extension.put_secret("prod/db", string='{"username": "app", "password": "pw"}')
+
+
+VALUES: dict[str, Parameter | Secret] = {
+    "api_key": Parameter("/app/api-key"),
+    "flags": Parameter("/app/flags", transform="json"),
+    "origins": Parameter("/app/origins", transform="list"),
+    "db": Secret("prod/db", transform="json"),
+}
+
+
+def fastapi_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/")
+    async def index(request: Request) -> dict[str, Any]:
+        return {
+            "user": request.state.db["username"],
+            "beta": request.state.flags["beta"],
+            "origins": request.state.origins,
+            "key_length": len(request.state.api_key),
+            "keys": sorted(current_values()),
+        }
+
+    @app.get("/mutate")
+    async def mutate(request: Request) -> dict[str, str]:
+        try:
+            request.state.flags["beta"] = False
+        except TypeError:
+            outcome = "refused"
+        else:
+            outcome = "changed"
+        request.state.flags = {"beta": "replaced"}  # only this request's state
+        return {"outcome": outcome}
+
+    return app
+
+
+def wrap(
+    extension: FakeExtension,
+    values: dict[str, Parameter | Secret] | None = None,
+    *,
+    clock: FakeClock | None = None,
+    settings: Settings | None = None,
+    app: Any = None,
+) -> ParametersSecretsMiddleware:
+    settings = settings or Settings()
+    return ParametersSecretsMiddleware(
+        app if app is not None else fastapi_app(),
+        values=VALUES if values is None else values,
+        source=extension_source(extension.port, settings=settings),
+        settings=settings,
+        **({"clock": clock} if clock is not None else {}),
+    )
+
+
+@pytest.mark.parametrize("lifespan", ["auto", "off"])
+@pytest.mark.parametrize("kind", EVENT_KINDS)
+def test_values_reach_routes_and_are_fetched_once_across_invocations(
+    extension: FakeExtension, kind: EventKind, lifespan: LifespanMode
+) -> None:
+    seed(extension)
+    middleware = wrap(extension)
+    handler = Mangum(middleware, lifespan=lifespan)
+    for _ in range(4):
+        response = invoke(handler, kind, "/")
+        assert response.status == 200, response.body
+        assert response.json() == {
+            "user": "app",
+            "beta": True,
+            "origins": ["https://a.example", "https://b.example"],
+            "key_length": len("sk_live_abc"),
+            "keys": ["api_key", "db", "flags", "origins"],
+        }
+    assert extension.calls("parameter", "/app/api-key") == 1
+    assert extension.calls("parameter", "/app/flags") == 1
+    assert extension.calls("secret", "prod/db") == 1
+    assert extension.total_calls == 4
+    assert middleware.stats.fetches == 4
+    assert middleware.stats.hits == 12
+
+
+def test_nothing_is_fetched_at_construction_or_lifespan(extension: FakeExtension) -> None:
+    seed(extension)
+    events: list[str] = []
+
+    async def lifespan_app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                events.append(message["type"])
+                await send({"type": message["type"] + ".complete"})
+                if message["type"] == "lifespan.shutdown":
+                    return
+        await fastapi_app()(scope, receive, send)
+
+    handler = Mangum(wrap(extension, app=lifespan_app), lifespan="on")
+    assert extension.total_calls == 0
+    response = invoke(handler, "http_api_v2", "/")
+    assert response.status == 200
+    assert events == ["lifespan.startup", "lifespan.shutdown"]  # passed straight through
+    assert extension.total_calls == 4
+
+
+def test_first_request_fetches_every_value_concurrently(extension: FakeExtension) -> None:
+    seed(extension)
+    extension.fail("slow", delay=0.2, times=4)
+    handler = Mangum(wrap(extension), lifespan="off")
+    assert invoke(handler, "http_api_v2", "/").status == 200
+    # Sequential requests over a keep-alive pool would share one connection: four slow
+    # answers at once need four.
+    assert extension.connections == 4
+    assert invoke(handler, "http_api_v2", "/").status == 200
+    assert extension.connections == 4
+    assert extension.total_calls == 4
+
+
+def test_extension_requests_carry_the_token_and_the_full_identity(
+    extension: FakeExtension, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_SESSION_TOKEN", TOKEN)
+    extension.put_parameter("/p", "v1", labels=["release"])
+    extension.put_parameter("/p", "v2")
+    extension.put_secret("s", string="old")
+    extension.put_secret("s", string="new")
+    values: dict[str, Parameter | Secret] = {
+        "by_version": Parameter("/p", version=1),
+        "by_label": Parameter("/p", label="release"),
+        "latest": Parameter("/p", decrypt=False),
+        "previous": Secret("s", version_stage="AWSPREVIOUS"),
+        "current": Secret("s"),
+    }
+    app = Starlette()
+
+    async def show(scope: Any, receive: Any, send: Any) -> None:
+        values = current_values()
+        await PlainTextResponse(",".join(str(values[k]) for k in sorted(values)))(
+            scope, receive, send
+        )
+
+    middleware = ParametersSecretsMiddleware(
+        show, values=values, source=extension_source(extension.port, token=None)
+    )
+    del app
+    response = invoke(Mangum(middleware, lifespan="off"), "alb", "/")
+    assert response.status == 200
+    assert response.body == "v1,v1,new,v2,old"
+    queries = sorted(r.raw_query for r in extension.requests)
+    assert queries == [
+        "name=%2Fp&label=release&withDecryption=true",
+        "name=%2Fp&version=1&withDecryption=true",
+        "name=%2Fp&withDecryption=false",
+        "secretId=s",
+        "secretId=s&versionStage=AWSPREVIOUS",
+    ]
+    assert {r.headers["x-aws-parameters-secrets-token"] for r in extension.requests} == {TOKEN}
+
+
+def test_same_identity_declared_twice_is_fetched_once(extension: FakeExtension) -> None:
+    extension.put_parameter("/p", '["a", "b"]')
+    values: dict[str, Parameter | Secret] = {
+        "text": Parameter("/p"),
+        "parsed": Parameter("/p", transform="json"),
+        "other_label": Parameter("/p", label="x", required=False, default="none"),
+    }
+    seen: dict[str, Any] = {}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.update(scope["state"])
+        await PlainTextResponse("ok")(scope, receive, send)
+
+    response = invoke(Mangum(wrap(extension, values, app=app), lifespan="off"), "http_api_v2")
+    assert response.status == 200
+    assert seen == {"text": '["a", "b"]', "parsed": ["a", "b"], "other_label": "none"}
+    assert extension.calls("parameter", "/p") == 2  # the label is another identity
+
+
+def test_hundred_concurrent_first_requests_make_one_upstream_call_per_key(
+    extension: FakeExtension,
+) -> None:
+    seed(extension)
+    extension.fail("slow", delay=0.2, times=4)
+    middleware = wrap(extension)
+
+    async def burst() -> list[int]:
+        transport = httpx.ASGITransport(app=middleware)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            responses = await asyncio.gather(*(client.get("/") for _ in range(100)))
+        await middleware.source.aclose()
+        return [r.status_code for r in responses]
+
+    assert asyncio.run(burst()) == [200] * 100
+    assert extension.calls("parameter", "/app/api-key") == 1
+    assert extension.calls("parameter", "/app/flags") == 1
+    assert extension.calls("parameter", "/app/origins") == 1
+    assert extension.calls("secret", "prod/db") == 1
+
+
+def test_value_is_refetched_after_its_ttl_and_not_before(
+    extension: FakeExtension, clock: FakeClock
+) -> None:
+    seed(extension)
+    settings = Settings(parameter_ttl=60, secret_ttl=300)
+    handler = Mangum(wrap(extension, clock=clock, settings=settings), lifespan="off")
+    assert invoke(handler, "api_gateway_v1", "/").status == 200
+    clock.advance(59.9)
+    assert invoke(handler, "api_gateway_v1", "/").status == 200
+    assert extension.calls("parameter", "/app/flags") == 1
+    extension.put_parameter("/app/flags", '{"beta": false}')
+    clock.advance(0.2)
+    response = invoke(handler, "api_gateway_v1", "/")
+    assert response.json()["beta"] is False
+    assert extension.calls("parameter", "/app/flags") == 2
+    assert extension.calls("secret", "prod/db") == 1  # its TTL is 300
+
+
+def test_declaration_ttl_overrides_the_kind_ttl(extension: FakeExtension, clock: FakeClock) -> None:
+    seed(extension)
+    values: dict[str, Parameter | Secret] = {
+        **VALUES,
+        "flags": Parameter("/app/flags", transform="json", ttl=1200),
+    }
+    handler = Mangum(wrap(extension, values, clock=clock), lifespan="off")
+    invoke(handler, "http_api_v2", "/")
+    clock.advance(600)
+    invoke(handler, "http_api_v2", "/")
+    assert extension.calls("parameter", "/app/flags") == 1
+    assert extension.calls("parameter", "/app/api-key") == 2
+
+
+@pytest.mark.parametrize(
+    ("variables", "parameter_calls", "secret_calls"),
+    [
+        ({"SSM_PARAMETER_STORE_TTL": "0"}, 3, 1),
+        ({"SECRETS_MANAGER_TTL": "0"}, 1, 3),
+        ({"PARAMETERS_SECRETS_EXTENSION_CACHE_ENABLED": "FALSE"}, 3, 3),
+        ({"PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE": "0"}, 3, 3),
+    ],
+)
+def test_environment_bypasses_the_cache_as_the_extension_does(
+    extension: FakeExtension,
+    monkeypatch: pytest.MonkeyPatch,
+    variables: dict[str, str],
+    parameter_calls: int,
+    secret_calls: int,
+) -> None:
+    seed(extension)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings.from_env()
+    handler = Mangum(wrap(extension, settings=settings), lifespan="off")
+    for _ in range(3):
+        assert invoke(handler, "http_api_v2", "/").status == 200
+    assert extension.calls("parameter", "/app/flags") == parameter_calls
+    assert extension.calls("secret", "prod/db") == secret_calls
+
+
+def test_cache_size_bounds_entries_least_recently_used_first(
+    extension: FakeExtension,
+) -> None:
+    for name in ("a", "b", "c"):
+        extension.put_parameter(f"/{name}", name)
+    settings = Settings(cache_size=2)
+    values: dict[str, Parameter | Secret] = {n: Parameter(f"/{n}") for n in ("a", "b", "c")}
+    middleware = wrap(extension, values, settings=settings)
+    handler = Mangum(middleware, lifespan="off")
+    invoke(handler, "http_api_v2", "/")
+    invoke(handler, "http_api_v2", "/")
+    assert middleware.stats.size == 2
+    assert extension.total_calls > 3  # three keys cannot all stay in two entries
+
+
+def test_not_ready_extension_is_retried_briefly(extension: FakeExtension) -> None:
+    seed(extension)
+    extension.fail("not_ready", times=3, name="/app/flags")
+    response = invoke(Mangum(wrap(extension), lifespan="off"), "http_api_v2", "/")
+    assert response.status == 200
+    assert extension.calls("parameter", "/app/flags") == 4
+
+
+FAULTS = [
+    ("error_500", "InternalServerError"),
+    ("throttle", "ThrottlingException"),
+    ("malformed_json", "MalformedResponse"),
+    ("drop_mid_body", "ConnectionError"),
+    ("access_denied", "AccessDeniedException"),
+    ("not_ready", "ExtensionNotReady"),
+]
+
+
+@pytest.mark.parametrize(("mode", "code"), FAULTS)
+def test_first_load_failure_answers_503_without_calling_the_app(
+    extension: FakeExtension, mode: str, code: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    seed(extension)
+    extension.fail(mode, name="prod/db")  # type: ignore[arg-type]
+    called: list[bool] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        called.append(True)
+        await PlainTextResponse("ok")(scope, receive, send)
+
+    with caplog.at_level(logging.ERROR, logger="parameters_secrets"):
+        response = invoke(Mangum(wrap(extension, app=app), lifespan="off"), "http_api_v2", "/")
+    assert response.status == 503
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"detail": f"could not load 'db' ({code})"}
+    assert called == []
+    assert any(r.levelno == logging.ERROR and "'db'" in r.getMessage() for r in caplog.records)
+    extension.clear_faults()
+    handler = Mangum(wrap(extension, app=app), lifespan="off")
+    assert invoke(handler, "http_api_v2", "/").status == 200  # recovers when the fault clears
+
+
+def test_refused_connection_answers_503_naming_the_layer(
+    extension: FakeExtension, caplog: pytest.LogCaptureFixture
+) -> None:
+    seed(extension)
+    handler = Mangum(wrap(extension), lifespan="off")
+    extension.stop()
+    with caplog.at_level(logging.ERROR, logger="parameters_secrets"):
+        response = invoke(handler, "http_api_v2", "/")
+    assert response.status == 503
+    assert "ConnectionError" in response.json()["detail"]
+    assert "is the extension layer attached?" in caplog.text
+
+
+def test_slow_upstream_times_out_per_setting(extension: FakeExtension) -> None:
+    seed(extension)
+    extension.fail("slow", delay=5.0, name="/app/flags")
+    settings = Settings(parameter_timeout_ms=150)
+    response = invoke(Mangum(wrap(extension, settings=settings), lifespan="off"), "alb", "/")
+    assert response.status == 503
+    assert response.json() == {"detail": "could not load 'flags' (Timeout)"}
+
+
+def test_slow_upstream_is_bounded_by_the_lambdas_remaining_time(
+    extension: FakeExtension,
+) -> None:
+    seed(extension)
+    extension.fail("slow", delay=5.0, name="prod/db")
+    handler = Mangum(wrap(extension), lifespan="off")
+    response = invoke(handler, "function_url", "/", context=LambdaContext(remaining_ms=300))
+    assert response.status == 503
+    assert response.json() == {"detail": "could not load 'db' (Timeout)"}
+
+
+@pytest.mark.parametrize("mode", ["error_500", "throttle", "slow", "malformed_json"])
+def test_transient_refresh_failure_serves_the_previous_value(
+    extension: FakeExtension, clock: FakeClock, caplog: pytest.LogCaptureFixture, mode: str
+) -> None:
+    seed(extension)
+    settings = Settings(secret_timeout_ms=200)
+    middleware = wrap(extension, clock=clock, settings=settings)
+    handler = Mangum(middleware, lifespan="off")
+    assert invoke(handler, "http_api_v2", "/").status == 200
+    clock.advance(301)
+    extension.fail(mode, name="prod/db", delay=2.0)  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING, logger="parameters_secrets"):
+        response = invoke(handler, "http_api_v2", "/")
+    assert response.status == 200
+    assert response.json()["user"] == "app"
+    assert middleware.stats.stale_serves == 1
+    assert "serving the previous value" in caplog.text
+    # Recovery: once the fault clears and the retry pause passes, the new value is fetched.
+    extension.clear_faults()
+    extension.put_secret("prod/db", string='{"username": "rotated"}')
+    clock.advance(10)
+    assert invoke(handler, "http_api_v2", "/").json()["user"] == "rotated"
+
+
+def test_stale_value_is_not_served_when_disabled(
+    extension: FakeExtension, clock: FakeClock
+) -> None:
+    seed(extension)
+    handler = Mangum(
+        wrap(extension, clock=clock, settings=Settings(stale_if_error=False)), lifespan="off"
+    )
+    assert invoke(handler, "http_api_v2", "/").status == 200
+    clock.advance(301)
+    extension.fail("error_500", name="prod/db")
+    assert invoke(handler, "http_api_v2", "/").status == 503
+
+
+def test_access_denied_on_refresh_is_not_masked_by_the_old_value(
+    extension: FakeExtension, clock: FakeClock
+) -> None:
+    seed(extension)
+    handler = Mangum(wrap(extension, clock=clock), lifespan="off")
+    assert invoke(handler, "http_api_v2", "/").status == 200
+    clock.advance(301)
+    extension.fail("access_denied", name="prod/db")
+    response = invoke(handler, "http_api_v2", "/")
+    assert response.status == 503
+    assert response.json() == {"detail": "could not load 'db' (AccessDeniedException)"}
+
+
+def test_optional_missing_value_gets_its_default_and_is_not_refetched_each_time(
+    extension: FakeExtension,
+) -> None:
+    seen: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["state"]["feature"])
+        await PlainTextResponse("ok")(scope, receive, send)
+
+    values: dict[str, Parameter | Secret] = {
+        "feature": Parameter("/missing", required=False, default={"on": False})
+    }
+    handler = Mangum(wrap(extension, values, app=app), lifespan="off")
+    for _ in range(3):
+        assert invoke(handler, "http_api_v2", "/").status == 200
+    assert seen == [{"on": False}] * 3
+    assert extension.calls("parameter", "/missing") == 1
+
+
+def test_required_missing_value_answers_503_with_the_aws_code(extension: FakeExtension) -> None:
+    values: dict[str, Parameter | Secret] = {"thing": Secret("nope")}
+    response = invoke(Mangum(wrap(extension, values), lifespan="off"), "api_gateway_v1", "/")
+    assert response.status == 503
+    assert response.json() == {"detail": "could not load 'thing' (ResourceNotFoundException)"}
+
+
+def test_wrong_token_answers_503_unauthorized(extension: FakeExtension) -> None:
+    seed(extension)
+    middleware = ParametersSecretsMiddleware(
+        fastapi_app(), values=VALUES, source=extension_source(extension.port, token="wrong")
+    )
+    response = invoke(Mangum(middleware, lifespan="off"), "http_api_v2", "/")
+    assert response.status == 503
+    assert "(Unauthorized)" in response.json()["detail"]
+
+
+def test_values_cannot_be_changed_by_one_request_for_another(extension: FakeExtension) -> None:
+    seed(extension)
+    handler = Mangum(wrap(extension), lifespan="off")
+    assert invoke(handler, "http_api_v2", "/mutate").json() == {"outcome": "refused"}
+    assert invoke(handler, "http_api_v2", "/").json()["beta"] is True
+
+
+def test_fastapi_injection_gives_the_declared_value(extension: FakeExtension) -> None:
+    seed(extension)
+    app = FastAPI()
+
+    @app.get("/")
+    async def index(
+        user: Annotated[Any, Value("db")], origins: Annotated[Any, Value("origins")]
+    ) -> dict[str, Any]:
+        return {"user": user["username"], "origins": len(origins)}
+
+    response = invoke(Mangum(wrap(extension, app=app), lifespan="off"), "http_api_v2", "/")
+    assert response.json() == {"user": "app", "origins": 2}
+
+
+def test_websocket_is_closed_with_1011_when_a_value_cannot_load(
+    extension: FakeExtension,
+) -> None:
+    async def endpoint(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text(current_values()["db"]["username"])
+        await websocket.close()
+
+    app = Starlette(routes=[WebSocketRoute("/ws", endpoint)])
+    seed(extension)
+    with TestClient(wrap(extension, app=app)) as client, client.websocket_connect("/ws") as ws:
+        assert ws.receive_text() == "app"
+    extension.delete_secret("prod/db")
+    with (
+        TestClient(wrap(extension, app=app)) as client,
+        pytest.raises(WebSocketDisconnect) as closed,
+        client.websocket_connect("/ws"),
+    ):
+        pass
+    assert closed.value.code == 1011
+
+
+# The connections of a client whose loop has closed can only be dropped, not closed:
+# their transports warn when collected. That is the old loop's loss, not a leak here.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.filterwarnings("ignore:unclosed:ResourceWarning")
+def test_a_new_event_loop_per_call_rebuilds_the_client(extension: FakeExtension) -> None:
+    # Mangum < 0.21 and test clients run each call on a new loop.
+    seed(extension)
+    middleware = wrap(extension, settings=Settings(parameter_ttl=0, secret_ttl=0))
+
+    async def get(last: bool = False) -> int:
+        transport = httpx.ASGITransport(app=middleware)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            status = (await client.get("/")).status_code
+        if last:
+            await middleware.source.aclose()
+        return status
+
+    assert [asyncio.run(get()), asyncio.run(get()), asyncio.run(get(last=True))] == [200] * 3
+    assert extension.calls("secret", "prod/db") == 3
+    assert extension.connections == 12  # a pool per loop, four values at once in each
+    gc.collect()  # let the dead loops' transports warn here, under this test's filters
+
+
+def test_current_values_outside_a_request_is_a_clear_error() -> None:
+    with pytest.raises(ParametersSecretsError, match="outside a request"):
+        current_values()
+
+
+@pytest.mark.parametrize("key", ["not-an-identifier", "class", "_state", "1st", ""])
+def test_bad_keys_are_rejected_at_construction(key: str) -> None:
+    with pytest.raises(ConfigurationError, match="values key"):
+        ParametersSecretsMiddleware(
+            fastapi_app(), values={key: Parameter("/p")}, source=StaticSource()
+        )
+
+
+def test_declarations_must_be_parameters_or_secrets() -> None:
+    with pytest.raises(ConfigurationError, match="must be a Parameter or a Secret"):
+        ParametersSecretsMiddleware(
+            fastapi_app(),
+            values={"x": "/p"},  # type: ignore[dict-item]
+            source=StaticSource(),
+        )
+
+
+def test_source_is_chosen_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    values_file = tmp_path / "values.json"
+    values_file.write_text('{"parameters": {"/p": "v"}}')
+    monkeypatch.setenv("PARAMETERS_SECRETS_SOURCE", f"file:{values_file}")
+    middleware = ParametersSecretsMiddleware(fastapi_app(), values={"p": Parameter("/p")})
+    assert isinstance(middleware.source, StaticSource)
+    monkeypatch.delenv("PARAMETERS_SECRETS_SOURCE")
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "fn")
+    monkeypatch.setenv("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", "2999")
+    middleware = ParametersSecretsMiddleware(fastapi_app(), values={"p": Parameter("/p")})
+    assert isinstance(middleware.source, _ExtensionSource)
+    assert middleware.source.port == 2999
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME")
+    with pytest.raises(ConfigurationError, match="AwsSource is not implemented yet"):
+        ParametersSecretsMiddleware(fastapi_app(), values={"p": Parameter("/p")})
+
+
+def test_log_level_variable_sets_the_library_logger(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL", "debug")
+    ParametersSecretsMiddleware(fastapi_app(), values={}, source=StaticSource())
+    assert logging.getLogger("parameters_secrets").level == logging.DEBUG
+    monkeypatch.setenv("PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL", "none")
+    ParametersSecretsMiddleware(fastapi_app(), values={}, source=StaticSource())
+    assert logging.getLogger("parameters_secrets").level > logging.CRITICAL
+
+
+def test_counters_are_logged_at_debug(
+    extension: FakeExtension, caplog: pytest.LogCaptureFixture
+) -> None:
+    seed(extension)
+    middleware = wrap(extension, settings=Settings(log_level="debug"))
+    with caplog.at_level(logging.DEBUG, logger="parameters_secrets"):
+        invoke(Mangum(middleware, lifespan="off"), "http_api_v2", "/")
+    assert "fetches=4" in caplog.text
