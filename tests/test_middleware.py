@@ -606,3 +606,24 @@ def test_counters_are_logged_at_debug(
     with caplog.at_level(logging.DEBUG, logger="parameters_secrets"):
         invoke(Mangum(middleware, lifespan="off"), "http_api_v2", "/")
     assert "fetches=4" in caplog.text
+
+
+def test_optional_value_that_fails_otherwise_gets_its_default_with_a_warning(
+    extension: FakeExtension, caplog: pytest.LogCaptureFixture
+) -> None:
+    extension.put_parameter("/denied", "x")
+    extension.fail("access_denied", name="/denied")
+    seen: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["state"]["feature"])
+        await PlainTextResponse("ok")(scope, receive, send)
+
+    values: dict[str, Parameter | Secret] = {
+        "feature": Parameter("/denied", required=False, default="off")
+    }
+    with caplog.at_level(logging.WARNING, logger="parameters_secrets"):
+        response = invoke(Mangum(wrap(extension, values, app=app), lifespan="off"), "alb", "/")
+    assert response.status == 200
+    assert seen == ["off"]
+    assert "AccessDeniedException" in caplog.text
