@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
@@ -33,6 +34,13 @@ class Source(Protocol):
     async def aclose(self) -> None:
         """Release connections."""
         ...
+
+
+def give_up_time(timeout_ms: int, deadline: float | None) -> float | None:
+    """When to stop trying (``time.monotonic()``): the timeout setting or the deadline."""
+    timeout_at = time.monotonic() + timeout_ms / 1000 if timeout_ms else None
+    known = [t for t in (deadline, timeout_at) if t is not None]
+    return min(known) if known else None
 
 
 def default_source(settings: Settings) -> Source:

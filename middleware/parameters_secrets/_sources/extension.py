@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -16,24 +14,14 @@ import httpx
 from .._declarations import ParameterRequest, SecretRequest, ValueRequest
 from .._settings import Settings
 from ..exceptions import ConfigurationError, FetchError
-from . import Outcome
+from . import Outcome, give_up_time
+from ._errors import error_code, is_transient
 
 TOKEN_HEADER = "X-Aws-Parameters-Secrets-Token"  # noqa: S105 - a header name
 # The extension answers "400 not ready to serve traffic, please wait" until its own
 # INIT is done, and a connection can be refused for a moment while it starts.
 NOT_READY_BUDGET_SECONDS = 1.0
 _FIRST_RETRY_DELAY = 0.01
-THROTTLING_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "Throttling",
-        "ThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "RateExceeded",
-    }
-)
-_CODE_IN_TEXT = re.compile(r"\b([A-Z][A-Za-z]+(?:Exception|NotFound|Error|Fault))\b")
 
 
 class ExtensionSource:
@@ -104,8 +92,7 @@ class ExtensionSource:
         else:
             path, timeout_ms = _secret_path(request), self._settings.secret_timeout_ms
         start = time.monotonic()
-        limits = [t for t in (deadline, start + timeout_ms / 1000 if timeout_ms else None) if t]
-        give_up_at = min(limits) if limits else None
+        give_up_at = give_up_time(timeout_ms, deadline)
         token = self._token_value()
         headers = {TOKEN_HEADER: token} if token is not None else {}
         delay = _FIRST_RETRY_DELAY
@@ -189,10 +176,10 @@ def _parse(request: ValueRequest, response: httpx.Response) -> Outcome:
             transient=True,
             status=status,
         )
-    code, message = _error(response)
+    code, message = error_code(status, response.text)
     if status == 401:
         message = "the extension refused the token: is AWS_SESSION_TOKEN set?"
-    transient = status >= 500 or status == 429 or code in THROTTLING_CODES
+    transient = is_transient(status, code)
     return FetchError(
         f"{request.describe()}: {code} (HTTP {status}){': ' + message if message else ''}",
         code=code,
@@ -207,26 +194,3 @@ def _has_value(request: ValueRequest, record: dict[str, Any]) -> bool:
     return isinstance(record.get("SecretString"), str) or isinstance(
         record.get("SecretBinary"), str
     )
-
-
-def _error(response: httpx.Response) -> tuple[str, str]:
-    """The AWS error code and message in an error answer, JSON or text."""
-    text = response.text[:2000]
-    try:
-        body = json.loads(text)
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        code = body.get("__type") or body.get("code") or body.get("Code")
-        message = body.get("message") or body.get("Message") or ""
-        if isinstance(code, str) and code:
-            # "com.amazonaws...#ParameterNotFound" -> "ParameterNotFound"
-            return code.rsplit("#", 1)[-1].split(":", 1)[0], str(message)[:300]
-    found = _CODE_IN_TEXT.search(text)
-    if found:
-        return found.group(1), text.strip()[:300]
-    if response.status_code == 401:
-        return "Unauthorized", ""
-    return ("InternalServerError" if response.status_code >= 500 else "HTTPError"), text.strip()[
-        :300
-    ]

@@ -1,0 +1,57 @@
+"""Reading AWS error answers (JSON, XML or text) the same way for every source."""
+
+from __future__ import annotations
+
+import json
+import re
+
+THROTTLING_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "ThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "RateExceeded",
+        "ProvisionedThroughputExceededException",
+    }
+)
+_XML_CODE = re.compile(r"<Code>([^<]{1,100})</Code>")
+_XML_MESSAGE = re.compile(r"<Message>([^<]{0,300})</Message>")
+_CODE_IN_TEXT = re.compile(r"\b([A-Z][A-Za-z]+(?:Exception|NotFound|Error|Fault))\b")
+
+
+def error_code(status: int, text: str) -> tuple[str, str]:
+    """The AWS error code and message in an error answer.
+
+    JSON (``{"__type": "...#Code", "message": ...}``, as the JSON APIs and the extension
+    answer), XML (``<Code>``, as authentication failures come back), or a code found in
+    plain text; else one derived from the status.
+    """
+    text = text[:4000]
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        code = body.get("__type") or body.get("code") or body.get("Code")
+        message = body.get("message") or body.get("Message") or ""
+        if isinstance(code, str) and code:
+            # "com.amazonaws.ssm#ParameterNotFound" -> "ParameterNotFound";
+            # "ThrottlingException:http://..." -> "ThrottlingException"
+            return code.rsplit("#", 1)[-1].split(":", 1)[0], str(message)[:300]
+    found = _XML_CODE.search(text)
+    if found:
+        message = _XML_MESSAGE.search(text)
+        return found.group(1).strip(), message.group(1).strip() if message else ""
+    found = _CODE_IN_TEXT.search(text)
+    if found:
+        return found.group(1), text.strip()[:300]
+    if status == 401:
+        return "Unauthorized", ""
+    return ("InternalServerError" if status >= 500 else "HTTPError"), text.strip()[:300]
+
+
+def is_transient(status: int | None, code: str) -> bool:
+    """Whether trying again may help: 5xx, 429 and throttling."""
+    return (status is not None and (status >= 500 or status == 429)) or code in THROTTLING_CODES
