@@ -1,0 +1,353 @@
+"""The local extension-compatible server: its HTTP contract in process, and the real command."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, MutableMapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mangum import Mangum
+from starlette.responses import JSONResponse
+
+from parameters_secrets import (
+    ExtensionSource,
+    FetchError,
+    Parameter,
+    ParametersSecretsMiddleware,
+    Secret,
+    Settings,
+    StaticSource,
+)
+from parameters_secrets._declarations import ValueRequest
+from parameters_secrets._server import ExtensionServer
+from parameters_secrets._sources import Outcome
+from tests.lambda_events import invoke
+
+pytestmark = pytest.mark.anyio
+TOKEN = "server-test-token"
+VALUES_FILE: dict[str, dict[str, Any]] = {
+    "parameters": {
+        "/my/parameter": "plain value",
+        "/slack/webhook/url/devops": {"value": "https://hooks.example/x", "type": "SecureString"},
+        "/versioned": {"value": "v3", "version": 3, "labels": ["release"]},
+        "/flags": {"json": {"beta": True}},
+    },
+    "secrets": {"prod/db": {"json": {"username": "app"}}, "blob": b"\x00\x01".hex()},
+}
+
+
+class CountingSource:
+    """A StaticSource that counts fetches, or answers with a given error."""
+
+    def __init__(self, error: FetchError | None = None) -> None:
+        data = {**VALUES_FILE, "secrets": {"prod/db": {"json": {"username": "app"}}}}
+        self.inner = StaticSource(parameters=data["parameters"], secrets=data["secrets"])
+        self.error = error
+        self.fetched: list[ValueRequest] = []
+
+    async def fetch(
+        self, requests: Sequence[ValueRequest], deadline: float | None = None
+    ) -> Sequence[Outcome]:
+        self.fetched.extend(requests)
+        if self.error is not None:
+            return [self.error] * len(requests)
+        return await self.inner.fetch(requests, deadline)
+
+    async def aclose(self) -> None:
+        pass
+
+
+def client_for(source: Any, **overrides: Any) -> httpx.AsyncClient:
+    server = ExtensionServer(source, token=TOKEN, settings=Settings(**overrides))
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=server),
+        base_url="http://127.0.0.1:2773",
+        headers={"X-Aws-Parameters-Secrets-Token": TOKEN},
+    )
+
+
+@pytest.mark.parametrize(
+    "path", ["/systemsmanager/parameters/get", "/systemsmanager/parameters/get/"]
+)
+async def test_parameter_answer_is_get_parameters_own_json(path: str) -> None:
+    async with client_for(CountingSource()) as client:
+        response = await client.get(f"{path}?name=%2Fmy%2Fparameter")
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == {"Parameter", "ResultMetadata"}
+    assert body["Parameter"]["Name"] == "/my/parameter"
+    assert body["Parameter"]["Value"] == "plain value"
+    assert body["Parameter"]["Type"] == "String"
+
+
+@pytest.mark.parametrize("path", ["/secretsmanager/get", "/secretsmanager/get/"])
+async def test_secret_answer_is_get_secret_values_own_json(path: str) -> None:
+    async with client_for(CountingSource()) as client:
+        response = await client.get(f"{path}?secretId=prod%2Fdb")
+    assert response.status_code == 200
+    body = response.json()
+    assert json.loads(body["SecretString"]) == {"username": "app"}
+    assert body["Name"] == "prod/db"
+    assert "AWSCURRENT" in body["VersionStages"]
+
+
+@pytest.mark.parametrize(
+    ("query", "value_or_code"),
+    [
+        ("name=%2Fversioned&version=3&label=nope", "v3"),  # version first: label ignored
+        ("name=%2Fversioned&label=release&version=99", "v3"),  # label first: version ignored
+        ("name=%2Fversioned&label=nope&version=3", "ParameterVersionLabelNotFound"),
+        ("name=%2Fversioned&version=99&label=release", "ParameterVersionNotFound"),
+    ],
+)
+async def test_version_or_label_first_after_the_question_mark_wins(
+    query: str, value_or_code: str
+) -> None:
+    async with client_for(CountingSource()) as client:
+        response = await client.get(f"/systemsmanager/parameters/get?{query}")
+    body = response.json()
+    if response.status_code == 200:
+        assert body["Parameter"]["Value"] == value_or_code
+    else:
+        assert (response.status_code, body["__type"]) == (400, value_or_code)
+
+
+async def test_secure_string_is_decrypted_only_when_asked() -> None:
+    name = "%2Fslack%2Fwebhook%2Furl%2Fdevops"
+    async with client_for(CountingSource()) as client:
+        plain = await client.get(f"/systemsmanager/parameters/get?name={name}")
+        decrypted = await client.get(
+            f"/systemsmanager/parameters/get?name={name}&withDecryption=TRUE"
+        )
+    assert plain.json()["Parameter"]["Value"] != "https://hooks.example/x"
+    assert decrypted.json()["Parameter"]["Value"] == "https://hooks.example/x"
+
+
+P = "/systemsmanager/parameters/get"
+S = "/secretsmanager/get"
+H = "X-Aws-Parameters-Secrets-Token"
+
+
+@pytest.mark.parametrize(
+    ("headers", "method", "path", "status", "code"),
+    [
+        ({H: ""}, "GET", f"{S}?secretId=x", 401, "Unauthorized"),
+        ({H: "wrong"}, "GET", f"{S}?secretId=x", 401, "Unauthorized"),
+        ({"X-Forwarded-For": "203.0.113.9"}, "GET", f"{S}?secretId=prod%2Fdb", 400, "BadRequest"),
+        ({}, "POST", f"{S}?secretId=prod%2Fdb", 405, "MethodNotAllowed"),
+        ({}, "DELETE", f"{P}?name=x", 405, "MethodNotAllowed"),
+        ({}, "GET", "/secretsmanager/list", 404, "NotFound"),
+        ({}, "GET", S, 400, "ValidationException"),
+        ({}, "GET", f"{P}?name=x&version=abc", 400, "ValidationException"),
+        ({}, "GET", f"{P}?name=x&withDecryption=maybe", 400, "ValidationException"),
+        ({}, "GET", f"{P}?name=%2Fnope", 400, "ParameterNotFound"),
+        ({}, "GET", f"{S}?secretId=nope", 400, "ResourceNotFoundException"),
+    ],
+)
+async def test_refusals_and_errors_keep_aws_shape(
+    headers: dict[str, str], method: str, path: str, status: int, code: str
+) -> None:
+    async with client_for(CountingSource()) as client:
+        response = await client.request(method, path, headers=headers)
+    assert response.status_code == status
+    assert response.json()["__type"] == code
+    assert "plain value" not in response.text
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (FetchError("slow", code="Timeout", transient=True), 504),
+        (FetchError("refused", code="ConnectionError", transient=True), 502),
+        (FetchError("denied", code="AccessDeniedException", status=400), 400),
+        (FetchError("throttled", code="ThrottlingException", transient=True, status=400), 400),
+        (FetchError("boom", code="InternalServerError", transient=True, status=500), 500),
+    ],
+)
+async def test_upstream_failures_keep_aws_status_or_answer_502_504(
+    error: FetchError, status: int
+) -> None:
+    async with client_for(CountingSource(error)) as client:
+        response = await client.get("/secretsmanager/get?secretId=prod%2Fdb")
+    assert response.status_code == status
+    assert response.json()["__type"] == error.code
+
+
+async def test_server_caches_with_the_extensions_ttl_settings() -> None:
+    source = CountingSource()
+    async with client_for(source) as client:
+        for _ in range(3):
+            assert (
+                await client.get("/systemsmanager/parameters/get?name=%2Fflags")
+            ).status_code == 200
+    assert len(source.fetched) == 1
+    source = CountingSource()
+    async with client_for(source, parameter_ttl=0) as client:
+        for _ in range(3):
+            await client.get("/systemsmanager/parameters/get?name=%2Fflags")
+    assert len(source.fetched) == 3
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    path=st.sampled_from(
+        [
+            "/systemsmanager/parameters/get",
+            "/systemsmanager/parameters/get/",
+            "/secretsmanager/get",
+            "/x",
+        ]
+    ),
+    query=st.binary(max_size=80),
+    token=st.one_of(st.just(TOKEN), st.text(max_size=10)),
+)
+async def test_hostile_queries_never_cause_a_500_or_a_value_without_the_token(
+    path: str, query: bytes, token: str
+) -> None:
+    server = ExtensionServer(CountingSource(), token=TOKEN, settings=Settings())
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "query_string": query,
+        "headers": [(b"x-aws-parameters-secrets-token", token.encode("utf-8", "replace"))],
+    }
+    await server(scope, receive, send)
+    status = sent[0]["status"]
+    assert status in (200, 400, 401, 404)
+    if token != TOKEN:
+        assert status in (401, 404)
+        assert b"plain value" not in sent[1]["body"]
+
+
+# -- the real command ------------------------------------------------------------
+
+
+SERVE_ARGS = ("--port", "0", "--source")
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[int]:
+    """`python -m parameters_secrets serve --port 0` on a values file; yields its port."""
+    data = json.loads(json.dumps(VALUES_FILE))
+    data["secrets"]["blob"] = {"binary": base64.b64encode(b"\x00\x01").decode()}
+    values = tmp_path / "values.json"
+    values.write_text(json.dumps(data))
+    env = {**os.environ, "AWS_SESSION_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "parameters_secrets", "serve", *SERVE_ARGS, f"file:{values}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        deadline = time.monotonic() + 20
+        line = ""
+        while time.monotonic() < deadline and "ready on" not in line:
+            line = process.stdout.readline()
+            if not line and process.poll() is not None:
+                break
+        assert "ready on http://127.0.0.1:" in line, line
+        assert TOKEN not in line
+        yield int(line.split("127.0.0.1:")[1].split()[0])
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def test_documentation_snippet_with_urllib_works_unchanged_but_the_port(served: int) -> None:
+    # AWS's Systems Manager user guide example, with its port.
+    aws_session_token = TOKEN
+    req = urllib.request.Request(
+        f"http://localhost:{served}/systemsmanager/parameters/get?name=%2Fmy%2Fparameter"
+    )
+    req.add_header("X-Aws-Parameters-Secrets-Token", aws_session_token)
+    config = urllib.request.urlopen(req).read()  # noqa: S310 - loopback
+    assert json.loads(config)["Parameter"]["Value"] == "plain value"
+
+
+def test_documentation_snippets_with_requests_work_unchanged_but_the_port(served: int) -> None:
+    # The Secrets Manager user guide example.
+    headers = {"X-Aws-Parameters-Secrets-Token": TOKEN}
+    secrets_extension_http_port = str(served)
+    secrets_extension_endpoint = (
+        "http://localhost:"
+        + secrets_extension_http_port
+        + "/secretsmanager/get?secretId="
+        + "prod/db"
+    )
+    r = requests.get(secrets_extension_endpoint, headers=headers, timeout=10)
+    secret = json.loads(r.text)["SecretString"]
+    assert json.loads(secret) == {"username": "app"}
+    # The CDK post's example: requests.utils.quote leaves the slashes unencoded.
+    url = f"http://localhost:{served}"
+    parameter_encode = requests.utils.quote("/slack/webhook/url/devops")  # type: ignore[attr-defined]
+    path = f"systemsmanager/parameters/get?name={parameter_encode}&withDecryption=true"
+    res = requests.get(f"{url}/{path}", headers=headers, timeout=10)
+    assert res.status_code == 200
+    assert res.json()["Parameter"]["Value"] == "https://hooks.example/x"
+
+
+def test_extension_source_works_against_the_server(served: int) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        state = scope["state"]
+        await JSONResponse(
+            {
+                "user": state["db"]["username"],
+                "beta": state["flags"]["beta"],
+                "blob": list(state["blob"]),
+            }
+        )(scope, receive, send)
+
+    values: dict[str, Parameter | Secret] = {
+        "db": Secret("prod/db", transform="json"),
+        "flags": Parameter("/flags", transform="json"),
+        "blob": Secret("blob"),
+    }
+    middleware = ParametersSecretsMiddleware(
+        app, values=values, source=ExtensionSource(port=served, token=TOKEN)
+    )
+    handler = Mangum(middleware, lifespan="off")
+    for _ in range(3):
+        response = invoke(handler, "http_api_v2", "/")
+        assert response.status == 200
+        assert response.json() == {"user": "app", "beta": True, "blob": [0, 1]}
+    assert middleware.stats.fetches == 3
+
+
+def test_server_refuses_to_use_the_extension_as_its_source() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "parameters_secrets", "serve", "--source", "extension"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "cannot use the extension" in result.stderr
