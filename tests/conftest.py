@@ -12,6 +12,7 @@ import pytest
 from parameters_secrets import ExtensionSource
 from parameters_secrets._settings import ENVIRONMENT
 from tests.extension_server import FakeExtension
+from tests.moto_server import CountingProxy, MotoServer
 
 TOKEN = "test-session-token"
 
@@ -91,3 +92,35 @@ def extension() -> Iterator[FakeExtension]:
     """A real HTTP server on 127.0.0.1 speaking the extension's API, counting calls."""
     with FakeExtension(token=TOKEN) as server:
         yield server
+
+
+# -- moto's server (tests/moto_server.py) ---------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def moto_session() -> Iterator[MotoServer]:
+    """One permissive moto server for the whole session; use ``moto`` in tests."""
+    with MotoServer() as server:
+        yield server
+
+
+@pytest.fixture
+def moto(moto_session: MotoServer) -> MotoServer:
+    """The session's moto server (no IAM enforcement), emptied before each test."""
+    moto_session.reset()
+    return moto_session
+
+
+@pytest.fixture(scope="session")
+def moto_auth() -> Iterator[MotoServer]:
+    """A moto server enforcing IAM (SigV4 and policies), shared by the session and never
+    reset: give each test its own user with ``create_iam_user(moto_auth, actions)``."""
+    with MotoServer(iam_auth=True) as server:
+        yield server
+
+
+@pytest.fixture
+def moto_proxy(moto: MotoServer) -> Iterator[CountingProxy]:
+    """A ``CountingProxy`` in front of ``moto``: point clients at ``moto_proxy.url``."""
+    with CountingProxy(moto.url) as proxy:
+        yield proxy

@@ -20,6 +20,7 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from parameters_secrets import (
+    AwsSource,
     ConfigurationError,
     ExtensionSource,
     Parameter,
@@ -585,8 +586,8 @@ def test_source_is_chosen_from_the_environment(
     assert isinstance(middleware.source, _ExtensionSource)
     assert middleware.source.port == 2999
     monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME")
-    with pytest.raises(ConfigurationError, match="AwsSource is not implemented yet"):
-        ParametersSecretsMiddleware(fastapi_app(), values={"p": Parameter("/p")})
+    middleware = ParametersSecretsMiddleware(fastapi_app(), values={"p": Parameter("/p")})
+    assert isinstance(middleware.source, AwsSource)
 
 
 def test_log_level_variable_sets_the_library_logger(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,7 +1,9 @@
 """AWS Signature Version 4 for the SSM and Secrets Manager JSON APIs, without botocore.
 
 botocore costs ~37 ms of import on a cold start; this is the part of it a JSON API call
-needs. Checked against botocore's signer, AWS's worked examples and moto's IAM checks.
+needs. It canonicalises a request exactly as botocore's ``SigV4Auth`` does for services
+other than S3, and is checked against that signer, AWS's worked examples and moto's
+IAM checks (tests/test_sigv4.py).
 """
 
 from __future__ import annotations
@@ -11,10 +13,32 @@ import hmac
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from functools import lru_cache
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, urlsplit
 
 ALGORITHM = "AWS4-HMAC-SHA256"
+# Headers a proxy or the HTTP client may add, drop or rewrite in transit: never signed
+# (botocore's SIGNED_HEADERS_BLACKLIST).
+UNSIGNED_HEADERS = frozenset(
+    {
+        "baggage",
+        "connection",
+        "expect",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "traceparent",
+        "tracestate",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "user-agent",
+        "x-amzn-trace-id",
+    }
+)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True)
@@ -39,23 +63,45 @@ def signing_key(secret_key: str, date: str, region: str, service: str) -> bytes:
     return _hmac(key, "aws4_request")
 
 
-def _uri_encode(text: str, *, keep_slash: bool) -> str:
-    return quote(text, safe="/-_.~" if keep_slash else "-_.~")
+def canonical_path(path: str) -> str:
+    """The path as sent, dot segments and empty segments removed, URI-encoded once more.
+
+    Services other than S3 sign the encoding of the path on the wire, so an escape in
+    it (``%20``) is signed as ``%2520``; a raw character is encoded once.
+    """
+    segments: list[str] = []
+    for segment in path.split("/"):
+        if segment == "..":
+            if segments:
+                segments.pop()
+        elif segment and segment != ".":
+            segments.append(segment)
+    normalised = "/" + "/".join(segments)
+    if path.endswith("/") and segments:
+        normalised += "/"
+    return quote(normalised, safe="/~")
 
 
 def canonical_query(query: str) -> str:
-    """Query parameters sorted by encoded name then value, each URI-encoded once."""
-    pairs = []
-    for part in query.split("&") if query else []:
-        name, _, value = part.partition("=")
-        # Decode what the caller encoded, then encode the way SigV4 wants.
-        pairs.append(
-            (
-                _uri_encode(unquote(name), keep_slash=False),
-                _uri_encode(unquote(value), keep_slash=False),
-            )
-        )
-    return "&".join(f"{name}={value}" for name, value in sorted(pairs))
+    """The query's ``name=value`` pairs as sent, sorted (a bare name gets ``=``).
+
+    The query must already be encoded as SigV4 wants (RFC 3986 escapes, a space as
+    ``%20`` not ``+``, as botocore's serializer writes it): it is not decoded and
+    re-encoded, so the signature covers the exact bytes on the wire.
+    """
+    if not query:
+        return ""
+    pairs = sorted(part.partition("=")[::2] for part in query.split("&"))
+    return "&".join(f"{name}={value}" for name, value in pairs)
+
+
+def _host(url_host: str | None, scheme: str, port: int | None) -> str:
+    host = url_host or ""
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
+    if port is not None and port != _DEFAULT_PORTS.get(scheme):
+        host = f"{host}:{port}"
+    return host
 
 
 def sign(
@@ -73,38 +119,62 @@ def sign(
 
     Args:
         method: The HTTP method.
-        url: The full URL, already encoded as it will be sent.
-        headers: Headers to sign and send. ``Host`` is added from the URL if absent.
+        url: The full URL exactly as it will be sent (``str(httpx.URL(...))``): its path
+            and query are signed as they are, not re-encoded.
+        headers: Headers to sign and send. ``Host`` is signed from the URL if absent
+            (and left to the HTTP client to send); ``User-Agent`` and hop-by-hop
+            headers are sent but not signed. A ``Date`` header is replaced by the
+            signing time and stands for ``X-Amz-Date``; an ``X-Amz-Content-SHA256``
+            header is signed as the payload hash (``UNSIGNED-PAYLOAD``).
         body: The exact body bytes.
         credentials: Who signs.
         region: The signing region (``us-east-1``).
         service: The signing name (``ssm``, ``secretsmanager``).
         timestamp: Seconds since the epoch; default now.
     """
-    parts = urlsplit(url)
-    moment = time.gmtime(time.time() if timestamp is None else timestamp)
-    amz_date = time.strftime("%Y%m%dT%H%M%SZ", moment)
+    moment = time.time() if timestamp is None else timestamp
+    amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(moment))
     date = amz_date[:8]
 
-    signed = {name.lower(): " ".join(str(value).split()) for name, value in headers.items()}
-    signed.setdefault("host", parts.netloc)
-    signed["x-amz-date"] = amz_date
+    # The headers to send: a stale signature, date or token the caller passed (in any
+    # case) is replaced, so no second copy travels beside the signed one.
+    replaced = {"authorization", "x-amz-date"}
     if credentials.token:
-        signed["x-amz-security-token"] = credentials.token
+        replaced.add("x-amz-security-token")
+    send = {name: value for name, value in headers.items() if name.lower() not in replaced}
+    if any(name.lower() == "date" for name in send):
+        send = {name: value for name, value in send.items() if name.lower() != "date"}
+        send["Date"] = formatdate(int(moment))
+    else:
+        send["X-Amz-Date"] = amz_date
+    if credentials.token:
+        send["X-Amz-Security-Token"] = credentials.token
+
+    # Canonical headers: lower-case names, values trimmed with inner runs of white space
+    # collapsed, and a name given twice (in two cases) signed as its values joined by ",".
+    signed: dict[str, str] = {}
+    payload_hash: str | None = None
+    for name, value in send.items():
+        lower = name.lower()
+        if lower == "x-amz-content-sha256" and payload_hash is None:
+            payload_hash = value
+        if lower in UNSIGNED_HEADERS:
+            continue
+        value = " ".join(value.split())
+        signed[lower] = f"{signed[lower]},{value}" if lower in signed else value
+    parts = urlsplit(url)
+    if "host" not in signed:
+        signed["host"] = _host(parts.hostname, parts.scheme, parts.port)
     names = sorted(signed)
-    canonical_headers = "".join(f"{name}:{signed[name]}\n" for name in names)
     signed_headers = ";".join(names)
-    path = parts.path or "/"
-    # Normalise the path as botocore does for non-S3 services: encode each segment once.
-    canonical_path = _uri_encode(unquote(path), keep_slash=True)
     canonical_request = "\n".join(
         [
             method.upper(),
-            canonical_path,
+            canonical_path(parts.path),
             canonical_query(parts.query),
-            canonical_headers,
+            "".join(f"{name}:{signed[name]}\n" for name in names),
             signed_headers,
-            hashlib.sha256(body).hexdigest(),
+            hashlib.sha256(body).hexdigest() if payload_hash is None else payload_hash,
         ]
     )
     scope = f"{date}/{region}/{service}/aws4_request"
@@ -113,12 +183,8 @@ def sign(
     )
     key = signing_key(credentials.secret_key, date, region, service)
     signature = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
-    result = dict(headers)
-    result["X-Amz-Date"] = amz_date
-    if credentials.token:
-        result["X-Amz-Security-Token"] = credentials.token
-    result["Authorization"] = (
+    send["Authorization"] = (
         f"{ALGORITHM} Credential={credentials.access_key}/{scope}, "
         f"SignedHeaders={signed_headers}, Signature={signature}"
     )
-    return result
+    return send
