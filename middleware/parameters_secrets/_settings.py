@@ -154,7 +154,12 @@ def _parse_int(variable: str, raw: str, low: int, high: int | None) -> int:
 
 
 def _parse_ttl(variable: str, raw: str) -> int:
-    value = _parse_int(variable, raw, 0, None)
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ConfigurationError(f"{variable} must be an integer 0 to {MAX_TTL}, not {raw!r}")
     if value > MAX_TTL:
         # What the extension does with a TTL above its maximum.
         logger.warning("%s=%d is above %d seconds; using %d", variable, value, MAX_TTL, MAX_TTL)

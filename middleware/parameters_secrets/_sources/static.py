@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -72,7 +73,10 @@ class StaticSource:
                 raise ConfigurationError(
                     f"values file {str(path)!r}: {section!r} must be an object"
                 )
-        return cls(parameters=data.get("parameters"), secrets=data.get("secrets"))
+        try:
+            return cls(parameters=data.get("parameters"), secrets=data.get("secrets"))
+        except ConfigurationError as error:
+            raise ConfigurationError(f"values file {str(path)!r}: {error}") from None
 
     async def fetch(
         self, requests: Sequence[ValueRequest], deadline: float | None = None
@@ -89,7 +93,7 @@ class StaticSource:
         return self._get_secret(request)
 
     def _get_parameter(self, request: ParameterRequest) -> Outcome:
-        name = _parameter_name(request.name)
+        name = self._parameter_name(request.name)
         record = self._parameters.get(name)
         if record is None:
             return FetchError(f"parameter {request.name} not found", code="ParameterNotFound")
@@ -103,7 +107,7 @@ class StaticSource:
                 f"label {request.label} of parameter {request.name} not found",
                 code="ParameterVersionLabelNotFound",
             )
-        record = dict(record)
+        record = copy.deepcopy(record)
         if request.version is not None:
             record["Selector"] = f":{request.version}"
         elif request.label is not None:
@@ -112,6 +116,14 @@ class StaticSource:
             digest = hashlib.sha256(record["Value"].encode()).digest()[:24]
             record["Value"] = base64.b64encode(b"static-ciphertext:" + digest).decode()
         return record
+
+    def _parameter_name(self, name: str) -> str:
+        # An ARN names the same parameter as its name: arn:...:parameter/a/b is /a/b, and
+        # arn:...:parameter/plain is plain.
+        if name.startswith("arn:") and ":parameter/" in name:
+            path = name.split(":parameter/", 1)[1]
+            return f"/{path}" if f"/{path}" in self._parameters else path
+        return name
 
     def _get_secret(self, request: SecretRequest) -> Outcome:
         record = self._secrets.get(request.secret_id) or self._secret_by_arn(request.secret_id)
@@ -134,20 +146,13 @@ class StaticSource:
                 f"Secrets Manager can't find the specified secret value for staging label: {stage}",
                 code="ResourceNotFoundException",
             )
-        return dict(record)
+        return copy.deepcopy(record)  # the caller may change it; the source must not change
 
     def _secret_by_arn(self, secret_id: str) -> dict[str, Any] | None:
         for record in self._secrets.values():
             if record["ARN"] == secret_id:
                 return record
         return None
-
-
-def _parameter_name(name: str) -> str:
-    # An ARN names the same parameter as its path: arn:...:parameter/a/b is /a/b.
-    if name.startswith("arn:") and ":parameter/" in name:
-        return "/" + name.split(":parameter/", 1)[1]
-    return name
 
 
 def _parameter_record(name: str, spec: Any) -> dict[str, Any]:
@@ -170,15 +175,16 @@ def _parameter_record(name: str, spec: Any) -> dict[str, Any]:
             raise ConfigurationError(f"{where}: 'value' must be a string or a list of strings")
         kind = spec.get("type", kind)
         version = spec.get("version", 1)
-        labels = list(spec.get("labels", []))
+        labels = spec.get("labels", [])
         if kind not in _PARAMETER_TYPES:
             raise ConfigurationError(
                 f"{where}: 'type' must be one of {', '.join(_PARAMETER_TYPES)}"
             )
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
             raise ConfigurationError(f"{where}: 'version' must be a positive integer")
-        if not all(isinstance(label, str) for label in labels):
+        if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
             raise ConfigurationError(f"{where}: 'labels' must be a list of strings")
+        labels = list(labels)  # our own copy
     else:
         raise ConfigurationError(
             f"{where} must be a string, a list of strings, or an object with 'value' or 'json'"
@@ -223,9 +229,16 @@ def _secret_record(secret_id: str, spec: Any) -> dict[str, Any]:
         else:
             raise ConfigurationError(f"{where}: 'string' and 'binary' must be strings")
         version_id = spec.get("version_id", version_id)
-        stages = list(spec.get("stages", stages))
-        if not isinstance(version_id, str) or not all(isinstance(s, str) for s in stages):
-            raise ConfigurationError(f"{where}: 'version_id' and 'stages' must be strings")
+        stages = spec.get("stages", stages)
+        if (
+            not isinstance(version_id, str)
+            or not isinstance(stages, list)
+            or not all(isinstance(s, str) for s in stages)
+        ):
+            raise ConfigurationError(
+                f"{where}: 'version_id' must be a string and 'stages' a list of strings"
+            )
+        stages = list(stages)  # our own copy
     else:
         raise ConfigurationError(
             f"{where} must be a string, bytes, or an object with one of 'string', 'json', 'binary'"
