@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from parameters_secrets import ExtensionSource
+from parameters_secrets import AwsSource, ExtensionSource
 from parameters_secrets._settings import ENVIRONMENT
 from tests.extension_server import FakeExtension
 from tests.moto_server import CountingProxy, MotoServer
@@ -58,18 +58,19 @@ def event_loop_per_test(monkeypatch: pytest.MonkeyPatch) -> Iterator[asyncio.Abs
     """
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    sources: list[ExtensionSource] = []  # strong: a test's locals are gone by teardown
-    client_for_loop = ExtensionSource._client_for_loop
+    sources: list[Any] = []  # strong: a test's locals are gone by teardown
+    for cls, method in ((ExtensionSource, "_client_for_loop"), (AwsSource, "_client")):
+        original = getattr(cls, method)
 
-    def tracked(self: ExtensionSource) -> Any:
-        if self not in sources:
-            sources.append(self)
-        return client_for_loop(self)
+        def tracked(self: Any, *args: Any, _original: Any = original) -> Any:
+            if self not in sources:
+                sources.append(self)
+            return _original(self, *args)
 
-    monkeypatch.setattr(ExtensionSource, "_client_for_loop", tracked)
+        monkeypatch.setattr(cls, method, tracked)
     yield loop
     for source in sources:
-        if source._client_loop is loop and not loop.is_closed():
+        if not loop.is_closed():
             loop.run_until_complete(source.aclose())
     if not loop.is_closed():
         loop.run_until_complete(loop.shutdown_asyncgens())

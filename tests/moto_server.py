@@ -405,6 +405,7 @@ class _ProxyServer(ThreadingHTTPServer):
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._open_lock:
             self._open.add(request)
+            self.proxy.connections += 1
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
@@ -445,6 +446,16 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
     def _forward(self) -> None:
         proxy = cast(_ProxyServer, self.server).proxy
+        with proxy._lock:
+            proxy._in_flight += 1
+            proxy.max_in_flight = max(proxy.max_in_flight, proxy._in_flight)
+        try:
+            self._forward_counted(proxy)
+        finally:
+            with proxy._lock:
+                proxy._in_flight -= 1
+
+    def _forward_counted(self, proxy: CountingProxy) -> None:
         body = self._read_body()
         request = ProxiedRequest(
             method=self.command,
@@ -514,6 +525,9 @@ class CountingProxy:
         self._faults: list[_Fault] = []
         self._server: _ProxyServer | None = None
         self._thread: threading.Thread | None = None
+        self.connections = 0  # TCP connections accepted: proves pooling and its bound
+        self.max_in_flight = 0  # most requests being answered at once
+        self._in_flight = 0
 
     @property
     def url(self) -> str:

@@ -231,7 +231,8 @@ async def test_concurrent_lookups_of_one_key_make_one_fetch(
     for _ in range(3):
         await asyncio.sleep(0)
     fetch.gate.set()
-    results = [*await first, *await second]
+    with anyio.fail_after(5):  # a lost waiter would hang
+        results = [*await first, *await second]
     assert results == [["k#1"]] * 100
     assert fetch.calls == [["k"]]
     assert cache.stats.hits == 0  # every one of them waited for the fetch
@@ -265,8 +266,9 @@ async def test_lookup_joins_an_inflight_fetch_and_fetches_only_the_rest(
     for _ in range(3):
         await asyncio.sleep(0)
     fetch.gate.set()
-    assert await first == ["a#1"]
-    assert await second == ["a#1", "b#1"]
+    with anyio.fail_after(5):
+        assert await first == ["a#1"]
+        assert await second == ["a#1", "b#1"]
     assert fetch.calls == [["a"], ["b"]]
 
 
@@ -441,8 +443,9 @@ async def test_cancelled_waiter_does_not_break_the_other_waiters(
     await wait_for(fetch.entered)
     waiters[0].cancel()
     fetch.gate.set()
-    assert await waiters[1] == ["a#1"]
-    assert await waiters[2] == ["a#1"]
+    with anyio.fail_after(5):
+        assert await waiters[1] == ["a#1"]
+        assert await waiters[2] == ["a#1"]
     with pytest.raises(asyncio.CancelledError):
         await waiters[0]
     assert fetch.calls == [["a"]]
@@ -459,7 +462,8 @@ async def test_cancelling_the_only_waiter_still_completes_and_caches_the_fetch(
     with pytest.raises(asyncio.CancelledError):
         await waiter
     fetch.gate.set()
-    assert await get(cache, "a") == "a#1"
+    with anyio.fail_after(5):
+        assert await get(cache, "a") == "a#1"
     assert fetch.calls == [["a"]]
     assert cache.stats.size == 1
 

@@ -134,15 +134,22 @@ class AwsSource:
         outcomes: dict[ValueRequest, Outcome],
     ) -> list[Any]:
         singles: list[ParameterRequest] = []
-        batches: dict[bool, list[ParameterRequest]] = {}
+        batches: dict[bool, dict[str, ParameterRequest]] = {}
         for request in dict.fromkeys(requests):
-            # References to Secrets Manager are not served by GetParameters.
-            if self.batch_parameters and not request.name.startswith("/aws/reference/"):
-                batches.setdefault(request.decrypt, []).append(request)
+            batch = batches.setdefault(request.decrypt, {})
+            # References to Secrets Manager are not served by GetParameters, and one name
+            # twice in a call (two versions) could not be told apart in the answer.
+            if (
+                self.batch_parameters
+                and not request.name.startswith("/aws/reference/")
+                and request.name not in batch
+            ):
+                batch[request.name] = request
             else:
                 singles.append(request)
         calls: list[Any] = []
-        for group in batches.values():
+        for batch in batches.values():
+            group = list(batch.values())
             for start in range(0, len(group), PARAMETERS_PER_BATCH):
                 chunk = group[start : start + PARAMETERS_PER_BATCH]
                 if len(chunk) == 1:
@@ -164,12 +171,15 @@ class AwsSource:
         current = [
             r for r in unique if r.version_id is None and r.version_stage in (None, "AWSCURRENT")
         ]
-        batchable = current if self.batch_secrets and len(current) > 1 else []
+        batchable = current if self.batch_secrets else []
         singles = [r for r in unique if r not in batchable]
         calls: list[Any] = []
         for start in range(0, len(batchable), SECRETS_PER_BATCH):
             chunk = batchable[start : start + SECRETS_PER_BATCH]
-            calls.append(self._batch_get_secrets(chunk, credentials, deadline, outcomes))
+            if len(chunk) == 1:
+                singles.extend(chunk)
+            else:
+                calls.append(self._batch_get_secrets(chunk, credentials, deadline, outcomes))
         calls += [self._get_secret(r, credentials, deadline, outcomes) for r in singles]
         return calls
 
@@ -213,6 +223,7 @@ class AwsSource:
         outcomes: dict[ValueRequest, Outcome],
     ) -> None:
         by_name = {_selector_name(r): r for r in requests}
+        by_plain_name = {r.name: r for r in requests}  # unique within a batch
         body = {"Names": list(by_name), "WithDecryption": requests[0].decrypt}
         answer = await self._call(self._ssm_service, "GetParameters", body, credentials, deadline)
         if isinstance(answer, FetchError):
@@ -231,14 +242,16 @@ class AwsSource:
         for parameter in answer.get("Parameters") or []:
             if not isinstance(parameter, dict):
                 continue
-            selector = parameter.get("Selector") or ""
-            for candidate in (
-                f"{parameter.get('Name')}{selector}",
-                f"{parameter.get('ARN')}{selector}",
+            match = by_plain_name.get(str(parameter.get("Name"))) or by_plain_name.get(
+                str(parameter.get("ARN"))
+            )
+            # A pinned version must be the one answered; else it is asked alone below.
+            if (
+                match is not None
+                and match not in outcomes
+                and match.version in (None, parameter.get("Version"))
             ):
-                match = by_name.get(candidate)
-                if match is not None and match not in outcomes:
-                    outcomes[match] = parameter
+                outcomes[match] = parameter
         for name in answer.get("InvalidParameters") or []:
             match = by_name.get(name)
             if match is not None and match not in outcomes:

@@ -1,0 +1,391 @@
+"""AwsSource against moto's server on 127.0.0.1, with a counting, failing proxy in front."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mangum import Mangum
+from starlette.responses import JSONResponse
+
+from parameters_secrets import (
+    AwsSource,
+    FetchError,
+    Parameter,
+    ParametersSecretsMiddleware,
+    Secret,
+    Settings,
+)
+from parameters_secrets._declarations import ParameterRequest, SecretRequest, ValueRequest
+from parameters_secrets._sigv4 import Credentials
+from parameters_secrets._sources import Outcome
+from tests.lambda_events import invoke
+from tests.moto_server import (
+    CountingProxy,
+    MotoServer,
+    create_iam_user,
+    create_secret,
+    put_parameter,
+    put_secret_value,
+)
+
+pytestmark = pytest.mark.anyio
+GET_PARAMETER = "AmazonSSM.GetParameter"
+GET_PARAMETERS = "AmazonSSM.GetParameters"
+GET_SECRET = "secretsmanager.GetSecretValue"
+BATCH_SECRETS = "secretsmanager.BatchGetSecretValue"
+
+
+@pytest.fixture
+def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+
+
+@contextlib.asynccontextmanager
+async def opened(source: AwsSource) -> AsyncIterator[AwsSource]:
+    try:
+        yield source
+    finally:
+        await source.aclose()
+
+
+def value(outcome: Outcome) -> Any:
+    if isinstance(outcome, FetchError):
+        return f"error:{outcome.code}"
+    return outcome.get("Value", outcome.get("SecretString", outcome.get("SecretBinary")))
+
+
+async def fetch(source: AwsSource, requests: list[ValueRequest]) -> list[Any]:
+    return [value(o) for o in await source.fetch(requests)]
+
+
+@pytest.mark.usefixtures("credentials")
+async def test_first_load_batches_ten_parameters_and_twenty_secrets_a_call(
+    moto: MotoServer, moto_proxy: CountingProxy
+) -> None:
+    for i in range(12):
+        put_parameter(moto, f"/app/p{i}", f"v{i}", type="SecureString" if i % 2 else "String")
+    for i in range(3):
+        put_parameter(moto, f"/app/raw{i}", f"r{i}")
+    for i in range(21):
+        create_secret(moto, f"app/s{i}", string=f"s{i}")
+    requests: list[ValueRequest] = [ParameterRequest(f"/app/p{i}") for i in range(12)]
+    requests += [ParameterRequest(f"/app/raw{i}", decrypt=False) for i in range(3)]
+    requests += [SecretRequest(f"app/s{i}") for i in range(21)]
+    async with opened(AwsSource(endpoint_url=moto_proxy.url)) as source:
+        got = await fetch(source, requests)
+    assert got == [f"v{i}" for i in range(12)] + [f"r{i}" for i in range(3)] + [
+        f"s{i}" for i in range(21)
+    ]
+    # 12 decrypted names: 10 + 2; 3 undecrypted: 1 call; 21 secrets: 20 + 1 (alone).
+    assert moto_proxy.calls(GET_PARAMETERS) == 3
+    assert moto_proxy.calls(BATCH_SECRETS) == 1
+    assert moto_proxy.calls(GET_SECRET) == 1
+    assert moto_proxy.calls(GET_PARAMETER) == 0
+
+
+@pytest.mark.usefixtures("credentials")
+async def test_invalid_names_in_a_batch_fail_only_their_own_keys(
+    moto: MotoServer, moto_proxy: CountingProxy
+) -> None:
+    put_parameter(moto, "/a", "1")
+    put_parameter(moto, "/b", "2")
+    put_parameter(moto, "/b", "2b", overwrite=True)
+    create_secret(moto, "s1", string="x")
+    create_secret(moto, "s2", string="y")
+    requests: list[ValueRequest] = [
+        ParameterRequest("/a"),
+        ParameterRequest("/missing"),
+        ParameterRequest("/b", version=1),
+        ParameterRequest("/b"),
+        SecretRequest("s1"),
+        SecretRequest("nope"),
+        SecretRequest("s2"),
+    ]
+    async with opened(AwsSource(endpoint_url=moto_proxy.url)) as source:
+        got = await fetch(source, requests)
+    assert got == [
+        "1",
+        "error:ParameterNotFound",
+        "2",
+        "2b",
+        "x",
+        "error:ResourceNotFoundException",
+        "y",
+    ]
+
+
+@pytest.mark.usefixtures("credentials")
+async def test_pinned_secret_versions_are_fetched_one_by_one(
+    moto: MotoServer, moto_proxy: CountingProxy
+) -> None:
+    _, first = create_secret(moto, "rotating", string="old")
+    put_secret_value(moto, "rotating", string="new")
+    create_secret(moto, "other", string="o")
+    requests: list[ValueRequest] = [
+        SecretRequest("rotating"),
+        SecretRequest("other"),
+        SecretRequest("rotating", version_stage="AWSPREVIOUS"),
+        SecretRequest("rotating", version_id=first),
+    ]
+    async with opened(AwsSource(endpoint_url=moto_proxy.url)) as source:
+        assert await fetch(source, requests) == ["new", "o", "old", "old"]
+    assert moto_proxy.calls(BATCH_SECRETS) == 1
+    assert moto_proxy.calls(GET_SECRET) == 2
+
+
+async def test_least_privilege_role_falls_back_to_single_calls_and_remembers(
+    moto_auth: MotoServer,
+) -> None:
+    access_key, secret_key = create_iam_user(moto_auth)  # GetParameter, GetSecretValue only
+    put_parameter(moto_auth, "/lp/a", "1")
+    put_parameter(moto_auth, "/lp/b", "2")
+    create_secret(moto_auth, "lp/s1", string="x")
+    create_secret(moto_auth, "lp/s2", string="y")
+    requests: list[ValueRequest] = [
+        ParameterRequest("/lp/a"),
+        ParameterRequest("/lp/b"),
+        SecretRequest("lp/s1"),
+        SecretRequest("lp/s2"),
+    ]
+    with CountingProxy(moto_auth.url) as proxy:
+        source = AwsSource(
+            region="us-east-1",
+            endpoint_url=proxy.url,
+            credentials=Credentials(access_key, secret_key),
+        )
+        async with opened(source):
+            assert await fetch(source, requests) == ["1", "2", "x", "y"]
+            assert (source.batch_parameters, source.batch_secrets) == (False, False)
+            assert proxy.calls(GET_PARAMETERS) == 1
+            assert proxy.calls(BATCH_SECRETS) == 1
+            proxy.reset()
+            assert await fetch(source, requests) == ["1", "2", "x", "y"]
+            assert proxy.calls(GET_PARAMETERS) == proxy.calls(BATCH_SECRETS) == 0
+            assert proxy.calls(GET_PARAMETER) == proxy.calls(GET_SECRET) == 2
+
+
+async def test_wrong_secret_key_is_refused_with_the_aws_code(moto_auth: MotoServer) -> None:
+    access_key, _ = create_iam_user(moto_auth)
+    put_parameter(moto_auth, "/wrong/a", "1")
+    source = AwsSource(
+        region="us-east-1",
+        endpoint_url=moto_auth.url,
+        credentials=Credentials(access_key, "not-the-secret"),
+    )
+    async with opened(source):
+        (outcome,) = await source.fetch([ParameterRequest("/wrong/a")])
+    assert isinstance(outcome, FetchError)
+    assert outcome.code == "SignatureDoesNotMatch"  # an XML error body, as auth failures are
+    assert not outcome.transient
+    assert outcome.status == 403
+
+
+@pytest.mark.usefixtures("credentials")
+@pytest.mark.parametrize("kind", ["error", "throttle", "drop"])
+async def test_transient_failures_are_retried_then_succeed(
+    moto: MotoServer, moto_proxy: CountingProxy, kind: Any
+) -> None:
+    put_parameter(moto, "/retry", "ok")
+    moto_proxy.fail(GET_PARAMETER, kind, times=2)
+    async with opened(AwsSource(endpoint_url=moto_proxy.url)) as source:
+        assert await fetch(source, [ParameterRequest("/retry")]) == ["ok"]
+    assert moto_proxy.calls(GET_PARAMETER) == 3
+
+
+@pytest.mark.usefixtures("credentials")
+async def test_retries_are_bounded(moto: MotoServer, moto_proxy: CountingProxy) -> None:
+    put_parameter(moto, "/down", "x")
+    moto_proxy.fail(GET_PARAMETER, "error")
+    async with opened(AwsSource(endpoint_url=moto_proxy.url)) as source:
+        (outcome,) = await source.fetch([ParameterRequest("/down")])
+    assert isinstance(outcome, FetchError)
+    assert (outcome.code, outcome.transient, outcome.status) == ("InternalFailure", True, 500)
+    assert moto_proxy.calls(GET_PARAMETER) == 4
+
+
+@pytest.mark.usefixtures("credentials")
+async def test_not_found_is_not_retried(moto: MotoServer, moto_proxy: CountingProxy) -> None:
+    async with opened(AwsSource(endpoint_url=moto_proxy.url)) as source:
+        assert await fetch(source, [ParameterRequest("/none")]) == ["error:ParameterNotFound"]
+        assert await fetch(source, [SecretRequest("none")]) == ["error:ResourceNotFoundException"]
+    assert moto_proxy.calls(GET_PARAMETER) == moto_proxy.calls(GET_SECRET) == 1
+
+
+@pytest.mark.usefixtures("credentials")
+async def test_slow_upstream_times_out_within_the_setting(
+    moto: MotoServer, moto_proxy: CountingProxy
+) -> None:
+    put_parameter(moto, "/slow", "x")
+    moto_proxy.fail(GET_PARAMETER, latency=3.0)
+    settings = Settings(parameter_timeout_ms=200)
+    async with opened(AwsSource(endpoint_url=moto_proxy.url, settings=settings)) as source:
+        (outcome,) = await source.fetch([ParameterRequest("/slow")])
+    assert isinstance(outcome, FetchError)
+    assert (outcome.code, outcome.transient) == ("Timeout", True)
+
+
+@pytest.mark.usefixtures("credentials")
+async def test_refused_connection_is_a_transient_connection_error(
+    moto_proxy: CountingProxy,
+) -> None:
+    url = moto_proxy.url
+    moto_proxy.stop()
+    async with opened(
+        AwsSource(endpoint_url=url, settings=Settings(parameter_timeout_ms=2000))
+    ) as source:
+        (outcome,) = await source.fetch([ParameterRequest("/any")])
+    assert isinstance(outcome, FetchError)
+    assert (outcome.code, outcome.transient) == ("ConnectionError", True)
+
+
+@pytest.mark.usefixtures("credentials")
+async def test_max_connections_bounds_each_client(
+    moto: MotoServer, moto_proxy: CountingProxy
+) -> None:
+    for i in range(6):
+        put_parameter(moto, "/pinned", f"v{i}", overwrite=i > 0)
+    moto_proxy.fail(GET_PARAMETER, latency=0.05)
+    requests: list[ValueRequest] = [ParameterRequest("/pinned", version=i) for i in range(1, 7)]
+    # Pinned versions are batchable, so disable batching to force six single calls.
+    source = AwsSource(endpoint_url=moto_proxy.url, settings=Settings(max_connections=2))
+    source.batch_parameters = False
+    async with opened(source):
+        assert await fetch(source, requests) == [f"v{i}" for i in range(6)]
+    assert moto_proxy.calls(GET_PARAMETER) == 6
+    assert moto_proxy.max_in_flight == 2
+    assert moto_proxy.connections == 2
+
+
+@pytest.mark.usefixtures("credentials")
+async def test_endpoints_come_from_the_environment(
+    moto: MotoServer, moto_proxy: CountingProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put_parameter(moto, "/env", "p")
+    create_secret(moto, "env", string="s")
+    with CountingProxy(moto.url) as secrets_proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # overridden below
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", moto_proxy.url)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", secrets_proxy.url)
+        async with opened(AwsSource()) as source:
+            assert await fetch(source, [ParameterRequest("/env"), SecretRequest("env")]) == [
+                "p",
+                "s",
+            ]
+        assert moto_proxy.calls(GET_PARAMETER) == 1
+        assert secrets_proxy.calls(GET_SECRET) == 1
+        assert moto_proxy.calls(GET_SECRET) == secrets_proxy.calls(GET_PARAMETER) == 0
+
+
+@pytest.mark.usefixtures("credentials")
+async def test_common_endpoint_and_default_region_variables(
+    moto: MotoServer, moto_proxy: CountingProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put_parameter(moto, "/common", "c")
+    monkeypatch.delenv("AWS_REGION")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_proxy.url)
+    async with opened(AwsSource()) as source:
+        assert await fetch(source, [ParameterRequest("/common")]) == ["c"]
+    assert moto_proxy.calls(GET_PARAMETER) == 1
+
+
+@pytest.fixture
+def profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Credentials only in a shared-credentials file: botocore's chain must find them."""
+    credentials_file = tmp_path / "credentials"
+    credentials_file.write_text(
+        "[dev]\naws_access_key_id = testing\naws_secret_access_key = testing\n"
+    )
+    config_file = tmp_path / "config"
+    config_file.write_text("[profile dev]\nregion = us-east-1\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials_file))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config_file))
+    monkeypatch.setenv("AWS_PROFILE", "dev")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.mark.usefixtures("profile")
+async def test_credentials_and_region_from_a_profile_through_botocore(
+    moto: MotoServer, moto_proxy: CountingProxy
+) -> None:
+    put_parameter(moto, "/profile", "from-profile")
+    async with opened(AwsSource(endpoint_url=moto_proxy.url)) as source:
+        assert await fetch(source, [ParameterRequest("/profile")]) == ["from-profile"]
+
+
+async def test_no_credentials_without_botocore_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "botocore", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "botocore.session", None)
+    async with opened(AwsSource(region="us-east-1", endpoint_url="http://127.0.0.1:9")) as source:
+        (outcome,) = await source.fetch([ParameterRequest("/x")])
+    assert isinstance(outcome, FetchError)
+    assert outcome.code == "NoCredentials"
+    assert "AWS_ACCESS_KEY_ID" in str(outcome)
+
+
+def test_botocore_is_not_imported_on_the_request_path(
+    moto: MotoServer, moto_proxy: CountingProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fresh interpreter: import the package, fetch through the middleware, list modules.
+    import subprocess
+
+    put_parameter(moto, "/lean", "x")
+    code = f"""
+import sys, asyncio
+from parameters_secrets import AwsSource
+from parameters_secrets._declarations import ParameterRequest
+async def main():
+    source = AwsSource(region="us-east-1", endpoint_url="{moto_proxy.url}")
+    (outcome,) = await source.fetch([ParameterRequest("/lean")])
+    await source.aclose()
+    assert outcome["Value"] == "x", outcome
+asyncio.run(main())
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("botocore", "boto3")))
+"""
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "PATH": ""}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.usefixtures("credentials")
+def test_middleware_on_lambda_with_aws_source_batches_then_serves_from_cache(
+    moto: MotoServer, moto_proxy: CountingProxy
+) -> None:
+    for i in range(10):
+        put_parameter(moto, f"/fleet/p{i}", f"v{i}")
+    for i in range(10):
+        create_secret(moto, f"fleet/s{i}", string=f"s{i}")
+    values: dict[str, Parameter | Secret] = {f"p{i}": Parameter(f"/fleet/p{i}") for i in range(10)}
+    values.update({f"s{i}": Secret(f"fleet/s{i}") for i in range(10)})
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        state = scope["state"]
+        await JSONResponse({k: state[k] for k in sorted(values)})(scope, receive, send)
+
+    middleware = ParametersSecretsMiddleware(
+        app, values=values, source=AwsSource(endpoint_url=moto_proxy.url)
+    )
+    handler = Mangum(middleware, lifespan="off")
+    for _ in range(3):
+        response = invoke(handler, "http_api_v2", "/")
+        assert response.status == 200
+        assert response.json()["p3"] == "v3"
+        assert response.json()["s9"] == "s9"
+    assert moto_proxy.counts == {GET_PARAMETERS: 1, BATCH_SECRETS: 1}
