@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import subprocess
@@ -34,6 +35,7 @@ from parameters_secrets._declarations import ValueRequest
 from parameters_secrets._server import ExtensionServer
 from parameters_secrets._sources import Outcome
 from tests.lambda_events import invoke
+from tests.moto_server import CountingProxy, MotoServer, create_secret, put_parameter
 
 pytestmark = pytest.mark.anyio
 TOKEN = "server-test-token"
@@ -351,3 +353,81 @@ def test_server_refuses_to_use_the_extension_as_its_source() -> None:
     )
     assert result.returncode == 2
     assert "cannot use the extension" in result.stderr
+
+
+# -- in front of moto ------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def serving(env: dict[str, str]) -> Iterator[int]:
+    """`parameters-secrets serve --port 0 --source aws` with ``env``; yields its port."""
+    full_env = {
+        **os.environ,
+        "AWS_SESSION_TOKEN": TOKEN,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "PYTHONUNBUFFERED": "1",
+        **env,
+    }
+    command = [sys.executable, "-m", "parameters_secrets", "serve", *SERVE_ARGS, "aws"]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env
+    )
+    try:
+        assert process.stdout is not None
+        deadline = time.monotonic() + 20
+        line = ""
+        while time.monotonic() < deadline and "ready on" not in line:
+            line = process.stdout.readline()
+            if not line and process.poll() is not None:
+                break
+        assert "ready on http://127.0.0.1:" in line, line
+        yield int(line.split("127.0.0.1:")[1].split()[0])
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def get(port: int, path: str) -> requests.Response:
+    return requests.get(f"http://127.0.0.1:{port}{path}", headers={H: TOKEN}, timeout=30)
+
+
+def test_server_in_front_of_moto_answers_and_caches(
+    moto: MotoServer, moto_proxy: CountingProxy
+) -> None:
+    put_parameter(moto, "/moto/p", "from-moto", type="SecureString")
+    create_secret(moto, "moto/s", string="secret-from-moto")
+    with serving({"AWS_ENDPOINT_URL": moto_proxy.url}) as port:
+        for _ in range(3):
+            parameter = get(port, f"{P}?name=%2Fmoto%2Fp&withDecryption=true")
+            secret = get(port, f"{S}?secretId=moto%2Fs")
+            assert parameter.status_code == secret.status_code == 200
+            assert parameter.json()["Parameter"]["Value"] == "from-moto"
+            assert secret.json()["SecretString"] == "secret-from-moto"
+        missing = get(port, f"{S}?secretId=nope")
+        # The upstream's own status is kept: moto answers 404 here where AWS answers 400.
+        assert missing.status_code == 404
+        assert missing.json()["__type"] == "ResourceNotFoundException"
+    assert moto_proxy.calls("AmazonSSM.GetParameter") == 1
+    assert moto_proxy.calls("secretsmanager.GetSecretValue") == 2  # the value, then "nope"
+
+
+def test_server_answers_502_when_aws_is_unreachable_and_504_when_too_slow(
+    moto: MotoServer, moto_proxy: CountingProxy
+) -> None:
+    put_parameter(moto, "/slow", "x")
+    moto_proxy.fail("AmazonSSM.GetParameter", latency=5.0)
+    env = {"AWS_ENDPOINT_URL": moto_proxy.url, "SSM_PARAMETER_STORE_TIMEOUT_MILLIS": "300"}
+    with serving(env) as port:
+        slow = get(port, f"{P}?name=%2Fslow")
+        assert (slow.status_code, slow.json()["__type"]) == (504, "Timeout")
+    unreachable = {
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "SECRETS_MANAGER_TIMEOUT_MILLIS": "3000",
+    }
+    with serving(unreachable) as port:
+        refused = get(port, f"{S}?secretId=any")
+        assert (refused.status_code, refused.json()["__type"]) == (502, "ConnectionError")
