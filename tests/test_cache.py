@@ -569,3 +569,31 @@ def test_fetch_abandoned_by_a_closed_loop_is_redone_on_the_next_loop(
     finally:
         second.close()
     assert fetch.calls == [["a"], ["a"]]
+
+
+def test_fetch_still_in_flight_on_another_loop_does_not_block_this_loop(
+    fetch: CountingFetch, clock: FakeClock
+) -> None:
+    cache: Cache[str, str] = Cache(fetch, clock=clock)
+    first = asyncio.new_event_loop()
+    second = asyncio.new_event_loop()
+    try:
+
+        async def start_and_time_out() -> None:
+            fetch.gate = asyncio.Event()
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(cache.get_many([("a", 60.0)]), 0.01)
+
+        # The first loop stops with the fetch still pending (the gate is not set).
+        first.run_until_complete(start_and_time_out())
+        gate, fetch.gate = fetch.gate, None
+        with_timeout = asyncio.wait_for(cache.get_many([("a", 60.0)]), 5)
+        assert second.run_until_complete(with_timeout) == ["a#1"]
+        assert fetch.calls == [["a"], ["a"]]
+        # Let the first loop's fetch finish so that nothing is left pending.
+        assert gate is not None
+        gate.set()
+        first.run_until_complete(asyncio.gather(*asyncio.all_tasks(first)))
+    finally:
+        first.close()
+        second.close()

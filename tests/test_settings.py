@@ -329,3 +329,11 @@ def test_cache_bypassed_by_ttl_zero_size_zero_or_disabled(
 ) -> None:
     assert settings.cache_bypassed("parameter") is parameter_bypassed
     assert settings.cache_bypassed("secret") is secret_bypassed
+
+
+@pytest.mark.parametrize("raw", ["1_0", "٣", "+5", "1e2"])
+def test_integers_are_plain_ascii_digits(raw: str) -> None:
+    with pytest.raises(ConfigurationError, match="PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE"):
+        Settings.from_env({"PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE": raw})
+    with pytest.raises(ConfigurationError, match="SSM_PARAMETER_STORE_TTL"):
+        Settings.from_env({"SSM_PARAMETER_STORE_TTL": raw})

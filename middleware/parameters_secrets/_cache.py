@@ -187,7 +187,8 @@ class Cache(Generic[K, V]):
             except Exception as exc:
                 # A source must return FetchErrors, not raise; if one raises anyway, every
                 # key fails with a code that says so, and nothing else breaks.
-                logger.exception("source failed unexpectedly")
+                # No traceback: a source's exception message might quote a value.
+                logger.error("source %r failed unexpectedly: %s", self._fetch, type(exc).__name__)
                 error = FetchError(f"source failed: {type(exc).__name__}", code="SourceError")
                 results = [error] * len(keys)
             now = self._clock()

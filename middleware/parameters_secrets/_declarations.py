@@ -123,13 +123,19 @@ class Parameter:
                 f"Parameter {self.name!r}: give version or label, not both "
                 "(GetParameter takes one selector)"
             )
+        if not isinstance(self.decrypt, bool):
+            raise ConfigurationError(
+                f"Parameter decrypt must be True or False, not {self.decrypt!r}"
+            )
+        if not isinstance(self.required, bool):
+            raise ConfigurationError(f"required must be True or False, not {self.required!r}")
         _check_transform(self.transform)
         _check_ttl(self.ttl)
 
     @property
     def request(self) -> ParameterRequest:
         """The cache key: everything that identifies the ``GetParameter`` call."""
-        return ParameterRequest(self.name, self.version, self.label, bool(self.decrypt))
+        return ParameterRequest(self.name, self.version, self.label, self.decrypt)
 
 
 @dataclass(frozen=True)
@@ -158,6 +164,8 @@ class Secret:
         _check_text("Secret secret_id", self.secret_id, optional=False)
         _check_text("Secret version_stage", self.version_stage, optional=True)
         _check_text("Secret version_id", self.version_id, optional=True)
+        if not isinstance(self.required, bool):
+            raise ConfigurationError(f"required must be True or False, not {self.required!r}")
         _check_transform(self.transform)
         _check_ttl(self.ttl)
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from typing import Any, NoReturn
 
-_HINT = "values from parameters_secrets are shared between requests and read-only; copy it first"
+_HINT = (
+    "values from parameters_secrets are shared between requests and read-only; "
+    "copy.deepcopy(value) gives a mutable copy"
+)
 
 
 def _read_only(self: object, *args: object, **kwargs: object) -> NoReturn:
@@ -29,6 +32,13 @@ class FrozenDict(dict[str, Any]):
     def __reduce__(self) -> tuple[Any, ...]:
         return (FrozenDict, (dict(self),))
 
+    # Copying is how a caller gets something to change: copies are plain and mutable.
+    def __copy__(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        return {key: thaw(item) for key, item in self.items()}
+
 
 class FrozenList(list[Any]):
     """A ``list`` that refuses to change."""
@@ -41,6 +51,12 @@ class FrozenList(list[Any]):
     def __reduce__(self) -> tuple[Any, ...]:
         return (FrozenList, (list(self),))
 
+    def __copy__(self) -> list[Any]:
+        return list(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> list[Any]:
+        return [thaw(item) for item in self]
+
 
 def freeze(value: Any) -> Any:
     """Return ``value`` with every dict and list inside it made read-only."""
@@ -48,4 +64,13 @@ def freeze(value: Any) -> Any:
         return FrozenDict({key: freeze(item) for key, item in value.items()})
     if isinstance(value, list):
         return FrozenList(freeze(item) for item in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """A mutable deep copy of a frozen value: plain dicts and lists all the way down."""
+    if isinstance(value, dict):
+        return {key: thaw(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [thaw(item) for item in value]
     return value

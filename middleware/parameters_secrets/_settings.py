@@ -144,20 +144,16 @@ def _check_int(name: str, value: object, low: int, high: int | None) -> None:
 
 def _parse_int(variable: str, raw: str, low: int, high: int | None) -> int:
     allowed = f"{low} to {high}" if high is not None else f"at least {low}"
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigurationError(f"{variable} must be an integer {allowed}, not {raw!r}") from None
+    if not raw.isascii() or not raw.isdigit():  # int() would take "1_0", " 7" or "٣"
+        raise ConfigurationError(f"{variable} must be an integer {allowed}, not {raw!r}")
+    value = int(raw)
     if value < low or (high is not None and value > high):
         raise ConfigurationError(f"{variable} must be an integer {allowed}, not {raw!r}")
     return value
 
 
 def _parse_ttl(variable: str, raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
+    value = int(raw) if raw.isascii() and raw.isdigit() else -1
     if value < 0:
         raise ConfigurationError(f"{variable} must be an integer 0 to {MAX_TTL}, not {raw!r}")
     if value > MAX_TTL:

@@ -113,7 +113,8 @@ class StaticSource:
         elif request.label is not None:
             record["Selector"] = f":{request.label}"
         if record["Type"] == "SecureString" and not request.decrypt:
-            digest = hashlib.sha256(record["Value"].encode()).digest()[:24]
+            # Stands in for ciphertext; derived from the name, so it says nothing of the value.
+            digest = hashlib.sha256(record["Name"].encode()).digest()[:24]
             record["Value"] = base64.b64encode(b"static-ciphertext:" + digest).decode()
         return record
 
