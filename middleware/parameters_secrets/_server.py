@@ -13,7 +13,7 @@ import logging
 from typing import Any
 from urllib.parse import parse_qsl
 
-from ._cache import Cache
+from ._cache import Cache, CacheStats
 from ._declarations import ParameterRequest, Record, SecretRequest, ValueRequest
 from ._settings import Settings
 from ._sources import Source
@@ -51,7 +51,7 @@ class ExtensionServer:
         )
 
     @property
-    def stats(self) -> Any:
+    def stats(self) -> CacheStats:
         """The cache's counters."""
         return self._cache.stats
 
