@@ -83,9 +83,8 @@ class AwsSource:
         self._region = (
             region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         )
-        for url in (endpoint_url,):
-            if url is not None and not url.startswith(("http://", "https://")):
-                raise ConfigurationError(f"endpoint_url must be an http(s) URL, not {url!r}")
+        if endpoint_url is not None and not endpoint_url.startswith(("http://", "https://")):
+            raise ConfigurationError(f"endpoint_url must be an http(s) URL, not {endpoint_url!r}")
         self._endpoint_url = endpoint_url
         self._credentials = CredentialsProvider(credentials)
         self._ssm: _Service | None = None
@@ -323,21 +322,22 @@ class AwsSource:
             )
         self._region = region
         suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
-        common = self._endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
-        self._ssm = _Service(
-            "ssm",
-            "AmazonSSM",
-            os.environ.get("AWS_ENDPOINT_URL_SSM") or common or f"https://ssm.{region}.{suffix}",
-        )
+
+        def endpoint(variable: str, host: str) -> str:
+            # An explicit argument, then the service's variable, then the common one.
+            return (
+                self._endpoint_url
+                or os.environ.get(variable)
+                or os.environ.get("AWS_ENDPOINT_URL")
+                or f"https://{host}.{region}.{suffix}"
+            )
+
+        self._ssm = _Service("ssm", "AmazonSSM", endpoint("AWS_ENDPOINT_URL_SSM", "ssm"))
         self._secrets = _Service(
             "secretsmanager",
             "secretsmanager",
-            os.environ.get("AWS_ENDPOINT_URL_SECRETS_MANAGER")
-            or common
-            or f"https://secretsmanager.{region}.{suffix}",
+            endpoint("AWS_ENDPOINT_URL_SECRETS_MANAGER", "secretsmanager"),
         )
-        if self._endpoint_url:  # an explicit argument wins over the environment
-            self._ssm.endpoint = self._secrets.endpoint = self._endpoint_url.rstrip("/") + "/"
 
     @property
     def _ssm_service(self) -> _Service:
