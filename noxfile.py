@@ -1,4 +1,4 @@
-"""Sessions: tests (every installed Python from 3.10), lint, typecheck, demo."""
+"""Sessions: tests (every installed Python from 3.10), lint, typecheck, demo, bench."""
 
 from __future__ import annotations
 
@@ -37,3 +37,11 @@ def demo(session: nox.Session) -> None:
     """The FastAPI example's Mangum handler on examples/local-values.json: no AWS, no network."""
     session.install("-e", ".[examples]")
     session.run("python", "-m", "examples.demo")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Every benchmarks/bench_*.py: prints the tables, writes benchmarks/RESULTS.md and
+    benchmarks/results.png. ``nox -s bench -- --quick`` for a short run."""
+    session.install("-e", ".[bench]")
+    session.run("python", "-m", "benchmarks.run_all", *session.posargs)

@@ -10,6 +10,11 @@ fails. It runs in a daemon thread, so it works whatever event loop the client us
         ...  # point the client at ext.url (or ext.port) with token ext.token
         assert ext.calls("parameter", "/app/key") == 1
 
+A fault can apply to a fraction of matching requests (``probability=``), drawn from its
+own seeded generator, and ``call_log()`` tells which requests a fault was applied to.
+``start(port=...)`` after ``stop()`` serves again on the same port (a restarted
+extension), so a client that was refused can recover.
+
 Standard library only.
 """
 
@@ -20,6 +25,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import random
 import socket
 import threading
 import uuid
@@ -88,6 +94,12 @@ class _Fault:
     times: int | None
     name: str | None
     delay: float
+    probability: float = 1.0
+    rng: random.Random | None = None
+
+    def applies(self) -> bool:
+        """Draw whether this matching request gets the fault (called under the lock)."""
+        return self.rng is None or self.rng.random() < self.probability
 
 
 @dataclass
@@ -131,11 +143,11 @@ def _secret_arn(secret_id: str) -> str:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, fake: FakeExtension) -> None:
+    def __init__(self, fake: FakeExtension, port: int = 0) -> None:
         self.fake = fake
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(("127.0.0.1", port), _Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._open_lock:
@@ -251,15 +263,18 @@ class FakeExtension:
         self._faults: list[_Fault] = []
         self._requests: list[RecordedRequest] = []
         self._calls: dict[tuple[str, str], int] = {}
+        self._call_log: list[tuple[Kind, str, FaultMode | None]] = []
         self._connections = 0
 
     # -- lifecycle -------------------------------------------------------------------
 
-    def start(self) -> FakeExtension:
+    def start(self, *, port: int = 0) -> FakeExtension:
+        """Serve on ``port`` (0: an ephemeral one). Data, counts and faults survive a
+        ``stop()``: ``start(port=old_port)`` is the same extension restarted."""
         if self._server is not None:
             raise RuntimeError("FakeExtension already started")
         self._stopping.clear()
-        server = _Server(self)
+        server = _Server(self, port)
         self._server = server
         self.port = server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -386,10 +401,17 @@ class FakeExtension:
         with self._lock:
             return self._connections
 
+    def call_log(self) -> list[tuple[Kind, str, FaultMode | None]]:
+        """``(kind, name, fault mode applied or None)`` for every request received on the
+        two API endpoints with a name, in the order received (a copy)."""
+        with self._lock:
+            return list(self._call_log)
+
     def reset_counts(self) -> None:
         with self._lock:
             self._requests.clear()
             self._calls.clear()
+            self._call_log.clear()
             self._connections = 0
 
     # -- faults ----------------------------------------------------------------------
@@ -401,14 +423,21 @@ class FakeExtension:
         times: int | None = None,
         name: str | None = None,
         delay: float = 0.0,
+        probability: float = 1.0,
+        seed: int | None = None,
     ) -> None:
         """Make matching requests fail. ``times=None``: until ``clear_faults()``;
         ``name=None``: every request. ``delay`` is waited before any mode's answer.
-        Faults stack; the oldest matching one applies."""
+        ``probability`` < 1: each matching request gets the fault with that probability,
+        drawn from ``random.Random(seed)`` (a request that draws no fault does not count
+        towards ``times``). Faults stack; the oldest matching one that applies is used."""
         if times is not None and times < 1:
             raise ValueError("times must be >= 1 or None")
+        if not 0.0 < probability <= 1.0:
+            raise ValueError("probability must be in (0, 1]")
+        rng = random.Random(seed) if probability < 1.0 else None
         with self._lock:
-            self._faults.append(_Fault(mode, times, name, delay))
+            self._faults.append(_Fault(mode, times, name, delay, probability, rng))
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -428,17 +457,22 @@ class FakeExtension:
             self._requests.append(request)
             if kind is None:
                 return None
-            if name is not None:
-                self._calls[(kind, name)] = self._calls.get((kind, name), 0) + 1
+            chosen: _Fault | None = None
             for index, fault in enumerate(self._faults):
                 if fault.name is not None and fault.name != name:
+                    continue
+                if not fault.applies():
                     continue
                 if fault.times is not None:
                     fault.times -= 1
                     if fault.times <= 0:
                         del self._faults[index]
-                return fault
-            return None
+                chosen = fault
+                break
+            if name is not None:
+                self._calls[(kind, name)] = self._calls.get((kind, name), 0) + 1
+                self._call_log.append((kind, name, None if chosen is None else chosen.mode))
+            return chosen
 
     def _answer(
         self, kind: Kind, request: RecordedRequest, token: str | None, fault: _Fault | None

@@ -352,7 +352,7 @@ def put_secret_value(
 
 # -- a counting proxy that can fail ----------------------------------------------------
 
-FaultKind = Literal["error", "throttle", "drop"]
+FaultKind = Literal["error", "throttle", "drop", "malformed"]
 _HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -396,11 +396,11 @@ class _Fault:
 class _ProxyServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, proxy: CountingProxy) -> None:
+    def __init__(self, proxy: CountingProxy, port: int = 0) -> None:
         self.proxy = proxy
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+        super().__init__(("127.0.0.1", port), _ProxyHandler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._open_lock:
@@ -474,6 +474,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self._answer(status, [("Content-Type", _JSON)], json.dumps(error).encode())
             return
         status, headers, answer = proxy._upstream(request, self.headers.items())
+        if kind == "malformed":  # a 200 whose JSON body stops halfway
+            self._answer(200, [("Content-Type", _JSON)], answer[: len(answer) // 2] or b"{")
+            return
         if kind == "drop":  # headers and half the body, then the connection goes
             self.send_response_only(status)
             for name, value in headers:
@@ -537,11 +540,13 @@ class CountingProxy:
 
     # -- lifecycle -------------------------------------------------------------------
 
-    def start(self) -> CountingProxy:
+    def start(self, *, port: int = 0) -> CountingProxy:
+        """Listen on ``port`` (0: an ephemeral one). Counts and faults survive a
+        ``stop()``: ``start(port=old_port)`` brings the same proxy back."""
         if self._server is not None:
             raise RuntimeError("CountingProxy already started")
         self._stopping.clear()
-        self._server = _ProxyServer(self)
+        self._server = _ProxyServer(self, port)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -623,6 +628,8 @@ class CountingProxy:
         ``kind``: ``"error"`` answers 500 ``InternalFailure``, ``"throttle"`` 400
         ``ThrottlingException`` (AWS JSON error bodies, not forwarded); ``"drop"``
         forwards, then sends the headers and half the body and closes the connection;
+        ``"malformed"`` forwards, then answers 200 with the first half of the body (JSON
+        cut off, with a matching ``Content-Length``);
         ``None`` forwards normally. ``latency`` seconds are waited first, in any case.
         ``times``: the next N matching requests, or ``None`` until ``clear_faults()``.
         Faults stack; the oldest matching one applies.

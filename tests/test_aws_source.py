@@ -22,7 +22,7 @@ from parameters_secrets import (
 )
 from parameters_secrets._declarations import ParameterRequest, SecretRequest, ValueRequest
 from parameters_secrets._sigv4 import Credentials
-from parameters_secrets._sources import Outcome
+from parameters_secrets._sources import Outcome, aws
 from tests.lambda_events import invoke
 from tests.moto_server import (
     CountingProxy,
@@ -45,6 +45,12 @@ def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_REGION", "us-east-1")
+
+
+@pytest.fixture(autouse=True)
+def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retries still happen, with the same count and jitter, but without the waits."""
+    monkeypatch.setattr(aws, "_BACKOFF_BASE", 0.001)
 
 
 @contextlib.asynccontextmanager
@@ -207,7 +213,20 @@ async def test_retries_are_bounded(moto: MotoServer, moto_proxy: CountingProxy) 
         (outcome,) = await source.fetch([ParameterRequest("/down")])
     assert isinstance(outcome, FetchError)
     assert (outcome.code, outcome.transient, outcome.status) == ("InternalFailure", True, 500)
-    assert moto_proxy.calls(GET_PARAMETER) == 4
+    assert moto_proxy.calls(GET_PARAMETER) == aws.MAX_ATTEMPTS
+
+
+@pytest.mark.usefixtures("credentials")
+async def test_throttled_secret_batch_is_asked_again_value_by_value(
+    moto: MotoServer, moto_proxy: CountingProxy
+) -> None:
+    create_secret(moto, "t1", string="one")
+    create_secret(moto, "t2", string="two")
+    moto_proxy.fail(BATCH_SECRETS, "throttle")  # BatchGetSecretValue: 100/s, not adjustable
+    async with opened(AwsSource(endpoint_url=moto_proxy.url)) as source:
+        assert await fetch(source, [SecretRequest("t1"), SecretRequest("t2")]) == ["one", "two"]
+    assert moto_proxy.calls(BATCH_SECRETS) == aws.MAX_ATTEMPTS
+    assert moto_proxy.calls(GET_SECRET) == 2
 
 
 @pytest.mark.usefixtures("credentials")

@@ -106,6 +106,9 @@ class Cache(Generic[K, V]):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # strong references while they run
         self._hits = self._fetches = self._refreshes = self._stale_serves = self._errors = 0
+        # Bumped by every change to the entries, so a caller can tell that what it read
+        # earlier (see ``expires_at``) still holds.
+        self.generation = 0
 
     @property
     def stats(self) -> CacheStats:
@@ -122,6 +125,16 @@ class Cache(Generic[K, V]):
     def clear(self) -> None:
         """Forget every entry (counters stay)."""
         self._entries.clear()
+        self.generation += 1
+
+    def expires_at(self, key: K, ttl: float) -> float | None:
+        """When ``key``'s entry expires, or ``None`` if it is not cached (or ``ttl`` bypasses)."""
+        entry = self._entries.get(key) if self._caches(ttl) else None
+        return None if entry is None else entry.expires_at
+
+    def count_hits(self, hits: int) -> None:
+        """Count hits served from a copy the caller kept (see ``generation``)."""
+        self._hits += hits
 
     async def get_many(
         self, items: Sequence[tuple[K, float]], *, deadline: float | None = None
@@ -208,6 +221,7 @@ class Cache(Generic[K, V]):
 
     def _settle(self, key: K, result: Outcome[V], ttl: float, now: float) -> Outcome[V]:
         self._fetches += 1
+        self.generation += 1
         entry = self._entries.get(key)
         previous = entry if entry is not None and not isinstance(entry.value, FetchError) else None
         if not isinstance(result, FetchError):
@@ -234,6 +248,7 @@ class Cache(Generic[K, V]):
         return result
 
     def _store(self, key: K, value: Outcome[V], expires_at: float) -> None:
+        self.generation += 1
         self._entries[key] = _Entry(value, expires_at)
         self._entries.move_to_end(key)
         if len(self._entries) <= self._max_size:

@@ -76,6 +76,13 @@ class ParametersSecretsMiddleware:
         )
         # key -> (record, transformed value): transform once per fetched record.
         self._transformed: dict[str, tuple[Record, Any]] = {}
+        # The warm path: the last complete set of values, good while the cache has not
+        # changed and no entry has expired. Shared read-only by requests; each request
+        # gets its own state dict and Values wrapper.
+        self._snapshot: dict[str, Any] | None = None
+        self._snapshot_until = 0.0
+        self._snapshot_generation = -1
+        self._clock = clock
 
     def __repr__(self) -> str:
         return (
@@ -110,7 +117,15 @@ class ParametersSecretsMiddleware:
         return self.settings.secret_ttl
 
     async def _load(self, scope: Scope) -> tuple[dict[str, Any], list[tuple[str, FetchError]]]:
-        before = self._cache.stats if logger.isEnabledFor(logging.DEBUG) else None
+        cache = self._cache
+        if (
+            self._snapshot is not None
+            and cache.generation == self._snapshot_generation
+            and self._clock() < self._snapshot_until
+        ):
+            cache.count_hits(len(self._lookups))
+            return self._snapshot, []
+        before = cache.stats if logger.isEnabledFor(logging.DEBUG) else None
         outcomes = await self._cache.get_many(self._lookups, deadline=_deadline(scope))
         values: dict[str, Any] = {}
         failures: list[tuple[str, FetchError]] = []
@@ -140,9 +155,19 @@ class ParametersSecretsMiddleware:
                 self._declarations[key].request.describe(),
                 error,
             )
-        if before is not None and self._cache.stats != before:
-            logger.debug("cache %s", self._cache.stats)
+        if before is not None and cache.stats != before:
+            logger.debug("cache %s", cache.stats)
+        self._keep_snapshot(values, failures)
         return values, failures
+
+    def _keep_snapshot(self, values: dict[str, Any], failures: list[Any]) -> None:
+        expiries = [self._cache.expires_at(key, ttl) for key, ttl in self._lookups]
+        if failures or None in expiries:  # something failed, or is not cached at all
+            self._snapshot = None
+            return
+        self._snapshot = values
+        self._snapshot_until = min((e for e in expiries if e is not None), default=0.0)
+        self._snapshot_generation = self._cache.generation
 
     def _value(self, key: str, declaration: Declaration, record: Record) -> Any:
         memo = self._transformed.get(key)

@@ -84,11 +84,13 @@ class ExtensionServer:
             return _error(404, "NotFound", "unknown path")
         if scope.get("method") != "GET":
             return _error(405, "MethodNotAllowed", "only GET is supported")
-        headers = {k.decode("latin-1").lower(): v for k, v in scope.get("headers", [])}
-        if "x-forwarded-for" in headers:
+        headers = [(k.decode("latin-1").lower(), v) for k, v in scope.get("headers", [])]
+        if any(name == "x-forwarded-for" for name, _ in headers):
             # As the extension does: a forwarded request did not come from this sandbox.
             return _error(400, "BadRequest", "X-Forwarded-For is not accepted")
-        given = headers.get(TOKEN_HEADER.lower(), b"")
+        tokens = [value for name, value in headers if name == TOKEN_HEADER.lower()]
+        # Exactly one token: which of several copies counts differs between proxies.
+        given = tokens[0] if len(tokens) == 1 else b""
         if not hmac.compare_digest(given, self._token):
             return _error(401, "Unauthorized", "missing or wrong X-Aws-Parameters-Secrets-Token")
         try:
@@ -133,9 +135,11 @@ def _parameter(query: list[tuple[str, str]]) -> ParameterRequest | FetchError:
     version: int | None = None
     label: str | None = None
     if selector is not None and selector[0] == "version":
-        if not selector[1].isdigit() or int(selector[1]) < 1:
+        digits = selector[1]
+        # ASCII digits only, and few: int() takes "٣" and refuses 5,000-digit strings.
+        if not (digits.isascii() and digits.isdigit() and len(digits) <= 19) or int(digits) < 1:
             return FetchError("version must be a positive integer", code="ValidationException")
-        version = int(selector[1])
+        version = int(digits)
     elif selector is not None:
         if not selector[1]:
             return FetchError("label must not be empty", code="ValidationException")

@@ -20,12 +20,15 @@ from .._settings import Settings
 from .._sigv4 import Credentials, sign
 from ..exceptions import ConfigurationError, FetchError
 from . import Outcome, give_up_time
-from ._errors import error_code, is_transient
+from ._errors import THROTTLING_CODES, error_code, is_transient
 
 PARAMETERS_PER_BATCH = 10  # GetParameters' limit
 SECRETS_PER_BATCH = 20  # BatchGetSecretValue's limit
-MAX_ATTEMPTS = 4
-_BACKOFF_BASE = 0.05
+# Up to 6 attempts, waiting U(0, min(2, 0.1 * 2**n)) s before the n-th retry: at most
+# about 5 s in all, enough to outlast a burst of throttling at scale-out, and always
+# within the timeout settings and the Lambda's remaining time.
+MAX_ATTEMPTS = 6
+_BACKOFF_BASE = 0.1
 _BACKOFF_CAP = 2.0
 _NOT_ALLOWED = frozenset({"AccessDeniedException", "AccessDenied", "UnauthorizedOperation"})
 _USER_AGENT = f"{_package}/0.1"
@@ -279,7 +282,9 @@ class AwsSource:
             if isinstance(answer, FetchError):
                 if answer.code in _NOT_ALLOWED:
                     self.batch_secrets = False  # secretsmanager:GetSecretValue only
-                if answer.transient:
+                # BatchGetSecretValue has a far lower quota (100/s) than GetSecretValue
+                # (10,000/s): a throttled batch is asked again value by value.
+                if answer.transient and answer.code not in THROTTLING_CODES:
                     for request in requests:
                         outcomes.setdefault(request, answer)
                     return
