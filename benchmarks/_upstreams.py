@@ -1,17 +1,21 @@
-"""Upstreams for the load benchmarks, each a subprocess on 127.0.0.1, and a small harness.
+"""What the benchmarks share besides ``_common.py``: the declared values, the upstreams on
+127.0.0.1, a throttling proxy, a stub AWS, and a small ASGI harness.
 
-* :class:`MotoServer`: ``python -m moto.server`` (IAM not enforced), seeded with boto3.
-* :class:`LocalServer`: ``python -m parameters_secrets serve --port 0 --source file:PATH``.
-* :class:`Proxy`: an HTTP proxy in front of either, in its own process (this file run as
-  a script), that adds a fixed latency to every answer, counts requests per
+* The values: ``N`` generated parameters and secrets (``values_document``,
+  ``declarations``), or the Lambda benchmarks' fixed 10 (``LAMBDA_VALUES``); either
+  written as a ``--source file:PATH`` document, or seeded into moto.
+* moto's server and the local server: ``tests/moto_server.py``'s ``MotoServer`` and
+  ``tests/local_server.py``'s ``LocalServer`` (``local_server()`` gives it a clean
+  environment and ``SESSION_TOKEN``).
+* :class:`Proxy`: an HTTP proxy in front of either, in its own process (this module run
+  as a script), that adds a fixed latency to every answer, counts requests per
   ``X-Amz-Target`` and per value name, and can throttle like AWS: a token bucket per
   target prefix, answering ``400 {"__type": "ThrottlingException"}`` when it is empty.
   Its own process, so that its work does not compete with the benchmark's event loop
-  for the GIL; it is asked for its counters over HTTP (``/_proxy/...``).
+  for the GIL; it is asked for its counters over HTTP (``/_proxy/...``). Without an
+  upstream, it answers as a stub AWS.
 
-Written for the benchmarks (they do not import ``tests/``), after ``tests/moto_server.py``
-(``MotoServer``, ``CountingProxy``). Every wait is bounded; every subprocess is
-terminated by ``stop()`` / the ``with`` block.
+Every wait is bounded; every subprocess is terminated by ``stop()`` / the ``with`` block.
 """
 
 from __future__ import annotations
@@ -21,30 +25,27 @@ import asyncio
 import contextlib
 import json
 import os
-import queue
-import re
-import socket
-import subprocess
 import sys
-import tempfile
-import threading
 import time
-import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-REGION = "us-east-1"
+from tests.local_server import LocalServer
+from tests.moto_server import HOP_BY_HOP, REGION, MotoServer, seed
+from tests.processes import ReadyLineProcess, clean_environment
+
 TOKEN_HEADER = "X-Aws-Parameters-Secrets-Token"  # noqa: S105 - a header name
-SESSION_TOKEN = "bench-upstreams-session"  # noqa: S105 - a made-up local token
-STARTUP_TIMEOUT = 30.0
+# The token the local server checks (what Lambda hands the function as AWS_SESSION_TOKEN).
+SESSION_TOKEN = "bench-session-token"  # noqa: S105 - a made-up local token
 CONTROL_TIMEOUT = 30.0
 _DUMMY_KEY = "testing"  # moto accepts any credentials while IAM is not enforced
+# The proxy child runs ``python -m benchmarks._upstreams`` here, to import ``tests``.
+_ROOT = Path(__file__).resolve().parent.parent
 
 # AWS's published default quotas (per account and Region), as token buckets:
 # prefix of X-Amz-Target -> (transactions per second, burst).
@@ -85,18 +86,55 @@ def declarations(parameters: int, secrets: int, *, ttl: float | None = None) -> 
     return values
 
 
-def write_values_file(directory: str | Path, parameters: int, secrets: int) -> Path:
-    """The values in ``StaticSource.from_file``'s shape; returns the file's path."""
-    document = {
+def values_document(parameters: int, secrets: int) -> dict[str, Any]:
+    """That many SecureString parameters and string secrets, with the standard values, in
+    ``StaticSource.from_file``'s shape."""
+    return {
         "parameters": {
             name: {"value": parameter_value(name), "type": "SecureString"}
             for name in parameter_names(parameters)
         },
         "secrets": {secret_id: secret_value(secret_id) for secret_id in secret_ids(secrets)},
     }
+
+
+# The Lambda benchmarks' 10 values (bench_warm, bench_cold_start): 5 SSM parameters (one
+# SecureString), 5 secrets; ``LAMBDA_VALUES`` is the same in ``values_document``'s shape.
+LAMBDA_PARAMETERS: dict[str, dict[str, str]] = {
+    f"/bench-app/prod/param-{i}": {
+        "value": f"parameter-value-{i}-" + "x" * 24,
+        "type": "SecureString" if i == 0 else "String",
+    }
+    for i in range(5)
+}
+LAMBDA_SECRETS: dict[str, str] = {
+    f"bench-app/prod/secret-{i}": f'{{"username": "user{i}", "password": "pw-{i}-0123456789"}}'
+    for i in range(5)
+}
+LAMBDA_VALUES: dict[str, Any] = {"parameters": LAMBDA_PARAMETERS, "secrets": LAMBDA_SECRETS}
+# Request-state key -> (kind, name), in a stable order.
+LAMBDA_KEYS: dict[str, tuple[str, str]] = {
+    **{f"p{i}": ("parameter", name) for i, name in enumerate(LAMBDA_PARAMETERS)},
+    **{f"s{i}": ("secret", name) for i, name in enumerate(LAMBDA_SECRETS)},
+}
+
+
+def write_values_file(directory: str | Path, document: Mapping[str, Any]) -> Path:
+    """``document`` as a ``--source file:PATH`` file in ``directory``; returns its path."""
     path = Path(directory) / "bench-values.json"
     path.write_text(json.dumps(document), encoding="utf-8")
     return path
+
+
+def seed_values(moto: MotoServer, document: Mapping[str, Any]) -> None:
+    """Create ``document``'s parameters and secrets in moto."""
+    parameters = {
+        name: (spec["value"], spec["type"]) for name, spec in document["parameters"].items()
+    }
+    seed(moto, parameters=parameters, secrets=document["secrets"])
+
+
+# -- the environment ---------------------------------------------------------------------
 
 
 @contextlib.contextmanager
@@ -116,246 +154,22 @@ def aws_environment() -> Iterator[None]:
         os.environ.update(saved)
 
 
-# -- subprocesses ------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _terminate(process: subprocess.Popen[Any] | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
-
-
-def _clean_environment(**extra: str) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("AWS_", "MOTO_", "PARAMETERS_SECRETS_", "SSM_", "SECRETS_MANAGER_"))
+def moto_environment(url: str) -> dict[str, str]:
+    """What an AWS SDK needs to talk to moto: endpoint, dummy credentials, region."""
+    return {
+        "AWS_ENDPOINT_URL": url,
+        "AWS_ACCESS_KEY_ID": _DUMMY_KEY,
+        "AWS_SECRET_ACCESS_KEY": _DUMMY_KEY,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
     }
-    env.update(extra)
-    return env
 
 
-class _ReadyLine:
-    """A child whose stdout announces its port; the rest of its output is drained into a
-    short buffer (for error messages), so the pipe never fills up."""
-
-    def __init__(self, argv: Sequence[str], env: Mapping[str, str], pattern: str) -> None:
-        self.argv = list(argv)
-        self.env = dict(env)
-        self.pattern = re.compile(pattern)
-        self.process: subprocess.Popen[bytes] | None = None
-        self.port = 0
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        self._tail: list[str] = []
-
-    def start(self, timeout: float = STARTUP_TIMEOUT) -> int:
-        self.process = subprocess.Popen(
-            self.argv,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        threading.Thread(target=self._drain, args=(self.process.stdout,), daemon=True).start()
-        deadline = time.monotonic() + timeout
-        try:
-            while (left := deadline - time.monotonic()) > 0:
-                try:
-                    line = self._lines.get(timeout=left)
-                except queue.Empty:
-                    break
-                if line is None:  # exited
-                    break
-                found = self.pattern.search(line)
-                if found:
-                    self.port = int(found.group(1))
-                    return self.port
-            raise RuntimeError(
-                f"{self.argv[1:4]} did not start within {timeout} s:\n" + "".join(self._tail)
-            )
-        except BaseException:
-            self.stop()
-            raise
-
-    def _drain(self, stream: IO[bytes] | None) -> None:
-        if stream is None:
-            return
-        announced = False
-        for raw in stream:
-            line = raw.decode(errors="replace")
-            self._tail = [*self._tail[-40:], line]
-            if not announced:
-                self._lines.put(line)
-                announced = bool(self.pattern.search(line))
-        self._lines.put(None)
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        _terminate(process)
-        if process is not None and process.stdout is not None:
-            process.stdout.close()
-
-
-class MotoServer:
-    """``python -m moto.server`` on 127.0.0.1 (IAM not enforced).
-
-    ::
-
-        with MotoServer() as moto:
-            moto.seed(parameters={"/p": "v"}, secrets={"s": "v"})
-    """
-
-    def __init__(self, startup_timeout: float = STARTUP_TIMEOUT) -> None:
-        self.startup_timeout = startup_timeout
-        self.port = 0
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> MotoServer:
-        env = _clean_environment(INITIAL_NO_AUTH_ACTION_COUNT="inf")
-        deadline = time.monotonic() + self.startup_timeout
-        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
-        try:
-            for _ in range(5):  # another process may take the free port first
-                self.port = free_port()
-                self._process = subprocess.Popen(
-                    [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=self._log,
-                    stderr=subprocess.STDOUT,
-                )
-                if self._wait_until_ready(deadline):
-                    return self
-                _terminate(self._process)
-                self._process = None
-                if time.monotonic() >= deadline:
-                    break
-            raise RuntimeError(f"moto's server did not answer:\n{self._read_log()}")
-        except BaseException:
-            self.stop()
-            raise
-
-    def _wait_until_ready(self, deadline: float) -> bool:
-        assert self._process is not None
-        probe = f"{self.url}/moto-api/config"
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                return False
-            try:
-                with urllib.request.urlopen(probe, timeout=1.0):  # noqa: S310 - loopback http
-                    return True
-            except urllib.error.HTTPError:
-                return True  # it answered
-            except OSError:
-                time.sleep(0.05)
-        return False
-
-    def _read_log(self) -> str:
-        if self._log is None:
-            return ""
-        self._log.seek(0)
-        return self._log.read()[-4000:].decode(errors="replace")
-
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        _terminate(process)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def __enter__(self) -> MotoServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def client(self, service: str) -> Any:
-        import boto3  # only to seed; imported when used
-
-        session = boto3.session.Session(
-            aws_access_key_id=_DUMMY_KEY, aws_secret_access_key=_DUMMY_KEY, region_name=REGION
-        )
-        return session.client(service, endpoint_url=self.url)
-
-    def seed(self, *, parameters: Sequence[str] = (), secrets: Sequence[str] = ()) -> None:
-        """Create SecureString parameters and string secrets with the standard values."""
-        ssm = self.client("ssm")
-        for name in parameters:
-            ssm.put_parameter(
-                Name=name, Value=parameter_value(name), Type="SecureString", Overwrite=True
-            )
-        manager = self.client("secretsmanager")
-        for secret_id in secrets:
-            manager.create_secret(Name=secret_id, SecretString=secret_value(secret_id))
-
-
-class LocalServer:
-    """``python -m parameters_secrets serve --port 0 --source file:PATH`` on 127.0.0.1;
-    requests need ``X-Aws-Parameters-Secrets-Token: SESSION_TOKEN``."""
-
-    def __init__(self, values_file: str | Path, *, token: str = SESSION_TOKEN) -> None:
-        self.token = token
-        self._child = _ReadyLine(
-            [
-                sys.executable,
-                "-m",
-                "parameters_secrets",
-                "serve",
-                "--port",
-                "0",
-                "--source",
-                f"file:{values_file}",
-            ],
-            _clean_environment(AWS_SESSION_TOKEN=token),
-            r"ready on http://127\.0\.0\.1:(\d+)",
-        )
-
-    @property
-    def port(self) -> int:
-        return self._child.port
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._child.port}"
-
-    def start(self) -> LocalServer:
-        self._child.start()
-        return self
-
-    def stop(self) -> None:
-        self._child.stop()
-
-    def __enter__(self) -> LocalServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+def local_server(source: str, env: Mapping[str, str] | None = None) -> LocalServer:
+    """``parameters-secrets serve --port 0 --source SOURCE`` in a clean environment with
+    ``AWS_SESSION_TOKEN=SESSION_TOKEN``, log level ``warn``, and ``env``."""
+    base = {"AWS_SESSION_TOKEN": SESSION_TOKEN, "PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL": "warn"}
+    return LocalServer(source, clean_environment({**base, **(env or {})}))
 
 
 # -- the proxy: client side ----------------------------------------------------------------
@@ -385,8 +199,8 @@ class ProxyStats:
         )
 
 
-class Proxy:
-    """This file run as a proxy in front of ``upstream``; see the module doc.
+class Proxy(ReadyLineProcess):
+    """This module run as a proxy in front of ``upstream``; see the module doc.
 
     Args:
         upstream: ``http://127.0.0.1:PORT``; or ``None``: answer the AWS JSON API calls
@@ -406,7 +220,7 @@ class Proxy:
         latency: float = 0.0,
         buckets: Sequence[tuple[str, float, float]] = (),
     ) -> None:
-        argv = [sys.executable, os.path.abspath(__file__)]
+        argv = [sys.executable, "-m", "benchmarks._upstreams"]
         if upstream is not None:
             parts = urlsplit(upstream)
             if parts.scheme != "http" or parts.hostname != "127.0.0.1":
@@ -415,35 +229,9 @@ class Proxy:
         argv += ["--latency", repr(latency)]
         for prefix, rate, burst in buckets:
             argv += ["--bucket", f"{prefix}={rate}/{burst}"]
-        self._child = _ReadyLine(
-            argv, _clean_environment(), r"proxy: ready on http://127\.0\.0\.1:(\d+)"
+        super().__init__(
+            argv, clean_environment(), r"proxy: ready on http://127\.0\.0\.1:(\d+)", cwd=_ROOT
         )
-
-    @property
-    def port(self) -> int:
-        return self._child.port
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._child.port}"
-
-    def start(self) -> Proxy:
-        self._child.start()
-        return self
-
-    def stop(self) -> None:
-        self._child.stop()
-
-    def __enter__(self) -> Proxy:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _control(self, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
@@ -468,22 +256,8 @@ class Proxy:
         self._control("reset", body)
 
 
-# -- the proxy: server side (this file run as a script) ------------------------------------
+# -- the proxy: server side (this module run as a script) ------------------------------------
 
-_HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "content-length",
-    }
-)
 _THROTTLED = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode()
 _IDLE_SECONDS = 2.0  # reuse an upstream connection idle for less than this
 _MAX_LOG = 200_000
@@ -600,7 +374,7 @@ class _ProxyServer:
             except OSError:
                 break
             lines = [f"{method} {path} HTTP/1.1"]
-            lines += [f"{n}: {v}" for n, v in headers if n.lower() not in _HOP_BY_HOP]
+            lines += [f"{n}: {v}" for n, v in headers if n.lower() not in HOP_BY_HOP]
             lines.append(f"Content-Length: {len(body)}")
             try:
                 writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
@@ -629,7 +403,7 @@ class _ProxyServer:
                 writer.close()
             else:
                 self.idle.append((reader, writer, time.monotonic()))
-            return status, [(n, v) for n, v in out if n.lower() not in _HOP_BY_HOP], answer
+            return status, [(n, v) for n, v in out if n.lower() not in HOP_BY_HOP], answer
         message = json.dumps({"__type": "BadGateway", "message": "the upstream failed"})
         return 502, [("Content-Type", "application/json")], message.encode()
 

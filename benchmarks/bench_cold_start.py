@@ -30,17 +30,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from benchmarks._common import Table, median, millis, percentile
-from benchmarks._lambda import (
-    KEYS,
-    PARAMETERS,
-    SECRETS,
+from benchmarks._upstreams import LAMBDA_KEYS as KEYS
+from benchmarks._upstreams import LAMBDA_PARAMETERS as PARAMETERS
+from benchmarks._upstreams import LAMBDA_SECRETS as SECRETS
+from benchmarks._upstreams import (
+    LAMBDA_VALUES,
     SESSION_TOKEN,
-    ExtensionServer,
-    MotoServer,
-    clean_environment,
-    http_api_v2_event,
+    local_server,
     moto_environment,
+    seed_values,
 )
+from tests.lambda_events import make_event
+from tests.moto_server import MotoServer
+from tests.processes import clean_environment
 
 RUN_TIMEOUT = 120.0
 
@@ -181,10 +183,11 @@ def _upstreams(directory: Path) -> Iterator[dict[str, dict[str, str]]]:
     """Start moto and the local server; yield each app variant's environment."""
     lambda_env = {"AWS_LAMBDA_FUNCTION_NAME": "bench", "AWS_REGION": "us-east-1"}
     with MotoServer() as moto:
+        seed_values(moto, LAMBDA_VALUES)
         moto_env = moto_environment(moto.url)
         # TTL 0: the server asks moto every time, as a just-started extension would.
         server_env = {**moto_env, "SSM_PARAMETER_STORE_TTL": "0", "SECRETS_MANAGER_TTL": "0"}
-        with ExtensionServer("aws", server_env) as server:
+        with local_server("aws", server_env) as server:
             yield {
                 "ps_extension": clean_environment(
                     {
@@ -207,7 +210,7 @@ def run(quick: bool = False) -> Table:
         directory = Path(tmp)
         (directory / "ps_app.py").write_text(PS_APP, encoding="utf-8")
         (directory / "powertools_app.py").write_text(POWERTOOLS_APP, encoding="utf-8")
-        event = http_api_v2_event("/")
+        event = make_event("http_api_v2", "/")
         modules = {"ps_extension": "ps_app", "ps_aws": "ps_app", "powertools": "powertools_app"}
         scripts = {
             name: _FIRST_REQUEST.format(directory=str(directory), module=module, event=event)

@@ -31,18 +31,20 @@ import httpx
 from benchmarks._common import Table, median, millis, percentile
 from benchmarks._upstreams import (
     SESSION_TOKEN,
-    LocalServer,
-    MotoServer,
     Proxy,
     ProxyStats,
     aws_environment,
     declarations,
+    local_server,
     ok_app,
     parameter_names,
     run_on_private_loop,
     secret_ids,
+    seed_values,
+    values_document,
     write_values_file,
 )
+from tests.moto_server import MotoServer
 
 LATENCY = 0.050
 PARAMETERS = 5
@@ -68,14 +70,15 @@ def run(quick: bool = False) -> Table:
     level = library_logger.level
     try:
         with tempfile.TemporaryDirectory() as directory, aws_environment():
-            values_file = write_values_file(directory, PARAMETERS, SECRETS)
+            values = values_document(PARAMETERS, SECRETS)
+            values_file = write_values_file(directory, values)
             with (
                 MotoServer() as moto,
-                LocalServer(values_file) as local,
+                local_server(f"file:{values_file}") as local,
                 Proxy(moto.url, latency=LATENCY) as moto_proxy,
                 Proxy(local.url, latency=LATENCY) as local_proxy,
             ):
-                moto.seed(parameters=parameter_names(PARAMETERS), secrets=secret_ids(SECRETS))
+                seed_values(moto, values)
                 bursts, expiries = run_on_private_loop(_measure(moto_proxy, local_proxy, quick))
     finally:
         library_logger.setLevel(level)

@@ -40,21 +40,22 @@ import httpx
 
 from benchmarks._common import Table, median, millis
 from benchmarks._upstreams import (
-    REGION,
     SESSION_TOKEN,
     TOKEN_HEADER,
-    LocalServer,
-    MotoServer,
     Proxy,
     aws_environment,
     declarations,
+    local_server,
     ok_app,
     parameter_names,
     run_on_private_loop,
     secret_ids,
+    seed_values,
     timed_request,
+    values_document,
     write_values_file,
 )
+from tests.moto_server import REGION, MotoServer
 
 LATENCY = 0.050  # seconds added to every request by the proxy
 PARAMETERS = 10
@@ -81,14 +82,15 @@ def run(quick: bool = False) -> Table:
     level = library_logger.level
     try:
         with tempfile.TemporaryDirectory() as directory, aws_environment():
-            values_file = write_values_file(directory, PARAMETERS, SECRETS)
+            values = values_document(PARAMETERS, SECRETS)
+            values_file = write_values_file(directory, values)
             with (
                 MotoServer() as moto,
-                LocalServer(values_file) as local,
+                local_server(f"file:{values_file}") as local,
                 Proxy(moto.url, latency=LATENCY) as moto_proxy,
                 Proxy(local.url, latency=LATENCY) as local_proxy,
             ):
-                moto.seed(parameters=parameter_names(PARAMETERS), secrets=secret_ids(SECRETS))
+                seed_values(moto, values)
                 result = run_on_private_loop(
                     _measure(moto_proxy, local_proxy, runs, with_floor=not quick)
                 )

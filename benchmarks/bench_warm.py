@@ -35,19 +35,20 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 
 from benchmarks._common import Table, median, micros, percentile
-from benchmarks._lambda import (
-    KEYS,
-    PARAMETERS,
-    SECRETS,
+from benchmarks._upstreams import LAMBDA_KEYS as KEYS
+from benchmarks._upstreams import LAMBDA_PARAMETERS as PARAMETERS
+from benchmarks._upstreams import LAMBDA_SECRETS as SECRETS
+from benchmarks._upstreams import (
+    LAMBDA_VALUES,
     SESSION_TOKEN,
     TOKEN_HEADER,
-    ExtensionServer,
-    LambdaContext,
-    MotoServer,
-    http_api_v2_event,
+    local_server,
     moto_environment,
+    seed_values,
     write_values_file,
 )
+from tests.lambda_events import LambdaContext, make_event
+from tests.moto_server import MotoServer
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 SLOW = {"per_request", "per_request_urllib"}  # ~10 round trips each: fewer samples
@@ -214,8 +215,8 @@ def _forget_powertools_clients() -> None:
 
 
 def _invoke(handler: Handler) -> float:
-    event = http_api_v2_event("/")
-    context = LambdaContext()
+    event = make_event("http_api_v2", "/")
+    context = LambdaContext(function_name="bench")
     start = time.perf_counter_ns()
     response = handler(event, context)
     elapsed = time.perf_counter_ns() - start
@@ -249,12 +250,13 @@ def run(quick: bool = False) -> Table:
     warmup, rounds, per_round = (40, 4, 40) if quick else (200, 20, 100)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-warm-") as directory:
-        values_file = write_values_file(directory)
+        values_file = write_values_file(directory, LAMBDA_VALUES)
         with (
-            ExtensionServer(f"file:{values_file}") as server,
+            local_server(f"file:{values_file}") as server,
             MotoServer() as moto,
             _environment(moto_environment(moto.url)),
         ):
+            seed_values(moto, LAMBDA_VALUES)
             _forget_powertools_clients()
             try:
                 handlers = {

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -30,16 +29,19 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import IO, Any, Literal, cast
 from urllib.parse import urlsplit
 
+from tests.processes import clean_environment, free_port, terminate
+
 __all__ = [
     "ACCOUNT",
     "DEFAULT_ACTIONS",
+    "HOP_BY_HOP",
     "REGION",
     "CountingProxy",
     "FaultKind",
@@ -50,6 +52,7 @@ __all__ = [
     "create_secret",
     "put_parameter",
     "put_secret_value",
+    "seed",
 ]
 
 REGION = "us-east-1"
@@ -61,12 +64,7 @@ STARTUP_TIMEOUT = 20.0
 REQUEST_TIMEOUT = 30.0
 _AUTH_ENFORCED = "0"  # IAM-check every request from the first one on
 _AUTH_OFF = "inf"  # moto's default: never check
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+ParameterType = Literal["String", "StringList", "SecureString"]
 
 
 def _post(url: str, body: bytes = b"", timeout: float = 10.0) -> bytes:
@@ -107,16 +105,13 @@ class MotoServer:
     def start(self) -> MotoServer:
         if self._process is not None:
             raise RuntimeError("MotoServer already started")
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(("AWS_", "MOTO_")) and key != "INITIAL_NO_AUTH_ACTION_COUNT"
-        }
-        env["INITIAL_NO_AUTH_ACTION_COUNT"] = _AUTH_ENFORCED if self.iam_auth else _AUTH_OFF
+        env = clean_environment(
+            {"INITIAL_NO_AUTH_ACTION_COUNT": _AUTH_ENFORCED if self.iam_auth else _AUTH_OFF}
+        )
         deadline = time.monotonic() + self.startup_timeout
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop())
         while True:  # another process may take the free port before moto binds it
-            self.port = _free_port()
+            self.port = free_port()
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
                 env=env,
@@ -158,14 +153,7 @@ class MotoServer:
 
     def _terminate(self) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        terminate(process)
 
     def stop(self) -> None:
         self._terminate()
@@ -299,7 +287,7 @@ def put_parameter(
     name: str,
     value: str,
     *,
-    type: Literal["String", "StringList", "SecureString"] = "String",
+    type: ParameterType = "String",
     overwrite: bool = False,
     region: str = REGION,
 ) -> int:
@@ -350,10 +338,28 @@ def put_secret_value(
     return str(answer["VersionId"])
 
 
+def seed(
+    server: MotoServer,
+    *,
+    parameters: Mapping[str, str | tuple[str, ParameterType]] | None = None,
+    secrets: Mapping[str, str] | None = None,
+) -> None:
+    """Put many parameters (name -> value, or ``(value, type)``; overwritten if they
+    exist) and create many string secrets (name -> value)."""
+    for name, spec in (parameters or {}).items():
+        if isinstance(spec, str):
+            put_parameter(server, name, spec, overwrite=True)
+        else:
+            put_parameter(server, name, spec[0], type=spec[1], overwrite=True)
+    for name, string in (secrets or {}).items():
+        create_secret(server, name, string=string)
+
+
 # -- a counting proxy that can fail ----------------------------------------------------
 
 FaultKind = Literal["error", "throttle", "drop", "malformed"]
-_HOP_BY_HOP = frozenset(
+# Headers a proxy does not pass on (it sets its own Content-Length).
+HOP_BY_HOP = frozenset(
     {
         "connection",
         "keep-alive",
@@ -672,7 +678,7 @@ class CountingProxy:
                 request.method, request.path, skip_host=True, skip_accept_encoding=True
             )
             for name, value in raw_headers:  # repeated names included
-                if name.lower() not in _HOP_BY_HOP:
+                if name.lower() not in HOP_BY_HOP:
                     connection.putheader(name, value)
             if request.body or request.method in ("POST", "PUT", "PATCH"):
                 connection.putheader("Content-Length", str(len(request.body)))
@@ -682,7 +688,7 @@ class CountingProxy:
             headers = [
                 (name, value)
                 for name, value in response.getheaders()
-                if name.lower() not in _HOP_BY_HOP
+                if name.lower() not in HOP_BY_HOP
             ]
             return response.status, headers, body
         finally:

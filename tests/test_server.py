@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
-import os
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator, MutableMapping, Sequence
 from pathlib import Path
@@ -35,7 +32,9 @@ from parameters_secrets._declarations import ValueRequest
 from parameters_secrets._server import ExtensionServer
 from parameters_secrets._sources import Outcome
 from tests.lambda_events import invoke
+from tests.local_server import LocalServer
 from tests.moto_server import CountingProxy, MotoServer, create_secret, put_parameter
+from tests.processes import clean_environment
 
 pytestmark = pytest.mark.anyio
 TOKEN = "server-test-token"
@@ -247,9 +246,6 @@ async def test_hostile_queries_never_cause_a_500_or_a_value_without_the_token(
 # -- the real command ------------------------------------------------------------
 
 
-SERVE_ARGS = ("--port", "0", "--source")
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[int]:
     """`python -m parameters_secrets serve --port 0` on a values file; yields its port."""
@@ -257,30 +253,10 @@ def served(tmp_path: Path) -> Iterator[int]:
     data["secrets"]["blob"] = {"binary": base64.b64encode(b"\x00\x01").decode()}
     values = tmp_path / "values.json"
     values.write_text(json.dumps(data))
-    env = {**os.environ, "AWS_SESSION_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "parameters_secrets", "serve", *SERVE_ARGS, f"file:{values}"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )  # fmt: skip
-    try:
-        assert process.stdout is not None
-        deadline = time.monotonic() + 20
-        line = ""
-        while time.monotonic() < deadline and "ready on" not in line:
-            line = process.stdout.readline()
-            if not line and process.poll() is not None:
-                break
-        assert "ready on http://127.0.0.1:" in line, line
-        assert TOKEN not in line
-        yield int(line.split("127.0.0.1:")[1].split()[0])
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        if process.stdout is not None:
-            process.stdout.close()
+    env = clean_environment({"AWS_SESSION_TOKEN": TOKEN})
+    with LocalServer(f"file:{values}", env) as server:
+        assert TOKEN not in server.ready_line
+        yield server.port
 
 
 def test_documentation_snippet_with_urllib_works_unchanged_but_the_port(served: int) -> None:
@@ -358,37 +334,16 @@ def test_server_refuses_to_use_the_extension_as_its_source() -> None:
 # -- in front of moto ------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def serving(env: dict[str, str]) -> Iterator[int]:
-    """`parameters-secrets serve --port 0 --source aws` with ``env``; yields its port."""
+def from_aws(env: dict[str, str]) -> LocalServer:
+    """`parameters-secrets serve --port 0 --source aws` with dummy credentials and ``env``."""
     full_env = {
-        **os.environ,
         "AWS_SESSION_TOKEN": TOKEN,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_REGION": "us-east-1",
-        "PYTHONUNBUFFERED": "1",
         **env,
     }
-    command = [sys.executable, "-m", "parameters_secrets", "serve", *SERVE_ARGS, "aws"]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env
-    )
-    try:
-        assert process.stdout is not None
-        deadline = time.monotonic() + 20
-        line = ""
-        while time.monotonic() < deadline and "ready on" not in line:
-            line = process.stdout.readline()
-            if not line and process.poll() is not None:
-                break
-        assert "ready on http://127.0.0.1:" in line, line
-        yield int(line.split("127.0.0.1:")[1].split()[0])
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        if process.stdout is not None:
-            process.stdout.close()
+    return LocalServer("aws", clean_environment(full_env))
 
 
 def get(port: int, path: str) -> requests.Response:
@@ -400,7 +355,8 @@ def test_server_in_front_of_moto_answers_and_caches(
 ) -> None:
     put_parameter(moto, "/moto/p", "from-moto", type="SecureString")
     create_secret(moto, "moto/s", string="secret-from-moto")
-    with serving({"AWS_ENDPOINT_URL": moto_proxy.url}) as port:
+    with from_aws({"AWS_ENDPOINT_URL": moto_proxy.url}) as server:
+        port = server.port
         for _ in range(3):
             parameter = get(port, f"{P}?name=%2Fmoto%2Fp&withDecryption=true")
             secret = get(port, f"{S}?secretId=moto%2Fs")
@@ -421,13 +377,13 @@ def test_server_answers_502_when_aws_is_unreachable_and_504_when_too_slow(
     put_parameter(moto, "/slow", "x")
     moto_proxy.fail("AmazonSSM.GetParameter", latency=5.0)
     env = {"AWS_ENDPOINT_URL": moto_proxy.url, "SSM_PARAMETER_STORE_TIMEOUT_MILLIS": "300"}
-    with serving(env) as port:
-        slow = get(port, f"{P}?name=%2Fslow")
+    with from_aws(env) as server:
+        slow = get(server.port, f"{P}?name=%2Fslow")
         assert (slow.status_code, slow.json()["__type"]) == (504, "Timeout")
     unreachable = {
         "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
         "SECRETS_MANAGER_TIMEOUT_MILLIS": "3000",
     }
-    with serving(unreachable) as port:
-        refused = get(port, f"{S}?secretId=any")
+    with from_aws(unreachable) as server:
+        refused = get(server.port, f"{S}?secretId=any")
         assert (refused.status_code, refused.json()["__type"]) == (502, "ConnectionError")
