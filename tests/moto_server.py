@@ -31,11 +31,12 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import IO, Any, Literal, cast
 from urllib.parse import urlsplit
 
+from tests.loopback_http import LoopbackHTTPServer
 from tests.processes import clean_environment, free_port, terminate
 
 __all__ = [
@@ -399,35 +400,10 @@ class _Fault:
     times: int | None
 
 
-class _ProxyServer(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _ProxyServer(LoopbackHTTPServer):
     def __init__(self, proxy: CountingProxy, port: int = 0) -> None:
         self.proxy = proxy
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-        super().__init__(("127.0.0.1", port), _ProxyHandler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._open_lock:
-            self._open.add(request)
-            self.proxy.connections += 1
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Silence connections the client (or a ``drop`` fault) broke."""
-
-    def drop_open_connections(self) -> None:
-        with self._open_lock:
-            sockets = list(self._open)
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        super().__init__(_ProxyHandler, port, on_accept=proxy._connection_accepted)
 
 
 class _ProxyHandler(BaseHTTPRequestHandler):
@@ -652,6 +628,10 @@ class CountingProxy:
             self._faults.clear()
 
     # -- called from handler threads -------------------------------------------------
+
+    def _connection_accepted(self) -> None:
+        with self._lock:
+            self.connections += 1
 
     def _record(self, request: ProxiedRequest) -> _Fault | None:
         with self._lock:
