@@ -251,6 +251,21 @@ async def test_slow_upstream_times_out_within_the_setting(
 
 
 @pytest.mark.usefixtures("credentials")
+async def test_running_out_of_time_after_an_upstream_error_reports_that_error(
+    moto: MotoServer, moto_proxy: CountingProxy
+) -> None:
+    put_parameter(moto, "/flaky", "x")
+    moto_proxy.fail(GET_PARAMETER, "error", times=1)  # first a 500...
+    moto_proxy.fail(GET_PARAMETER, latency=3.0)  # ...then too slow for the budget
+    settings = Settings(parameter_timeout_ms=400)
+    async with opened(AwsSource(endpoint_url=moto_proxy.url, settings=settings)) as source:
+        (outcome,) = await source.fetch([ParameterRequest("/flaky")])
+    assert isinstance(outcome, FetchError)
+    assert (outcome.code, outcome.status) == ("InternalFailure", 500)
+    assert moto_proxy.calls(GET_PARAMETER) >= 2
+
+
+@pytest.mark.usefixtures("credentials")
 async def test_refused_connection_is_a_transient_connection_error(
     moto_proxy: CountingProxy,
 ) -> None:

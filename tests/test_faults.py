@@ -60,7 +60,7 @@ Fault = Literal["refused", "slow", "5xx", "throttling", "malformed", "dropped", 
 SourceKind = Literal["extension", "aws"]
 
 # What the middleware reports for each fault, per source. AwsSource retries the
-# transient ones (up to 4 attempts within the timeout) and then reports the last code.
+# transient ones (up to 6 attempts within the timeout) and then reports the last code.
 EXPECTED_CODE: dict[tuple[SourceKind, Fault], str] = {
     ("extension", "refused"): "ConnectionError",
     ("extension", "slow"): "Timeout",

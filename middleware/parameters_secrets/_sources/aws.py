@@ -386,6 +386,7 @@ class AwsSource:
         payload = json.dumps(body).encode()
         target = f"{service.target_prefix}.{action}"
         error: FetchError | None = None
+        answered: FetchError | None = None  # the last error upstream itself gave
         for attempt in range(MAX_ATTEMPTS):
             if attempt:
                 # Full jitter: a fleet that failed together does not retry together.
@@ -417,7 +418,7 @@ class AwsSource:
                 error = FetchError(f"{action} timed out", code="Timeout", transient=True)
                 continue
             except httpx.TransportError as exc:
-                error = FetchError(
+                error = answered = FetchError(
                     f"{action}: connection failed ({type(exc).__name__})",
                     code="ConnectionError",
                     transient=True,
@@ -430,12 +431,12 @@ class AwsSource:
                     answer = None
                 if isinstance(answer, dict):
                     return answer
-                error = FetchError(
+                error = answered = FetchError(
                     f"{action}: the answer is not JSON", code="MalformedResponse", transient=True
                 )
                 continue
             code, message = error_code(response.status_code, response.text)
-            error = FetchError(
+            error = answered = FetchError(
                 f"{action}: {code} (HTTP {response.status_code})"
                 + (f": {message}" if message else ""),
                 code=code,
@@ -444,6 +445,10 @@ class AwsSource:
             )
             if not error.transient:
                 return error
+        # Running out of time while retrying an upstream error is reported as that error,
+        # which says more than "Timeout"; Timeout is for an upstream that never answered.
+        if answered is not None:
+            return answered
         return error or FetchError(f"{action} timed out", code="Timeout", transient=True)
 
 
