@@ -26,6 +26,7 @@ import contextlib
 import json
 import os
 import sys
+import tempfile
 import time
 import urllib.request
 from collections import Counter
@@ -170,6 +171,25 @@ def local_server(source: str, env: Mapping[str, str] | None = None) -> LocalServ
     ``AWS_SESSION_TOKEN=SESSION_TOKEN``, log level ``warn``, and ``env``."""
     base = {"AWS_SESSION_TOKEN": SESSION_TOKEN, "PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL": "warn"}
     return LocalServer(source, clean_environment({**base, **(env or {})}))
+
+
+@contextlib.contextmanager
+def delayed_upstreams(
+    parameters: int, secrets: int, latency: float
+) -> Iterator[tuple[Proxy, Proxy]]:
+    """moto and the local server holding the same generated values, each behind a
+    :class:`Proxy` adding ``latency`` per request: yields ``(moto_proxy, local_proxy)``."""
+    with tempfile.TemporaryDirectory() as directory, aws_environment():
+        values = values_document(parameters, secrets)
+        values_file = write_values_file(directory, values)
+        with (
+            MotoServer() as moto,
+            local_server(f"file:{values_file}") as local,
+            Proxy(moto.url, latency=latency) as moto_proxy,
+            Proxy(local.url, latency=latency) as local_proxy,
+        ):
+            seed_values(moto, values)
+            yield moto_proxy, local_proxy
 
 
 # -- the proxy: client side ----------------------------------------------------------------

@@ -21,7 +21,6 @@ import asyncio
 import itertools
 import logging
 import platform
-import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,18 +32,13 @@ from benchmarks._upstreams import (
     SESSION_TOKEN,
     Proxy,
     ProxyStats,
-    aws_environment,
     declarations,
-    local_server,
+    delayed_upstreams,
     ok_app,
     parameter_names,
     run_on_private_loop,
     secret_ids,
-    seed_values,
-    values_document,
-    write_values_file,
 )
-from tests.moto_server import MotoServer
 
 LATENCY = 0.050
 PARAMETERS = 5
@@ -69,17 +63,8 @@ def run(quick: bool = False) -> Table:
     library_logger = logging.getLogger("parameters_secrets")
     level = library_logger.level
     try:
-        with tempfile.TemporaryDirectory() as directory, aws_environment():
-            values = values_document(PARAMETERS, SECRETS)
-            values_file = write_values_file(directory, values)
-            with (
-                MotoServer() as moto,
-                local_server(f"file:{values_file}") as local,
-                Proxy(moto.url, latency=LATENCY) as moto_proxy,
-                Proxy(local.url, latency=LATENCY) as local_proxy,
-            ):
-                seed_values(moto, values)
-                bursts, expiries = run_on_private_loop(_measure(moto_proxy, local_proxy, quick))
+        with delayed_upstreams(PARAMETERS, SECRETS, LATENCY) as (moto_proxy, local_proxy):
+            bursts, expiries = run_on_private_loop(_measure(moto_proxy, local_proxy, quick))
     finally:
         library_logger.setLevel(level)
     return _table(bursts, expiries, quick=quick, elapsed=time.perf_counter() - started)

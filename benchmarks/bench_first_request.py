@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 import platform
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -43,19 +42,15 @@ from benchmarks._upstreams import (
     SESSION_TOKEN,
     TOKEN_HEADER,
     Proxy,
-    aws_environment,
     declarations,
-    local_server,
+    delayed_upstreams,
     ok_app,
     parameter_names,
     run_on_private_loop,
     secret_ids,
-    seed_values,
     timed_request,
-    values_document,
-    write_values_file,
 )
-from tests.moto_server import REGION, MotoServer
+from tests.moto_server import REGION
 
 LATENCY = 0.050  # seconds added to every request by the proxy
 PARAMETERS = 10
@@ -81,19 +76,10 @@ def run(quick: bool = False) -> Table:
     library_logger = logging.getLogger("parameters_secrets")
     level = library_logger.level
     try:
-        with tempfile.TemporaryDirectory() as directory, aws_environment():
-            values = values_document(PARAMETERS, SECRETS)
-            values_file = write_values_file(directory, values)
-            with (
-                MotoServer() as moto,
-                local_server(f"file:{values_file}") as local,
-                Proxy(moto.url, latency=LATENCY) as moto_proxy,
-                Proxy(local.url, latency=LATENCY) as local_proxy,
-            ):
-                seed_values(moto, values)
-                result = run_on_private_loop(
-                    _measure(moto_proxy, local_proxy, runs, with_floor=not quick)
-                )
+        with delayed_upstreams(PARAMETERS, SECRETS, LATENCY) as (moto_proxy, local_proxy):
+            result = run_on_private_loop(
+                _measure(moto_proxy, local_proxy, runs, with_floor=not quick)
+            )
     finally:
         library_logger.setLevel(level)
     return _table(*result, runs=runs, elapsed=time.perf_counter() - started)

@@ -138,24 +138,27 @@ def _check_int(name: str, value: object, low: int, high: int | None) -> None:
         or value < low
         or (high is not None and value > high)
     ):
-        allowed = f"{low} to {high}" if high is not None else f"at least {low}"
-        raise ConfigurationError(f"{name} must be an integer {allowed}, not {value!r}")
+        raise ConfigurationError(f"{name} must be an integer {_allowed(low, high)}, not {value!r}")
+
+
+def _allowed(low: int, high: int | None) -> str:
+    return f"{low} to {high}" if high is not None else f"at least {low}"
 
 
 def _parse_int(variable: str, raw: str, low: int, high: int | None) -> int:
-    allowed = f"{low} to {high}" if high is not None else f"at least {low}"
-    if not raw.isascii() or not raw.isdigit():  # int() would take "1_0", " 7" or "٣"
-        raise ConfigurationError(f"{variable} must be an integer {allowed}, not {raw!r}")
-    value = int(raw)
+    # ASCII digits only: int() would also take "1_0", " 7" or "٣".
+    value = int(raw) if raw.isascii() and raw.isdigit() else -1
     if value < low or (high is not None and value > high):
-        raise ConfigurationError(f"{variable} must be an integer {allowed}, not {raw!r}")
+        raise ConfigurationError(
+            f"{variable} must be an integer {_allowed(low, high)}, not {raw!r}"
+        )
     return value
 
 
 def _parse_ttl(variable: str, raw: str) -> int:
-    value = int(raw) if raw.isascii() and raw.isdigit() else -1
-    if value < 0:
+    if not (raw.isascii() and raw.isdigit()):
         raise ConfigurationError(f"{variable} must be an integer 0 to {MAX_TTL}, not {raw!r}")
+    value = int(raw)
     if value > MAX_TTL:
         # What the extension does with a TTL above its maximum.
         logger.warning("%s=%d is above %d seconds; using %d", variable, value, MAX_TTL, MAX_TTL)

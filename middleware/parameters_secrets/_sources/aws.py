@@ -9,7 +9,7 @@ import random
 import ssl
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -33,6 +33,7 @@ _BACKOFF_CAP = 2.0
 _NOT_ALLOWED = frozenset({"AccessDeniedException", "AccessDenied", "UnauthorizedOperation"})
 _USER_AGENT = f"{_package}/0.1"
 _ssl_context: ssl.SSLContext | None = None
+R = TypeVar("R", ParameterRequest, SecretRequest)
 
 
 def _shared_ssl_context() -> ssl.SSLContext:
@@ -151,13 +152,9 @@ class AwsSource:
                 singles.append(request)
         calls: list[Any] = []
         for batch in batches.values():
-            group = list(batch.values())
-            for start in range(0, len(group), PARAMETERS_PER_BATCH):
-                chunk = group[start : start + PARAMETERS_PER_BATCH]
-                if len(chunk) == 1:
-                    singles.extend(chunk)
-                else:
-                    calls.append(self._get_parameters(chunk, credentials, deadline, outcomes))
+            chunks, alone = _batches(list(batch.values()), PARAMETERS_PER_BATCH)
+            calls += [self._get_parameters(c, credentials, deadline, outcomes) for c in chunks]
+            singles += alone
         calls += [self._get_parameter(r, credentials, deadline, outcomes) for r in singles]
         return calls
 
@@ -175,14 +172,11 @@ class AwsSource:
         ]
         batchable = current if self.batch_secrets else []
         singles = [r for r in unique if r not in batchable]
-        calls: list[Any] = []
-        for start in range(0, len(batchable), SECRETS_PER_BATCH):
-            chunk = batchable[start : start + SECRETS_PER_BATCH]
-            if len(chunk) == 1:
-                singles.extend(chunk)
-            else:
-                calls.append(self._batch_get_secrets(chunk, credentials, deadline, outcomes))
-        calls += [self._get_secret(r, credentials, deadline, outcomes) for r in singles]
+        chunks, alone = _batches(batchable, SECRETS_PER_BATCH)
+        calls: list[Any] = [
+            self._batch_get_secrets(c, credentials, deadline, outcomes) for c in chunks
+        ]
+        calls += [self._get_secret(r, credentials, deadline, outcomes) for r in singles + alone]
         return calls
 
     # -- single calls -------------------------------------------------------------
@@ -450,6 +444,12 @@ class AwsSource:
         if answered is not None:
             return answered
         return error or FetchError(f"{action} timed out", code="Timeout", transient=True)
+
+
+def _batches(items: list[R], size: int) -> tuple[list[list[R]], list[R]]:
+    """``items`` in calls of ``size`` at most; a call of one goes alone, as a single call."""
+    chunks = [items[start : start + size] for start in range(0, len(items), size)]
+    return [c for c in chunks if len(c) > 1], [c[0] for c in chunks if len(c) == 1]
 
 
 def _selector_name(request: ParameterRequest) -> str:
