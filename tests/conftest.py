@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from parameters_secrets import AwsSource, ExtensionSource
 from parameters_secrets._settings import ENVIRONMENT
 from tests.extension_server import FakeExtension
 from tests.moto_server import CountingProxy, MotoServer
@@ -49,29 +47,17 @@ def isolated_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def event_loop_per_test(monkeypatch: pytest.MonkeyPatch) -> Iterator[asyncio.AbstractEventLoop]:
+def event_loop_per_test() -> Iterator[asyncio.AbstractEventLoop]:
     """A current loop for Mangum to adopt, like a Lambda instance's; closed cleanly after.
 
     Mangum runs every invocation on the thread's current loop and never closes it. Each
-    test gets its own, and at teardown every pooled extension client opened on it is
-    closed before the loop is, as a shutting-down app would.
+    test gets its own, shut down as ``asyncio.run`` would: the sources' pooled
+    connections close with it (they are released when their loop finalises its async
+    generators).
     """
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    sources: list[Any] = []  # strong: a test's locals are gone by teardown
-    for cls, method in ((ExtensionSource, "_client_for_loop"), (AwsSource, "_client")):
-        original = getattr(cls, method)
-
-        def tracked(self: Any, *args: Any, _original: Any = original) -> Any:
-            if self not in sources:
-                sources.append(self)
-            return _original(self, *args)
-
-        monkeypatch.setattr(cls, method, tracked)
     yield loop
-    for source in sources:
-        if not loop.is_closed():
-            loop.run_until_complete(source.aclose())
     if not loop.is_closed():
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from parameters_secrets import (
     FetchError,
     Parameter,
     ParametersSecretsMiddleware,
+    RetryPolicy,
     Secret,
     Settings,
 )
@@ -50,7 +52,7 @@ def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     """Retries still happen, with the same count and jitter, but without the waits."""
-    monkeypatch.setattr(aws, "_BACKOFF_BASE", 0.001)
+    monkeypatch.setattr(aws, "RetryPolicy", functools.partial(RetryPolicy, base_delay=0.001))
 
 
 @contextlib.asynccontextmanager
@@ -213,7 +215,7 @@ async def test_retries_are_bounded(moto: MotoServer, moto_proxy: CountingProxy) 
         (outcome,) = await source.fetch([ParameterRequest("/down")])
     assert isinstance(outcome, FetchError)
     assert (outcome.code, outcome.transient, outcome.status) == ("InternalFailure", True, 500)
-    assert moto_proxy.calls(GET_PARAMETER) == aws.MAX_ATTEMPTS
+    assert moto_proxy.calls(GET_PARAMETER) == RetryPolicy().max_attempts
 
 
 @pytest.mark.usefixtures("credentials")
@@ -225,7 +227,7 @@ async def test_throttled_secret_batch_is_asked_again_value_by_value(
     moto_proxy.fail(BATCH_SECRETS, "throttle")  # BatchGetSecretValue: 100/s, not adjustable
     async with opened(AwsSource(endpoint_url=moto_proxy.url)) as source:
         assert await fetch(source, [SecretRequest("t1"), SecretRequest("t2")]) == ["one", "two"]
-    assert moto_proxy.calls(BATCH_SECRETS) == aws.MAX_ATTEMPTS
+    assert moto_proxy.calls(BATCH_SECRETS) == 1  # a throttled batch is not retried
     assert moto_proxy.calls(GET_SECRET) == 2
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
 import pytest
@@ -19,6 +19,12 @@ from parameters_secrets.exceptions import FetchError
 from tests.conftest import FakeClock
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """The cache's single flight is anyio's: it must hold on trio as on asyncio."""
+    return str(request.param)
 
 SECRET = "s3cr3t-Value-XYZ"
 
@@ -37,16 +43,25 @@ class CountingFetch:
         self.errors: dict[str, FetchError] = {}
         self.raises: Exception | None = None
         self.wrong_length = False
-        self.gate: asyncio.Event | None = None
-        self.entered: asyncio.Event | None = None
+        self.gate: anyio.Event | None = None
+        self.entered: anyio.Event | None = None
         self._served: dict[str, int] = {}
+        self.in_flight: dict[str, int] = {}
+        self.most_in_flight = 0  # the most fetches of one key under way at once
 
     async def __call__(self, keys: Sequence[str], deadline: float | None) -> list[str | FetchError]:
         self.calls.append(list(keys))
-        if self.entered is not None:
-            self.entered.set()
-        if self.gate is not None:
-            await self.gate.wait()
+        for key in keys:
+            self.in_flight[key] = self.in_flight.get(key, 0) + 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight[key])
+        try:
+            if self.entered is not None:
+                self.entered.set()
+            if self.gate is not None:
+                await self.gate.wait()
+        finally:
+            for key in keys:
+                self.in_flight[key] -= 1
         if self.raises is not None:
             raise self.raises
         outcomes: list[str | FetchError] = []
@@ -88,13 +103,47 @@ def cache(fetch: CountingFetch, clock: FakeClock) -> Cache[str, str]:
 
 
 async def get(cache: Cache[str, str], key: str, ttl: float = 300.0) -> str | FetchError:
-    [outcome] = await cache.get_many([(key, ttl)])
+    [(outcome, _)] = await cache.get_many([(key, ttl)])
     return outcome
 
 
-async def wait_for(event: asyncio.Event) -> None:
+async def get_many(
+    cache: Cache[str, str], items: list[tuple[str, float]], *, force: bool = False
+) -> list[str | FetchError]:
+    """The outcomes of one lookup of several keys."""
+    return [outcome for outcome, _ in await cache.get_many(items, force=force)]
+
+
+async def wait_for(event: anyio.Event) -> None:
     with anyio.fail_after(5):
         await event.wait()
+
+
+async def let_others_run() -> None:
+    for _ in range(5):
+        await anyio.sleep(0)
+
+
+class Lookups:
+    """Lookups started in a task group: each one's result, and a cancel scope per lookup."""
+
+    def __init__(self, group: anyio.abc.TaskGroup) -> None:
+        self._group = group
+        self.results: list[list[str | FetchError] | None] = []
+        self.scopes: list[anyio.CancelScope] = []
+
+    def start(self, lookup: Callable[[], Awaitable[list[str | FetchError]]]) -> int:
+        index = len(self.results)
+        self.results.append(None)
+        scope = anyio.CancelScope()
+        self.scopes.append(scope)
+
+        async def run() -> None:
+            with scope:
+                self.results[index] = await lookup()
+
+        self._group.start_soon(run)
+        return index
 
 
 # --- TTL -----------------------------------------------------------------------------------
@@ -130,9 +179,9 @@ async def test_each_item_expires_after_its_own_ttl(
     cache: Cache[str, str], fetch: CountingFetch, clock: FakeClock
 ) -> None:
     items = [("short", 10.0), ("long", 100.0)]
-    await cache.get_many(items)
+    await get_many(cache, items)
     clock.advance(50)
-    assert await cache.get_many(items) == ["short#2", "long#1"]
+    assert await get_many(cache, items) == ["short#2", "long#1"]
     assert fetch.calls == [["short", "long"], ["short"]]
 
 
@@ -151,8 +200,8 @@ async def test_zero_ttl_for_one_key_does_not_bypass_the_others(
     cache: Cache[str, str], fetch: CountingFetch
 ) -> None:
     items = [("uncached", 0.0), ("cached", 300.0)]
-    await cache.get_many(items)
-    assert await cache.get_many(items) == ["uncached#2", "cached#1"]
+    await get_many(cache, items)
+    assert await get_many(cache, items) == ["uncached#2", "cached#1"]
     assert fetch.calls == [["uncached", "cached"], ["uncached"]]
 
 
@@ -205,10 +254,10 @@ async def test_full_cache_evicts_expired_entries_before_live_ones(
 
 async def test_cache_never_holds_more_than_max_size(fetch: CountingFetch, clock: FakeClock) -> None:
     cache: Cache[str, str] = Cache(fetch, max_size=3, clock=clock)
-    await cache.get_many([(f"k{i}", 300.0) for i in range(10)])
+    await get_many(cache, [(f"k{i}", 300.0) for i in range(10)])
     assert cache.stats.size == 3
     fetch.calls.clear()
-    assert await cache.get_many([(f"k{i}", 300.0) for i in range(7, 10)]) == [
+    assert await get_many(cache, [(f"k{i}", 300.0) for i in range(7, 10)]) == [
         "k7#1",
         "k8#1",
         "k9#1",
@@ -222,18 +271,20 @@ async def test_cache_never_holds_more_than_max_size(fetch: CountingFetch, clock:
 async def test_concurrent_lookups_of_one_key_make_one_fetch(
     cache: Cache[str, str], fetch: CountingFetch
 ) -> None:
-    fetch.gate = asyncio.Event()
-    fetch.entered = asyncio.Event()
-    first = asyncio.gather(*(cache.get_many([("k", 300.0)]) for _ in range(50)))
-    await wait_for(fetch.entered)
-    # These arrive while the fetch is under way: they must join it.
-    second = asyncio.gather(*(cache.get_many([("k", 300.0)]) for _ in range(50)))
-    for _ in range(3):
-        await asyncio.sleep(0)
-    fetch.gate.set()
+    fetch.gate = anyio.Event()
+    fetch.entered = anyio.Event()
     with anyio.fail_after(5):  # a lost waiter would hang
-        results = [*await first, *await second]
-    assert results == [["k#1"]] * 100
+        async with anyio.create_task_group() as group:
+            lookups = Lookups(group)
+            for _ in range(50):
+                lookups.start(lambda: get_many(cache, [("k", 300.0)]))
+            await wait_for(fetch.entered)
+            # These arrive while the fetch is under way: they must join it.
+            for _ in range(50):
+                lookups.start(lambda: get_many(cache, [("k", 300.0)]))
+            await let_others_run()
+            fetch.gate.set()
+    assert lookups.results == [["k#1"]] * 100
     assert fetch.calls == [["k"]]
     assert cache.stats.hits == 0  # every one of them waited for the fetch
     assert cache.stats.fetches == 1
@@ -243,7 +294,7 @@ async def test_keys_missing_together_are_fetched_in_one_call(
     cache: Cache[str, str], fetch: CountingFetch
 ) -> None:
     await get(cache, "a")
-    outcomes = await cache.get_many([("a", 300.0), ("b", 300.0), ("c", 300.0)])
+    outcomes = await get_many(cache, [("a", 300.0), ("b", 300.0), ("c", 300.0)])
     assert outcomes == ["a#1", "b#1", "c#1"]
     assert fetch.calls == [["a"], ["b", "c"]]
 
@@ -251,25 +302,77 @@ async def test_keys_missing_together_are_fetched_in_one_call(
 async def test_a_key_asked_twice_in_one_lookup_is_fetched_once(
     cache: Cache[str, str], fetch: CountingFetch
 ) -> None:
-    assert await cache.get_many([("a", 300.0), ("a", 300.0)]) == ["a#1", "a#1"]
+    assert await get_many(cache, [("a", 300.0), ("a", 300.0)]) == ["a#1", "a#1"]
     assert fetch.calls == [["a"]]
 
 
 async def test_lookup_joins_an_inflight_fetch_and_fetches_only_the_rest(
     cache: Cache[str, str], fetch: CountingFetch
 ) -> None:
-    fetch.gate = asyncio.Event()
-    fetch.entered = asyncio.Event()
-    first = asyncio.ensure_future(cache.get_many([("a", 300.0)]))
-    await wait_for(fetch.entered)
-    second = asyncio.ensure_future(cache.get_many([("a", 300.0), ("b", 300.0)]))
-    for _ in range(3):
-        await asyncio.sleep(0)
-    fetch.gate.set()
+    fetch.gate = anyio.Event()
+    fetch.entered = anyio.Event()
     with anyio.fail_after(5):
-        assert await first == ["a#1"]
-        assert await second == ["a#1", "b#1"]
+        async with anyio.create_task_group() as group:
+            lookups = Lookups(group)
+            lookups.start(lambda: get_many(cache, [("a", 300.0)]))
+            await wait_for(fetch.entered)
+            lookups.start(lambda: get_many(cache, [("a", 300.0), ("b", 300.0)]))
+            await let_others_run()
+            fetch.gate.set()
+    assert lookups.results == [["a#1"], ["a#1", "b#1"]]
     assert fetch.calls == [["a"], ["b"]]
+
+
+async def test_concurrent_forced_lookups_make_one_fetch_per_key(
+    cache: Cache[str, str], fetch: CountingFetch
+) -> None:
+    await get_many(cache, [("a", 300.0), ("b", 300.0)])
+    fetch.gate = anyio.Event()
+    fetch.entered = anyio.Event()
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            lookups = Lookups(group)
+            for _ in range(50):
+                lookups.start(lambda: get_many(cache, [("a", 300.0), ("b", 300.0)], force=True))
+            await wait_for(fetch.entered)
+            await let_others_run()
+            fetch.gate.set()
+    assert lookups.results == [["a#2", "b#2"]] * 50
+    assert fetch.calls == [["a", "b"], ["a", "b"]]
+
+
+async def test_forced_lookup_does_not_take_a_fetch_that_began_before_it(
+    cache: Cache[str, str], fetch: CountingFetch, clock: FakeClock
+) -> None:
+    await get(cache, "a", ttl=60)
+    clock.advance(60)
+    fetch.gate = anyio.Event()
+    fetch.entered = anyio.Event()
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            lookups = Lookups(group)
+            lookups.start(lambda: get_many(cache, [("a", 60.0)]))  # a refresh by TTL
+            await wait_for(fetch.entered)
+            # A forced lookup (after a rotation, say) must see a fetch that began after it.
+            lookups.start(lambda: get_many(cache, [("a", 60.0)], force=True))
+            await let_others_run()
+            fetch.gate.set()
+    assert lookups.results == [["a#2"], ["a#3"]]
+    assert fetch.calls == [["a"], ["a"], ["a"]]
+    assert fetch.most_in_flight == 1
+
+
+async def test_each_lookup_of_a_shared_key_keeps_its_own_ttl(
+    cache: Cache[str, str], fetch: CountingFetch, clock: FakeClock
+) -> None:
+    # Two declarations of one parameter with different TTLs share an entry.
+    assert await get_many(cache, [("p", 10.0), ("p", 300.0)]) == ["p#1", "p#1"]
+    clock.advance(11)
+    assert await get(cache, "p", ttl=300) == "p#1"  # still fresh for the long TTL
+    assert await get(cache, "p", ttl=10) == "p#2"  # expired for the short one
+    clock.advance(11)
+    assert await get_many(cache, [("p", 300.0), ("p", 10.0)]) == ["p#3", "p#3"]
+    assert fetch.calls == [["p"], ["p"], ["p"]]
 
 
 # --- errors and stale-if-error -------------------------------------------------------------
@@ -408,7 +511,7 @@ async def test_fetch_that_raises_fails_every_key_with_source_error(
 ) -> None:
     fetch.raises = RuntimeError("boom")
     with caplog.at_level(logging.ERROR, logger="parameters_secrets"):
-        outcomes = await cache.get_many([("a", 300.0), ("b", 300.0)])
+        outcomes = await get_many(cache, [("a", 300.0), ("b", 300.0)])
     assert len(outcomes) == 2
     for outcome in outcomes:
         assert isinstance(outcome, FetchError)
@@ -417,7 +520,7 @@ async def test_fetch_that_raises_fails_every_key_with_source_error(
     assert cache.stats.errors == 2
     assert any(r.levelno == logging.ERROR for r in caplog.records)
     fetch.raises = None
-    assert await cache.get_many([("a", 300.0), ("b", 300.0)]) == ["a#1", "b#1"]
+    assert await get_many(cache, [("a", 300.0), ("b", 300.0)]) == ["a#1", "b#1"]
 
 
 async def test_fetch_returning_the_wrong_number_of_outcomes_is_a_source_error(
@@ -434,38 +537,63 @@ async def test_fetch_returning_the_wrong_number_of_outcomes_is_a_source_error(
 # --- cancellation --------------------------------------------------------------------------
 
 
-async def test_cancelled_waiter_does_not_break_the_other_waiters(
+async def test_cancelled_leader_hands_the_fetch_to_a_waiter(
     cache: Cache[str, str], fetch: CountingFetch
 ) -> None:
-    fetch.gate = asyncio.Event()
-    fetch.entered = asyncio.Event()
-    waiters = [asyncio.ensure_future(cache.get_many([("a", 300.0)])) for _ in range(3)]
-    await wait_for(fetch.entered)
-    waiters[0].cancel()
-    fetch.gate.set()
+    fetch.gate = anyio.Event()
+    fetch.entered = anyio.Event()
+    with anyio.fail_after(5):  # a stranded waiter would hang
+        async with anyio.create_task_group() as group:
+            lookups = Lookups(group)
+            leader = lookups.start(lambda: get_many(cache, [("a", 300.0)]))
+            await wait_for(fetch.entered)
+            for _ in range(3):
+                lookups.start(lambda: get_many(cache, [("a", 300.0)]))
+            await let_others_run()
+            lookups.scopes[leader].cancel()
+            await let_others_run()
+            fetch.gate.set()
+    assert lookups.results == [None, ["a#1"], ["a#1"], ["a#1"]]
+    # The cancelled fetch stopped; one waiter fetched again; never two at once.
+    assert fetch.calls == [["a"], ["a"]]
+    assert fetch.most_in_flight == 1
+    assert await get(cache, "a") == "a#1"
+
+
+async def test_cancelled_waiter_does_not_disturb_the_fetch(
+    cache: Cache[str, str], fetch: CountingFetch
+) -> None:
+    fetch.gate = anyio.Event()
+    fetch.entered = anyio.Event()
     with anyio.fail_after(5):
-        assert await waiters[1] == ["a#1"]
-        assert await waiters[2] == ["a#1"]
-    with pytest.raises(asyncio.CancelledError):
-        await waiters[0]
+        async with anyio.create_task_group() as group:
+            lookups = Lookups(group)
+            lookups.start(lambda: get_many(cache, [("a", 300.0)]))
+            await wait_for(fetch.entered)
+            waiter = lookups.start(lambda: get_many(cache, [("a", 300.0)]))
+            await let_others_run()
+            lookups.scopes[waiter].cancel()
+            fetch.gate.set()
+    assert lookups.results == [["a#1"], None]
     assert fetch.calls == [["a"]]
 
 
-async def test_cancelling_the_only_waiter_still_completes_and_caches_the_fetch(
+async def test_cancelling_the_only_caller_leaves_nothing_behind(
     cache: Cache[str, str], fetch: CountingFetch
 ) -> None:
-    fetch.gate = asyncio.Event()
-    fetch.entered = asyncio.Event()
-    waiter = asyncio.ensure_future(cache.get_many([("a", 300.0)]))
-    await wait_for(fetch.entered)
-    waiter.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await waiter
-    fetch.gate.set()
+    fetch.gate = anyio.Event()
+    fetch.entered = anyio.Event()
     with anyio.fail_after(5):
-        assert await get(cache, "a") == "a#1"
-    assert fetch.calls == [["a"]]
-    assert cache.stats.size == 1
+        async with anyio.create_task_group() as group:
+            lookups = Lookups(group)
+            lookups.start(lambda: get_many(cache, [("a", 300.0)]))
+            await wait_for(fetch.entered)
+            lookups.scopes[0].cancel()
+    assert fetch.in_flight == {"a": 0}  # the fetch stopped with its caller
+    fetch.gate = None
+    assert await get(cache, "a") == "a#1"  # and the next lookup fetches anew
+    assert fetch.calls == [["a"], ["a"]]
+    assert cache._flights == {}
 
 
 # --- counters and repr ---------------------------------------------------------------------
@@ -477,11 +605,11 @@ async def test_stats_count_hits_fetches_refreshes_stale_serves_and_errors(
     assert cache.stats == CacheStats()
     await get(cache, "a", ttl=60)  # fetch
     await get(cache, "a", ttl=60)  # hit
-    await cache.get_many([("a", 60.0), ("b", 60.0)])  # hit a, fetch b
+    await get_many(cache, [("a", 60.0), ("b", 60.0)])  # hit a, fetch b
     assert cache.stats == CacheStats(hits=2, fetches=2, size=2)
     clock.advance(60)
     fetch.errors["b"] = transient()
-    assert await cache.get_many([("a", 60.0), ("b", 60.0)]) == ["a#2", "b#1"]
+    assert await get_many(cache, [("a", 60.0), ("b", 60.0)]) == ["a#2", "b#1"]
     assert cache.stats == CacheStats(
         hits=2, fetches=4, refreshes=1, stale_serves=1, errors=1, size=2
     )
@@ -512,7 +640,7 @@ async def test_reprs_never_show_a_cached_value(fetch: CountingFetch, clock: Fake
     entries = list(cache._entries.values())
     assert len(entries) == 1
     assert SECRET not in repr(entries[0])
-    assert "expires_at" in repr(entries[0])
+    assert "fetched_at" in repr(entries[0])
     assert SECRET not in repr(cache)
     assert SECRET not in repr(cache.stats)
 
@@ -524,17 +652,17 @@ def test_cache_works_from_two_event_loops_in_turn(fetch: CountingFetch, clock: F
     cache: Cache[str, str] = Cache(fetch, clock=clock)
     first = asyncio.new_event_loop()
     try:
-        assert first.run_until_complete(cache.get_many([("a", 60.0)])) == ["a#1"]
+        assert first.run_until_complete(get_many(cache, [("a", 60.0)])) == ["a#1"]
     finally:
         first.close()
     second = asyncio.new_event_loop()
     try:
-        assert second.run_until_complete(cache.get_many([("a", 60.0), ("b", 60.0)])) == [
+        assert second.run_until_complete(get_many(cache, [("a", 60.0), ("b", 60.0)])) == [
             "a#1",
             "b#1",
         ]
         clock.advance(60)
-        assert second.run_until_complete(cache.get_many([("a", 60.0)])) == ["a#2"]
+        assert second.run_until_complete(get_many(cache, [("a", 60.0)])) == ["a#2"]
     finally:
         second.close()
     assert fetch.calls == [["a"], ["b"], ["a"]]
@@ -548,7 +676,7 @@ def test_fetch_abandoned_by_a_closed_loop_is_redone_on_the_next_loop(
     async def start_and_abandon() -> asyncio.Future[list[str | FetchError]]:
         fetch.gate = asyncio.Event()  # never set
         fetch.entered = asyncio.Event()
-        waiter = asyncio.ensure_future(cache.get_many([("a", 60.0)]))
+        waiter = asyncio.ensure_future(get_many(cache, [("a", 60.0)]))
         await wait_for(fetch.entered)
         return waiter
 
@@ -565,7 +693,7 @@ def test_fetch_abandoned_by_a_closed_loop_is_redone_on_the_next_loop(
     fetch.gate = fetch.entered = None
     second = asyncio.new_event_loop()
     try:
-        assert second.run_until_complete(cache.get_many([("a", 60.0)])) == ["a#1"]
+        assert second.run_until_complete(get_many(cache, [("a", 60.0)])) == ["a#1"]
     finally:
         second.close()
     assert fetch.calls == [["a"], ["a"]]
@@ -579,21 +707,23 @@ def test_fetch_still_in_flight_on_another_loop_does_not_block_this_loop(
     second = asyncio.new_event_loop()
     try:
 
-        async def start_and_time_out() -> None:
-            fetch.gate = asyncio.Event()
-            with pytest.raises(asyncio.TimeoutError):
-                await asyncio.wait_for(cache.get_many([("a", 60.0)]), 0.01)
+        async def start_and_leave_pending() -> asyncio.Task[list[str | FetchError]]:
+            fetch.gate = anyio.Event()
+            fetch.entered = anyio.Event()
+            task = asyncio.ensure_future(get_many(cache, [("a", 60.0)]))
+            await wait_for(fetch.entered)
+            return task
 
-        # The first loop stops with the fetch still pending (the gate is not set).
-        first.run_until_complete(start_and_time_out())
+        # The first loop stops with its fetch still under way (the gate is not set).
+        pending = first.run_until_complete(start_and_leave_pending())
         gate, fetch.gate = fetch.gate, None
-        with_timeout = asyncio.wait_for(cache.get_many([("a", 60.0)]), 5)
+        with_timeout = asyncio.wait_for(get_many(cache, [("a", 60.0)]), 5)
         assert second.run_until_complete(with_timeout) == ["a#1"]
         assert fetch.calls == [["a"], ["a"]]
-        # Let the first loop's fetch finish so that nothing is left pending.
+        # Let the first loop's fetch finish, so that nothing is left pending.
         assert gate is not None
         gate.set()
-        first.run_until_complete(asyncio.gather(*asyncio.all_tasks(first)))
+        assert first.run_until_complete(pending) == ["a#2"]
     finally:
         first.close()
         second.close()

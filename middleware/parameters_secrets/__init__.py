@@ -12,10 +12,12 @@ from ._declarations import Parameter, Secret
 from ._middleware import ParametersSecretsMiddleware
 from ._settings import Settings
 from ._sources import Source
+from ._sources._retry import RetryPolicy
 from ._sources.aws import AwsSource
 from ._sources.extension import ExtensionSource
 from ._sources.static import StaticSource
-from .exceptions import ConfigurationError, FetchError, ParametersSecretsError
+from ._store import ParametersSecrets
+from .exceptions import ConfigurationError, FetchError, LoadError, ParametersSecretsError
 
 __version__ = "0.1.0"
 
@@ -25,9 +27,12 @@ __all__ = [
     "ConfigurationError",
     "ExtensionSource",
     "FetchError",
+    "LoadError",
     "Parameter",
+    "ParametersSecrets",
     "ParametersSecretsError",
     "ParametersSecretsMiddleware",
+    "RetryPolicy",
     "Secret",
     "Settings",
     "Source",

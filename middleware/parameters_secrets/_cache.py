@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -10,6 +9,9 @@ from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeAlias, TypeVar, Union
 
+import anyio
+
+from ._loops import current_loop
 from .exceptions import FetchError
 
 logger = logging.getLogger("parameters_secrets")
@@ -38,7 +40,7 @@ class CacheStats:
     Attributes:
         hits: Values served from a fresh entry, without upstream.
         fetches: Values asked of upstream (a batch of ten counts ten).
-        refreshes: Fetches that replaced an expired entry.
+        refreshes: Fetches that replaced a previous value.
         stale_serves: Refreshes that failed for a transient reason and fell back to the
             previous value (which is then served for a few more seconds).
         errors: Fetches that failed.
@@ -53,25 +55,55 @@ class CacheStats:
     size: int = 0
 
 
-class _Entry(Generic[V]):
-    __slots__ = ("expires_at", "value")
+Lookup: TypeAlias = tuple[Union[V, FetchError], Union[float, None]]  # noqa: UP007
+"""What a lookup found: the outcome, and until when it may be reused without asking the
+cache again (``None``: it is not cached, so the next lookup fetches)."""
 
-    def __init__(self, value: V, expires_at: float) -> None:
+
+class _Entry(Generic[V]):
+    __slots__ = ("fetched_at", "hold_until", "longest_ttl", "value")
+
+    def __init__(self, value: Outcome[V], fetched_at: float, ttl: float) -> None:
         self.value = value
-        self.expires_at = expires_at
+        self.fetched_at = fetched_at
+        # Set after a failed refresh: the previous value is served until then.
+        self.hold_until = 0.0
+        # The longest TTL any lookup gave this key: when it counts as expired for eviction.
+        self.longest_ttl = ttl
+
+    def fresh_until(self, ttl: float) -> float:
+        # Each lookup brings its own TTL: two declarations of one value with different
+        # TTLs share the entry, and each sees it expire after its own TTL.
+        if isinstance(self.value, FetchError):  # not found: remembered briefly
+            return self.fetched_at + min(ttl, NOT_FOUND_TTL_SECONDS)
+        return max(self.fetched_at + ttl, self.hold_until)
 
     def __repr__(self) -> str:  # never show a value
-        return f"<cache entry expires_at={self.expires_at:.3f}>"
+        return f"<cache entry fetched_at={self.fetched_at:.3f}>"
+
+
+class _Flight(Generic[K, V]):
+    """One upstream fetch under way, which other lookups of its keys wait for."""
+
+    __slots__ = ("done", "forced", "outcomes")
+
+    def __init__(self, *, forced: bool) -> None:
+        self.done = anyio.Event()
+        self.forced = forced
+        # None until the fetch settles; still None once done if its leader was cancelled.
+        self.outcomes: dict[K, Outcome[V]] | None = None
 
 
 class Cache(Generic[K, V]):
     """A bounded, TTL'd cache in front of an upstream ``fetch``.
 
-    * A key's TTL is given with each lookup; a TTL of 0 bypasses the cache for it, as do
-      ``enabled=False`` and ``max_size=0``.
-    * One upstream fetch per key at a time: concurrent lookups of a missing or expired key
-      wait for the same fetch (single flight). Keys missing together are fetched together,
-      so a source can batch them.
+    * A TTL is given with each lookup; a TTL of 0 bypasses the cache for that lookup, as
+      do ``enabled=False`` and ``max_size=0``.
+    * One upstream fetch per key at a time on an event loop: concurrent lookups of a
+      missing or expired key wait for the same fetch (single flight), on asyncio or trio.
+      Keys missing together are fetched together, so a source can batch them. The fetch
+      runs in the first caller's task; if that caller is cancelled, a waiting caller
+      fetches instead, so nobody is left waiting for a fetch that stopped.
     * "Not found" answers are remembered for ``NOT_FOUND_TTL_SECONDS`` at most; other
       errors are not cached.
     * An expired entry is kept until it is refreshed or evicted. If its refresh fails for a
@@ -100,15 +132,10 @@ class Cache(Generic[K, V]):
         self._enabled = enabled and max_size > 0
         self._stale_if_error = stale_if_error
         self._clock = clock
-        self._entries: OrderedDict[K, _Entry[Outcome[V]]] = OrderedDict()
-        # Futures are bound to the loop that made them; see _in_flight_for_loop.
-        self._in_flight: dict[K, asyncio.Future[Outcome[V]]] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._tasks: set[asyncio.Task[None]] = set()  # strong references while they run
+        self._entries: OrderedDict[K, _Entry[V]] = OrderedDict()
+        # Events belong to the loop that made them: fetches in flight, per loop.
+        self._flights: dict[object, dict[K, _Flight[K, V]]] = {}
         self._hits = self._fetches = self._refreshes = self._stale_serves = self._errors = 0
-        # Bumped by every change to the entries, so a caller can tell that what it read
-        # earlier (see ``expires_at``) still holds.
-        self.generation = 0
 
     @property
     def stats(self) -> CacheStats:
@@ -125,118 +152,172 @@ class Cache(Generic[K, V]):
     def clear(self) -> None:
         """Forget every entry (counters stay)."""
         self._entries.clear()
-        self.generation += 1
-
-    def expires_at(self, key: K, ttl: float) -> float | None:
-        """When ``key``'s entry expires, or ``None`` if it is not cached (or ``ttl`` bypasses)."""
-        entry = self._entries.get(key) if self._caches(ttl) else None
-        return None if entry is None else entry.expires_at
-
-    def count_hits(self, hits: int) -> None:
-        """Count hits served from a copy the caller kept (see ``generation``)."""
-        self._hits += hits
 
     async def get_many(
-        self, items: Sequence[tuple[K, float]], *, deadline: float | None = None
-    ) -> list[Outcome[V]]:
+        self,
+        items: Sequence[tuple[K, float]],
+        *,
+        deadline: float | None = None,
+        force: bool = False,
+    ) -> list[Lookup[V]]:
         """Look up ``(key, ttl)`` pairs; fetch what is missing or expired, all at once.
 
-        Returns one outcome per item, in order: the value, or the :class:`FetchError` that
-        prevented loading it.
+        Args:
+            items: The keys, each with the TTL of this lookup.
+            deadline: When the fetch must end (``time.monotonic()``), passed to ``fetch``.
+            force: Fetch every key now, whatever its TTL (still one fetch per key for
+                every caller forcing at once).
+
+        Returns:
+            One :class:`Lookup` per item, in order: the value or the :class:`FetchError`
+            that prevented loading it, and until when it is fresh.
         """
         now = self._clock()
-        outcomes: list[Outcome[V] | None] = [None] * len(items)
+        lookups: list[Lookup[V] | None] = [None] * len(items)
         pending: dict[K, list[int]] = {}
         for index, (key, ttl) in enumerate(items):
-            entry = self._entries.get(key) if self._caches(ttl) else None
-            if entry is not None and now < entry.expires_at:
-                self._entries.move_to_end(key)
-                self._hits += 1
-                outcomes[index] = entry.value
-            else:
-                pending.setdefault(key, []).append(index)
+            entry = self._entries.get(key) if not force and self._caches(ttl) else None
+            if entry is not None:
+                fresh_until = entry.fresh_until(ttl)
+                if now < fresh_until:
+                    lookups[index] = (entry.value, fresh_until)
+                    continue
+            pending.setdefault(key, []).append(index)
+        # A key asked twice in one lookup (two declarations, two TTLs) gets one value.
+        for index, (key, _) in enumerate(items):
+            if key in pending and lookups[index] is not None:
+                lookups[index] = None
+                pending[key].append(index)
+        hits = [key for (key, _), found in zip(items, lookups, strict=True) if found is not None]
+        for key in hits:
+            self._entries.move_to_end(key)
+        self._hits += len(hits)
         if not pending:  # the warm path: nothing awaited
-            return outcomes  # type: ignore[return-value]
+            return lookups  # type: ignore[return-value]
 
-        in_flight = self._in_flight_for_loop()
-        ttls = dict(items)
-        to_fetch = [key for key in pending if key not in in_flight]
-        if to_fetch:
-            loop = asyncio.get_running_loop()
-            for key in to_fetch:
-                in_flight[key] = loop.create_future()
-            # A task of its own, so a cancelled request does not strand the other waiters.
-            task = loop.create_task(self._fetch_and_settle(to_fetch, ttls, deadline))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        waiting = {key: in_flight[key] for key in pending}
-        for key, future in waiting.items():
-            outcome = await asyncio.shield(future)
-            for index in pending[key]:
-                outcomes[index] = outcome
-        return outcomes  # type: ignore[return-value]
+        ttls: dict[K, float] = {}
+        for key, ttl in items:
+            if key in pending:
+                ttls[key] = max(ttl, ttls.get(key, 0.0))
+        outcomes = await self._load(list(pending), ttls, deadline, force)
+        for key, indexes in pending.items():
+            outcome = outcomes[key]
+            entry = self._entries.get(key)
+            for index in indexes:
+                ttl = items[index][1]
+                cached = entry is not None and entry.value is outcome and self._caches(ttl)
+                until = entry.fresh_until(ttl) if cached and entry is not None else None
+                lookups[index] = (outcome, until)
+        return lookups  # type: ignore[return-value]
 
     def _caches(self, ttl: float) -> bool:
         return self._enabled and ttl > 0
 
-    def _in_flight_for_loop(self) -> dict[K, asyncio.Future[Outcome[V]]]:
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:
-            # A new loop (asyncio.run per call, a test client's portal): futures from the
-            # old one can never complete here.
-            self._loop = loop
-            self._in_flight = {}
-        return self._in_flight
+    async def _load(
+        self, keys: list[K], ttls: dict[K, float], deadline: float | None, force: bool
+    ) -> dict[K, Outcome[V]]:
+        loop = current_loop()
+        got: dict[K, Outcome[V]] = {}
+        remaining = keys
+        first = True
+        while remaining:
+            if not first and not force:
+                # A fetch we waited for was abandoned; another waiter may have fetched since.
+                remaining = self._take_fresh(remaining, ttls, got)
+            first = False
+            flights = self._flights.setdefault(loop, {})
+            lead = [key for key in remaining if key not in flights]
+            waits: dict[_Flight[K, V], list[K]] = {}
+            for key in remaining:
+                if key in flights:
+                    waits.setdefault(flights[key], []).append(key)
+            if lead:
+                got.update(await self._lead(loop, flights, lead, ttls, deadline, force))
+            remaining = []
+            for flight, waiting in waits.items():
+                await flight.done.wait()
+                outcomes = flight.outcomes
+                if outcomes is None or (force and not flight.forced):
+                    # Its leader was cancelled, or it began before this refresh was asked.
+                    remaining += waiting
+                else:
+                    for key in waiting:
+                        got[key] = outcomes[key]
+        return got
 
-    async def _fetch_and_settle(
-        self, keys: list[K], ttls: dict[K, float], deadline: float | None
-    ) -> None:
-        in_flight = self._in_flight
+    def _take_fresh(self, keys: list[K], ttls: dict[K, float], got: dict[K, Outcome[V]]) -> list[K]:
+        now = self._clock()
+        missing = []
+        for key in keys:
+            entry = self._entries.get(key) if self._caches(ttls[key]) else None
+            if entry is not None and now < entry.fresh_until(ttls[key]):
+                got[key] = entry.value
+            else:
+                missing.append(key)
+        return missing
+
+    async def _lead(
+        self,
+        loop: object,
+        flights: dict[K, _Flight[K, V]],
+        keys: list[K],
+        ttls: dict[K, float],
+        deadline: float | None,
+        force: bool,
+    ) -> dict[K, Outcome[V]]:
+        flight: _Flight[K, V] = _Flight(forced=force)
+        for key in keys:
+            flights[key] = flight
         try:
-            try:
-                results: Sequence[Outcome[V]] = await self._fetch(keys, deadline)
-                if len(results) != len(keys):
-                    raise RuntimeError("source returned a wrong number of results")
-            except Exception as exc:
-                # A source must return FetchErrors, not raise; if one raises anyway, every
-                # key fails with a code that says so, and nothing else breaks.
-                # No traceback: a source's exception message might quote a value.
-                logger.error("source %r failed unexpectedly: %s", self._fetch, type(exc).__name__)
-                error = FetchError(f"source failed: {type(exc).__name__}", code="SourceError")
-                results = [error] * len(keys)
+            results = await self._fetch_guarded(keys, deadline)
+            # No await from here to done.set(): a cancellation cannot split the settling.
             now = self._clock()
-            for key, result in zip(keys, results, strict=True):
-                outcome = self._settle(key, result, ttls[key], now)
-                future = in_flight.pop(key, None)
-                if future is not None and not future.done():
-                    future.set_result(outcome)
+            settled = {
+                key: self._settle(key, result, ttls[key], now)
+                for key, result in zip(keys, results, strict=True)
+            }
+            flight.outcomes = settled
+            return settled
         finally:
-            # Cancelled (the loop is closing): release anyone still waiting.
             for key in keys:
-                future = in_flight.pop(key, None)
-                if future is not None and not future.done():
-                    future.set_result(
-                        FetchError("the fetch was cancelled", code="Cancelled", transient=True)
-                    )
+                if flights.get(key) is flight:
+                    del flights[key]
+            if not flights and self._flights.get(loop) is flights:
+                del self._flights[loop]
+            flight.done.set()  # cancelled: outcomes is None, and a waiter fetches instead
+
+    async def _fetch_guarded(self, keys: list[K], deadline: float | None) -> Sequence[Outcome[V]]:
+        try:
+            results = await self._fetch(keys, deadline)
+            if len(results) != len(keys):
+                raise RuntimeError("source returned a wrong number of results")
+        except Exception as exc:
+            # A source must return FetchErrors, not raise; if one raises anyway, every key
+            # fails with a code that says so, and nothing else breaks.
+            # No traceback: a source's exception message might quote a value.
+            logger.error("source %r failed unexpectedly: %s", self._fetch, type(exc).__name__)
+            error = FetchError(f"source failed: {type(exc).__name__}", code="SourceError")
+            return [error] * len(keys)
+        return results
 
     def _settle(self, key: K, result: Outcome[V], ttl: float, now: float) -> Outcome[V]:
         self._fetches += 1
-        self.generation += 1
         entry = self._entries.get(key)
         previous = entry if entry is not None and not isinstance(entry.value, FetchError) else None
         if not isinstance(result, FetchError):
             if previous is not None:
                 self._refreshes += 1
             if self._caches(ttl):
-                self._store(key, result, now + ttl)
+                self._store(key, _Entry(result, now, ttl))
             return result
         self._errors += 1
         if result.not_found and self._caches(ttl):
-            self._store(key, result, now + min(ttl, NOT_FOUND_TTL_SECONDS))
+            self._store(key, _Entry(result, now, ttl))
             return result
         if result.transient and self._stale_if_error and previous is not None and self._caches(ttl):
             self._stale_serves += 1
-            previous.expires_at = now + min(ttl, STALE_RETRY_SECONDS)
+            previous.hold_until = now + min(ttl, STALE_RETRY_SECONDS)
+            previous.longest_ttl = max(previous.longest_ttl, ttl)
             self._entries.move_to_end(key)
             logger.warning(
                 "refreshing %s failed (%s); serving the previous value", key, result.code
@@ -247,17 +328,21 @@ class Cache(Generic[K, V]):
             self._entries.pop(key, None)
         return result
 
-    def _store(self, key: K, value: Outcome[V], expires_at: float) -> None:
-        self.generation += 1
-        self._entries[key] = _Entry(value, expires_at)
+    def _store(self, key: K, entry: _Entry[V]) -> None:
+        previous = self._entries.get(key)
+        if previous is not None:
+            entry.longest_ttl = max(entry.longest_ttl, previous.longest_ttl)
+        self._entries[key] = entry
         self._entries.move_to_end(key)
         if len(self._entries) <= self._max_size:
             return
         now = self._clock()
-        for stale_key in [k for k, e in self._entries.items() if e.expires_at <= now]:
+        expired = [
+            k for k, e in self._entries.items() if k != key and e.fresh_until(e.longest_ttl) <= now
+        ]
+        for stale_key in expired:
             if len(self._entries) <= self._max_size:
                 return
-            if stale_key != key:
-                del self._entries[stale_key]
+            del self._entries[stale_key]
         while len(self._entries) > self._max_size:
             self._entries.popitem(last=False)

@@ -219,8 +219,14 @@ def apply_transform(declaration: Declaration, record: Record) -> Any:
         return freeze(transform(raw))
     except Exception as exc:  # bad JSON or base64, or whatever a user's callable raises
         failure = type(exc).__name__
-    name = transform if isinstance(transform, str) else getattr(transform, "__name__", "callable")
-    raise FetchError(
-        f"the value could not be transformed with {name!r} ({failure})",
-        code="TransformFailed",
-    ) from None
+    if transform is None:  # a source let through a record without a value
+        message = f"the record holds no usable value ({failure})"
+    else:
+        name = repr(transform) if isinstance(transform, str) else _callable_name(transform)
+        message = f"the value could not be transformed with {name} ({failure})"
+    raise FetchError(message, code="TransformFailed") from None
+
+
+def _callable_name(transform: Callable[[Any], Any]) -> str:
+    name = getattr(transform, "__qualname__", None) or getattr(transform, "__name__", None)
+    return f"{name}()" if isinstance(name, str) else "a callable"

@@ -59,11 +59,27 @@ class FrozenList(list[Any]):
 
 
 def freeze(value: Any) -> Any:
-    """Return ``value`` with every dict and list inside it made read-only."""
+    """Return ``value`` with every container inside it made read-only.
+
+    Dicts and lists become :class:`FrozenDict` and :class:`FrozenList`; tuples (named
+    ones included) are rebuilt around frozen items; sets become frozensets and bytearrays
+    bytes. Other objects are returned as they are: a callable transform that builds its
+    own objects should make them immutable (a frozen dataclass, a frozen pydantic model).
+    """
+    if isinstance(value, (str, bytes, int, float, type(None), FrozenDict, FrozenList)):
+        return value  # the common leaves, and what is frozen already
     if isinstance(value, dict):
         return FrozenDict({key: freeze(item) for key, item in value.items()})
     if isinstance(value, list):
         return FrozenList(freeze(item) for item in value)
+    if isinstance(value, tuple):
+        items = [freeze(item) for item in value]
+        make = getattr(type(value), "_make", None)  # a namedtuple keeps its type
+        return make(items) if callable(make) else tuple(items)
+    if isinstance(value, (set, frozenset)):
+        return frozenset(value)  # set members are hashable, so immutable already
+    if isinstance(value, bytearray):
+        return bytes(value)
     return value
 
 
@@ -73,4 +89,8 @@ def thaw(value: Any) -> Any:
         return {key: thaw(item) for key, item in value.items()}
     if isinstance(value, list):
         return [thaw(item) for item in value]
+    if isinstance(value, tuple):
+        items = [thaw(item) for item in value]
+        make = getattr(type(value), "_make", None)
+        return make(items) if callable(make) else tuple(items)
     return value

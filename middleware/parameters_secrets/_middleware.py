@@ -1,31 +1,29 @@
-"""The ASGI middleware: declared values on every request, from the in-process cache."""
+"""The ASGI middleware: a store's values on every request."""
 
 from __future__ import annotations
 
-import json
-import keyword
 import logging
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Collection, Mapping
 
-from ._cache import Cache, CacheStats
+from ._cache import CacheStats
 from ._context import Values, _current
-from ._declarations import (
-    Declaration,
-    Parameter,
-    Record,
-    Secret,
-    ValueRequest,
-    apply_transform,
-)
-from ._settings import Settings, logger
-from ._sources import Source, default_source
+from ._declarations import Declaration
+from ._settings import Settings
+from ._sources import Source
+from ._store import ParametersSecrets
 from ._types import ASGIApp, Receive, Scope, Send
-from .exceptions import ConfigurationError, FetchError
+from .exceptions import ConfigurationError, LoadError
+
+logger = logging.getLogger("parameters_secrets")
 
 # Leave this much of the Lambda's remaining time to answer 503 instead of timing out.
 _DEADLINE_MARGIN_SECONDS = 0.05
+# What a refused request is told to wait: about when a failed value is asked again.
+RETRY_AFTER_SECONDS = 5
+_UNAVAILABLE = b'{"detail":"Service Unavailable"}'
+
+OnFailure = Callable[[LoadError], ASGIApp]
 
 
 class ParametersSecretsMiddleware:
@@ -38,70 +36,67 @@ class ParametersSecretsMiddleware:
 
     Args:
         app: The ASGI app to wrap.
-        values: Key (a Python identifier) to :class:`Parameter` or :class:`Secret`.
-        source: Where values come from; default: ``PARAMETERS_SECRETS_SOURCE``, else the
-            extension in Lambda, else AWS directly.
-        settings: Cache settings; default ``Settings.from_env()``.
-        clock: Monotonic seconds for TTLs; for tests.
+        values: Key (a Python identifier) to :class:`Parameter` or :class:`Secret`; or a
+            :class:`ParametersSecrets` store shared with the rest of the app.
+        source: Where values come from (only with a mapping); default:
+            ``PARAMETERS_SECRETS_SOURCE``, else the extension in Lambda, else AWS.
+        settings: Cache settings (only with a mapping); default ``Settings.from_env()``.
+        exclude_paths: Paths whose requests reach the app without loading values (health
+            checks, docs); an entry ending in ``*`` is a prefix.
+        on_failure: Given the :class:`LoadError`, returns the ASGI app (a Starlette
+            ``Response`` is one) that answers an HTTP request whose values could not be
+            loaded; default a 503 ``{"detail": "Service Unavailable"}`` with
+            ``Retry-After``. A websocket is closed with code 1011 either way.
 
     Raises:
-        ConfigurationError: A key or declaration is not valid, or a setting is out of range.
+        ConfigurationError: A key, declaration or argument is not valid, or a setting is
+            out of range.
     """
 
     def __init__(
         self,
         app: ASGIApp,
         *,
-        values: Mapping[str, Declaration],
+        values: Mapping[str, Declaration] | ParametersSecrets,
         source: Source | None = None,
         settings: Settings | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        exclude_paths: Collection[str] = (),
+        on_failure: OnFailure | None = None,
     ) -> None:
         self.app = app
-        self._declarations = _validated(values)
-        self.settings = settings if settings is not None else Settings.from_env()
-        logger.setLevel(self.settings.logging_level)
-        self.source = source if source is not None else default_source(self.settings)
-        if not isinstance(self.source, Source):
-            raise ConfigurationError(
-                f"source must have async fetch() and aclose() methods, not {self.source!r}"
-            )
-        self._lookups = [(d.request, self._ttl(d)) for d in self._declarations.values()]
-        self._cache: Cache[ValueRequest, Record] = Cache(
-            self.source.fetch,
-            max_size=self.settings.cache_size,
-            enabled=self.settings.cache_enabled,
-            stale_if_error=self.settings.stale_if_error,
-            clock=clock,
-        )
-        # key -> (record, transformed value): transform once per fetched record.
-        self._transformed: dict[str, tuple[Record, Any]] = {}
-        # The warm path: the last complete set of values, good while the cache has not
-        # changed and no entry has expired. Shared read-only by requests; each request
-        # gets its own state dict and Values wrapper.
-        self._snapshot: dict[str, Any] | None = None
-        self._snapshot_until = 0.0
-        self._snapshot_generation = -1
-        self._clock = clock
+        if isinstance(values, ParametersSecrets):
+            if source is not None or settings is not None:
+                raise ConfigurationError(
+                    "give source= and settings= to the ParametersSecrets store, "
+                    "not to the middleware that uses it"
+                )
+            self.store = values
+        else:
+            self.store = ParametersSecrets(values, source=source, settings=settings)
+        self._exact_paths, self._path_prefixes = _paths(exclude_paths)
+        if on_failure is not None and not callable(on_failure):
+            raise ConfigurationError(f"on_failure must be a callable, not {on_failure!r}")
+        self._on_failure = on_failure
 
     def __repr__(self) -> str:
-        return (
-            f"ParametersSecretsMiddleware(keys={list(self._declarations)}, source={self.source!r})"
-        )
+        return f"ParametersSecretsMiddleware(store={self.store!r})"
 
     @property
     def stats(self) -> CacheStats:
-        """The cache's counters: hits, upstream fetches, refreshes, stale serves, errors."""
-        return self._cache.stats
+        """The store's cache counters."""
+        return self.store.stats
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        if scope["type"] not in ("http", "websocket") or self._excluded(scope):
             await self.app(scope, receive, send)
             return
-        values, failures = await self._load(scope)
-        if failures:
-            await _refuse(scope, send, failures)
-            return
+        store = self.store
+        values = store._current()
+        if values is None:
+            values, failures = await store._load_for_request(_deadline(scope))
+            if failures:
+                await self._refuse(scope, receive, send, LoadError(failures))
+                return
         scope.setdefault("state", {}).update(values)
         token = _current.set(Values(values))
         try:
@@ -109,120 +104,66 @@ class ParametersSecretsMiddleware:
         finally:
             _current.reset(token)
 
-    def _ttl(self, declaration: Declaration) -> float:
-        if declaration.ttl is not None:
-            return declaration.ttl
-        if isinstance(declaration, Parameter):
-            return self.settings.parameter_ttl
-        return self.settings.secret_ttl
+    def _excluded(self, scope: Scope) -> bool:
+        if not (self._exact_paths or self._path_prefixes):
+            return False
+        path = scope.get("path", "")
+        root = scope.get("root_path", "")
+        # Starlette puts the root path in "path"; some servers do not.
+        inner = path[len(root) :] if root and path.startswith(root) else path
+        return (
+            path in self._exact_paths
+            or inner in self._exact_paths
+            or any(p.startswith(self._path_prefixes) for p in (path, inner))
+        )
 
-    async def _load(self, scope: Scope) -> tuple[dict[str, Any], list[tuple[str, FetchError]]]:
-        cache = self._cache
-        if (
-            self._snapshot is not None
-            and cache.generation == self._snapshot_generation
-            and self._clock() < self._snapshot_until
-        ):
-            cache.count_hits(len(self._lookups))
-            return self._snapshot, []
-        before = cache.stats if logger.isEnabledFor(logging.DEBUG) else None
-        outcomes = await self._cache.get_many(self._lookups, deadline=_deadline(scope))
-        values: dict[str, Any] = {}
-        failures: list[tuple[str, FetchError]] = []
-        for (key, declaration), outcome in zip(self._declarations.items(), outcomes, strict=True):
-            if not isinstance(outcome, FetchError):
-                try:
-                    values[key] = self._value(key, declaration, outcome)
-                    continue
-                except FetchError as exc:
-                    outcome = exc
-            if declaration.required:
-                failures.append((key, outcome))
-            elif outcome.not_found:
-                values[key] = declaration.default
-            else:
-                logger.warning(
-                    "optional value %r (%s) could not be loaded (%s); using its default",
-                    key,
-                    declaration.request.describe(),
-                    outcome.code,
-                )
-                values[key] = declaration.default
-        for key, error in failures:
-            logger.error(
-                "required value %r (%s) could not be loaded: %s",
-                key,
-                self._declarations[key].request.describe(),
-                error,
-            )
-        if before is not None and cache.stats != before:
-            logger.debug("cache %s", cache.stats)
-        self._keep_snapshot(values, failures)
-        return values, failures
-
-    def _keep_snapshot(self, values: dict[str, Any], failures: list[Any]) -> None:
-        expiries = [self._cache.expires_at(key, ttl) for key, ttl in self._lookups]
-        if failures or None in expiries:  # something failed, or is not cached at all
-            self._snapshot = None
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, error: LoadError) -> None:
+        # The keys and codes were logged (ERROR) by the store; the caller learns nothing.
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1011, "reason": "Service Unavailable"})
             return
-        self._snapshot = values
-        self._snapshot_until = min((e for e in expiries if e is not None), default=0.0)
-        self._snapshot_generation = self._cache.generation
+        if self._on_failure is not None:
+            answer = self._on_failure(error)
+            await answer(scope, receive, send)
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 503,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(_UNAVAILABLE)).encode()),
+                    (b"retry-after", str(RETRY_AFTER_SECONDS).encode()),
+                    (b"cache-control", b"no-store"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": _UNAVAILABLE})
 
-    def _value(self, key: str, declaration: Declaration, record: Record) -> Any:
-        memo = self._transformed.get(key)
-        if memo is not None and memo[0] is record:
-            return memo[1]
-        value = apply_transform(declaration, record)
-        self._transformed[key] = (record, value)
-        return value
 
-
-def _validated(values: Mapping[str, Declaration]) -> dict[str, Declaration]:
-    if not isinstance(values, Mapping):
-        raise ConfigurationError("values must be a mapping of key to Parameter or Secret")
-    for key, declaration in values.items():
-        if not isinstance(key, str) or not key.isidentifier() or keyword.iskeyword(key):
-            raise ConfigurationError(f"values key {key!r} must be a Python identifier")
-        if key.startswith("_"):
-            # Starlette's State keeps its own attributes under "_" names.
-            raise ConfigurationError(f"values key {key!r} must not start with an underscore")
-        if not isinstance(declaration, (Parameter, Secret)):
-            raise ConfigurationError(
-                f"values[{key!r}] must be a Parameter or a Secret, not {type(declaration).__name__}"
-            )
-    return dict(values)
+def _paths(exclude_paths: Collection[str]) -> tuple[frozenset[str], tuple[str, ...]]:
+    if isinstance(exclude_paths, (str, bytes)) or not all(
+        isinstance(p, str) and p.startswith("/") for p in exclude_paths
+    ):
+        raise ConfigurationError(
+            "exclude_paths must be a collection of paths starting with '/', "
+            f"such as ('/health', '/docs*'), not {exclude_paths!r}"
+        )
+    exact = frozenset(p for p in exclude_paths if not p.endswith("*"))
+    prefixes = tuple(p[:-1] for p in exclude_paths if p.endswith("*"))
+    return exact, prefixes
 
 
 def _deadline(scope: Scope) -> float | None:
-    """When the Lambda invocation runs out of time, if Mangum passed its context."""
+    """When the Lambda invocation runs out of time, if Mangum passed a usable context."""
     context = scope.get("aws.context")
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     if remaining is None:
         return None
     try:
         milliseconds = float(remaining())
-    except (TypeError, ValueError):
+    except Exception:  # any context: Mangum's own test context raises NotImplementedError
+        return None
+    if milliseconds != milliseconds:  # NaN
         return None
     return time.monotonic() + milliseconds / 1000 - _DEADLINE_MARGIN_SECONDS
-
-
-async def _refuse(scope: Scope, send: Send, failures: list[tuple[str, FetchError]]) -> None:
-    # Name the keys and AWS codes; nothing else leaves the process (no names, no values).
-    detail = "could not load " + ", ".join(f"{key!r} ({error.code})" for key, error in failures)
-    if scope["type"] == "websocket":
-        await send({"type": "websocket.close", "code": 1011, "reason": detail[:120]})
-        return
-    body = json.dumps({"detail": detail}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 503,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"cache-control", b"no-store"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

@@ -108,7 +108,7 @@ class ExtensionServer:
         ttl = (
             self.settings.parameter_ttl if request.kind == "parameter" else self.settings.secret_ttl
         )
-        (outcome,) = await self._cache.get_many([(request, ttl)])
+        ((outcome, _),) = await self._cache.get_many([(request, ttl)])
         if isinstance(outcome, FetchError):
             status = outcome.status or _STATUS_FOR_CODE.get(outcome.code, 400)
             if status < 400:

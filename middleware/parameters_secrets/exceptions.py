@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigurationError", "FetchError", "ParametersSecretsError"]
+from collections.abc import Mapping
+
+__all__ = ["ConfigurationError", "FetchError", "LoadError", "ParametersSecretsError"]
 
 NOT_FOUND_CODES = frozenset(
     {
@@ -50,6 +52,22 @@ class FetchError(ParametersSecretsError):
     def __reduce__(self) -> tuple[object, ...]:
         # Keep keyword-only attributes through pickling (multiprocessing, test runners).
         return (_rebuild_fetch_error, (str(self), self.code, self.transient, self.status))
+
+
+class LoadError(ParametersSecretsError):
+    """Required values could not be loaded.
+
+    Attributes:
+        failures: Each required key that failed, to the :class:`FetchError` that says why.
+    """
+
+    def __init__(self, failures: Mapping[str, FetchError]) -> None:
+        self.failures = dict(failures)
+        described = ", ".join(f"{key!r} ({error.code})" for key, error in self.failures.items())
+        super().__init__(f"could not load {described}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (LoadError, (self.failures,))
 
 
 def _rebuild_fetch_error(

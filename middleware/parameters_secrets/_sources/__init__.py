@@ -36,26 +36,45 @@ class Source(Protocol):
         ...
 
 
-def give_up_time(timeout_ms: int, deadline: float | None) -> float | None:
-    """When to stop trying (``time.monotonic()``): the timeout setting or the deadline."""
-    timeout_at = time.monotonic() + timeout_ms / 1000 if timeout_ms else None
-    known = [t for t in (deadline, timeout_at) if t is not None]
-    return min(known) if known else None
+# A fetch with neither a timeout setting nor a Lambda deadline still ends: a web request
+# that never answers is worse than a 503 (botocore's own defaults are finite too).
+DEFAULT_TIMEOUT_SECONDS = 10.0
+
+
+def give_up_time(timeout_ms: int, deadline: float | None) -> float:
+    """When a fetch must end (``time.monotonic()``), retries and slow reads included.
+
+    The earliest of the timeout setting (0: none) and the deadline (the Lambda's remaining
+    time); when neither applies, ``DEFAULT_TIMEOUT_SECONDS`` from now.
+    """
+    now = time.monotonic()
+    timeout_at = now + timeout_ms / 1000 if timeout_ms else None
+    bounds = [t for t in (deadline, timeout_at) if t is not None]
+    return min(bounds) if bounds else now + DEFAULT_TIMEOUT_SECONDS
 
 
 def default_source(settings: Settings) -> Source:
     """The source ``PARAMETERS_SECRETS_SOURCE`` names; else the extension in Lambda; else AWS."""
+    return choose_source(settings)[0]
+
+
+def choose_source(settings: Settings) -> tuple[Source, str]:
+    """The default source, and why it was chosen (for the log)."""
     choice = settings.source
-    if choice is None:
-        choice = "extension" if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") else "aws"
+    if choice is not None:
+        reason = f"PARAMETERS_SECRETS_SOURCE={choice}"
+    elif os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        choice, reason = "extension", "running on Lambda (AWS_LAMBDA_FUNCTION_NAME is set)"
+    else:
+        choice, reason = "aws", "not on Lambda and PARAMETERS_SECRETS_SOURCE is unset"
     if choice == "extension":
         from .extension import ExtensionSource
 
-        return ExtensionSource(settings=settings)
+        return ExtensionSource(settings=settings), reason
     if choice == "aws":
         from .aws import AwsSource
 
-        return AwsSource(settings=settings)
+        return AwsSource(settings=settings), reason
     from .static import StaticSource
 
-    return StaticSource.from_file(choice.removeprefix("file:"))
+    return StaticSource.from_file(choice.removeprefix("file:")), reason

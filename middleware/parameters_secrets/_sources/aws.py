@@ -2,34 +2,29 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import random
 import ssl
-import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
 
+import anyio
 import httpx
 
 from .. import __name__ as _package
 from .._credentials import CredentialsProvider, botocore_region
 from .._declarations import ParameterRequest, SecretRequest, ValueRequest
+from .._loops import PerLoop
 from .._settings import Settings
 from .._sigv4 import Credentials, sign
 from ..exceptions import ConfigurationError, FetchError
 from . import Outcome, give_up_time
 from ._errors import THROTTLING_CODES, error_code, is_transient
+from ._records import checked_record
+from ._retry import RetryPolicy, is_throttling, within_time_bound
 
 PARAMETERS_PER_BATCH = 10  # GetParameters' limit
 SECRETS_PER_BATCH = 20  # BatchGetSecretValue's limit
-# Up to 6 attempts, waiting U(0, min(2, 0.1 * 2**n)) s before the n-th retry: at most
-# about 5 s in all, enough to outlast a burst of throttling at scale-out, and always
-# within the timeout settings and the Lambda's remaining time.
-MAX_ATTEMPTS = 6
-_BACKOFF_BASE = 0.1
-_BACKOFF_CAP = 2.0
 _NOT_ALLOWED = frozenset({"AccessDeniedException", "AccessDenied", "UnauthorizedOperation"})
 _USER_AGENT = f"{_package}/0.1"
 _ssl_context: ssl.SSLContext | None = None
@@ -51,8 +46,7 @@ class _Service:
         self.name = name
         self.target_prefix = target_prefix
         self.endpoint = endpoint.rstrip("/") + "/"
-        self.client: httpx.AsyncClient | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
+        self.clients: PerLoop[httpx.AsyncClient] | None = None
 
 
 class AwsSource:
@@ -73,6 +67,11 @@ class AwsSource:
             ``AWS_ENDPOINT_URL``, then AWS's.
         settings: Timeouts and ``max_connections``; default ``Settings.from_env()``.
         credentials: Fixed credentials; default the environment, then botocore's chain.
+        retry: When and how long to wait before trying a failed call again; default
+            :class:`RetryPolicy` (throttling until the time bound, other transient
+            failures 3 tries in all).
+        transport: An httpx transport to send requests through (tests:
+            ``httpx.MockTransport``); default a connection pool per service.
     """
 
     def __init__(
@@ -82,8 +81,12 @@ class AwsSource:
         *,
         settings: Settings | None = None,
         credentials: Credentials | None = None,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._settings = settings if settings is not None else Settings.from_env()
+        self.retry = retry if retry is not None else RetryPolicy()
+        self._transport = transport
         self._region = (
             region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         )
@@ -103,10 +106,8 @@ class AwsSource:
     async def aclose(self) -> None:
         """Close the connection pools."""
         for service in (self._ssm, self._secrets):
-            if service is not None and service.client is not None:
-                client, service.client = service.client, None
-                if service.loop is asyncio.get_running_loop():
-                    await client.aclose()
+            if service is not None and service.clients is not None:
+                await service.clients.aclose()
 
     async def fetch(
         self, requests: Sequence[ValueRequest], deadline: float | None = None
@@ -120,11 +121,15 @@ class AwsSource:
             return [error] * len(requests)
         parameters = [r for r in requests if isinstance(r, ParameterRequest)]
         secrets = [r for r in requests if isinstance(r, SecretRequest)]
-        calls = [
-            *self._parameter_calls(parameters, credentials, deadline, outcomes),
-            *self._secret_calls(secrets, credentials, deadline, outcomes),
-        ]
-        await asyncio.gather(*calls)
+        # Every call for one kind of value, retries and fallbacks included, ends by then.
+        parameters_by = give_up_time(self._settings.parameter_timeout_ms, deadline)
+        secrets_by = give_up_time(self._settings.secret_timeout_ms, deadline)
+        await _concurrently(
+            [
+                *self._parameter_calls(parameters, credentials, parameters_by, outcomes),
+                *self._secret_calls(secrets, credentials, secrets_by, outcomes),
+            ]
+        )
         return [outcomes[r] for r in requests]
 
     # -- planning -----------------------------------------------------------------
@@ -133,7 +138,7 @@ class AwsSource:
         self,
         requests: list[ParameterRequest],
         credentials: Credentials,
-        deadline: float | None,
+        give_up_at: float,
         outcomes: dict[ValueRequest, Outcome],
     ) -> list[Any]:
         singles: list[ParameterRequest] = []
@@ -153,16 +158,16 @@ class AwsSource:
         calls: list[Any] = []
         for batch in batches.values():
             chunks, alone = _batches(list(batch.values()), PARAMETERS_PER_BATCH)
-            calls += [self._get_parameters(c, credentials, deadline, outcomes) for c in chunks]
+            calls += [self._get_parameters(c, credentials, give_up_at, outcomes) for c in chunks]
             singles += alone
-        calls += [self._get_parameter(r, credentials, deadline, outcomes) for r in singles]
+        calls += [self._get_parameter(r, credentials, give_up_at, outcomes) for r in singles]
         return calls
 
     def _secret_calls(
         self,
         requests: list[SecretRequest],
         credentials: Credentials,
-        deadline: float | None,
+        give_up_at: float,
         outcomes: dict[ValueRequest, Outcome],
     ) -> list[Any]:
         # BatchGetSecretValue returns AWSCURRENT only: pinned versions go one by one.
@@ -174,9 +179,9 @@ class AwsSource:
         singles = [r for r in unique if r not in batchable]
         chunks, alone = _batches(batchable, SECRETS_PER_BATCH)
         calls: list[Any] = [
-            self._batch_get_secrets(c, credentials, deadline, outcomes) for c in chunks
+            self._batch_get_secrets(c, credentials, give_up_at, outcomes) for c in chunks
         ]
-        calls += [self._get_secret(r, credentials, deadline, outcomes) for r in singles + alone]
+        calls += [self._get_secret(r, credentials, give_up_at, outcomes) for r in singles + alone]
         return calls
 
     # -- single calls -------------------------------------------------------------
@@ -185,18 +190,18 @@ class AwsSource:
         self,
         request: ParameterRequest,
         credentials: Credentials,
-        deadline: float | None,
+        give_up_at: float,
         outcomes: dict[ValueRequest, Outcome],
     ) -> None:
         body = {"Name": _selector_name(request), "WithDecryption": request.decrypt}
-        answer = await self._call(self._ssm_service, "GetParameter", body, credentials, deadline)
+        answer = await self._call(self._ssm_service, "GetParameter", body, credentials, give_up_at)
         outcomes[request] = _record(answer, request, lambda a: a.get("Parameter"))
 
     async def _get_secret(
         self,
         request: SecretRequest,
         credentials: Credentials,
-        deadline: float | None,
+        give_up_at: float,
         outcomes: dict[ValueRequest, Outcome],
     ) -> None:
         body: dict[str, Any] = {"SecretId": request.secret_id}
@@ -205,7 +210,7 @@ class AwsSource:
         if request.version_id is not None:
             body["VersionId"] = request.version_id
         answer = await self._call(
-            self._secrets_service, "GetSecretValue", body, credentials, deadline
+            self._secrets_service, "GetSecretValue", body, credentials, give_up_at
         )
         outcomes[request] = _record(answer, request, lambda a: a)
 
@@ -215,13 +220,13 @@ class AwsSource:
         self,
         requests: list[ParameterRequest],
         credentials: Credentials,
-        deadline: float | None,
+        give_up_at: float,
         outcomes: dict[ValueRequest, Outcome],
     ) -> None:
         by_name = {_selector_name(r): r for r in requests}
         by_plain_name = {r.name: r for r in requests}  # unique within a batch
         body = {"Names": list(by_name), "WithDecryption": requests[0].decrypt}
-        answer = await self._call(self._ssm_service, "GetParameters", body, credentials, deadline)
+        answer = await self._call(self._ssm_service, "GetParameters", body, credentials, give_up_at)
         if isinstance(answer, FetchError):
             if answer.code in _NOT_ALLOWED:
                 self.batch_parameters = False  # least privilege: ssm:GetParameter only
@@ -231,8 +236,8 @@ class AwsSource:
                 return
             # Not allowed, or one bad name spoiling the call: one by one, so that a bad
             # name fails only its own key.
-            await asyncio.gather(
-                *(self._get_parameter(r, credentials, deadline, outcomes) for r in requests)
+            await _concurrently(
+                [self._get_parameter(r, credentials, give_up_at, outcomes) for r in requests]
             )
             return
         for parameter in answer.get("Parameters") or []:
@@ -247,7 +252,7 @@ class AwsSource:
                 and match not in outcomes
                 and match.version in (None, parameter.get("Version"))
             ):
-                outcomes[match] = parameter
+                outcomes[match] = checked_record(match, parameter)
         for name in answer.get("InvalidParameters") or []:
             match = by_name.get(name)
             if match is not None and match not in outcomes:
@@ -256,28 +261,33 @@ class AwsSource:
                 )
         # Anything the answer did not account for (a name spelled another way): ask alone.
         missing = [r for r in requests if r not in outcomes]
-        await asyncio.gather(
-            *(self._get_parameter(r, credentials, deadline, outcomes) for r in missing)
+        await _concurrently(
+            [self._get_parameter(r, credentials, give_up_at, outcomes) for r in missing]
         )
 
     async def _batch_get_secrets(
         self,
         requests: list[SecretRequest],
         credentials: Credentials,
-        deadline: float | None,
+        give_up_at: float,
         outcomes: dict[ValueRequest, Outcome],
     ) -> None:
         by_id = {r.secret_id: r for r in requests}
         body: dict[str, Any] = {"SecretIdList": list(by_id)}
         for _ in range(len(requests) + 1):  # NextToken pages; bounded
+            # BatchGetSecretValue has a far lower quota (100/s) than GetSecretValue
+            # (10,000/s): a throttled batch is not retried but asked again value by value.
             answer = await self._call(
-                self._secrets_service, "BatchGetSecretValue", body, credentials, deadline
+                self._secrets_service,
+                "BatchGetSecretValue",
+                body,
+                credentials,
+                give_up_at,
+                retry_throttling=False,
             )
             if isinstance(answer, FetchError):
                 if answer.code in _NOT_ALLOWED:
                     self.batch_secrets = False  # secretsmanager:GetSecretValue only
-                # BatchGetSecretValue has a far lower quota (100/s) than GetSecretValue
-                # (10,000/s): a throttled batch is asked again value by value.
                 if answer.transient and answer.code not in THROTTLING_CODES:
                     for request in requests:
                         outcomes.setdefault(request, answer)
@@ -289,7 +299,7 @@ class AwsSource:
                 for candidate in (value.get("Name"), value.get("ARN")):
                     found = by_id.get(candidate) if isinstance(candidate, str) else None
                     if found is not None and found not in outcomes:
-                        outcomes[found] = value
+                        outcomes[found] = checked_record(found, value)
             for error in answer.get("Errors") or []:
                 secret_id = error.get("SecretId") if isinstance(error, dict) else None
                 found = by_id.get(secret_id) if isinstance(secret_id, str) else None
@@ -305,8 +315,8 @@ class AwsSource:
                 break
             body["NextToken"] = token
         missing = [r for r in requests if r not in outcomes]
-        await asyncio.gather(
-            *(self._get_secret(r, credentials, deadline, outcomes) for r in missing)
+        await _concurrently(
+            [self._get_secret(r, credentials, give_up_at, outcomes) for r in missing]
         )
 
     # -- transport ----------------------------------------------------------------
@@ -348,23 +358,20 @@ class AwsSource:
         assert self._secrets is not None
         return self._secrets
 
-    def _client(self, service: _Service) -> httpx.AsyncClient:
-        loop = asyncio.get_running_loop()
-        if service.client is None or service.loop is not loop:
-            limit = self._settings.max_connections
-            service.client = httpx.AsyncClient(
-                verify=_shared_ssl_context() if service.endpoint.startswith("https") else False,
-                trust_env=True,  # HTTPS_PROXY may be how this network reaches AWS
-                timeout=None,  # noqa: S113 - each request sets its own
-                limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
-            )
-            service.loop = loop
-        return service.client
+    def _new_client(self, service: _Service) -> httpx.AsyncClient:
+        limit = self._settings.max_connections
+        return httpx.AsyncClient(
+            transport=self._transport,
+            verify=_shared_ssl_context() if service.endpoint.startswith("https") else False,
+            trust_env=True,  # HTTPS_PROXY may be how this network reaches AWS
+            timeout=None,  # noqa: S113 - every fetch is bounded as a whole (within_time_bound)
+            limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
+        )
 
-    def _timeout_ms(self, service: _Service) -> int:
-        if service.name == "ssm":
-            return self._settings.parameter_timeout_ms
-        return self._settings.secret_timeout_ms
+    async def _client(self, service: _Service) -> httpx.AsyncClient:
+        if service.clients is None:
+            service.clients = PerLoop(lambda: self._new_client(service), httpx.AsyncClient.aclose)
+        return await service.clients.get()
 
     async def _call(
         self,
@@ -372,25 +379,16 @@ class AwsSource:
         action: str,
         body: dict[str, Any],
         credentials: Credentials,
-        deadline: float | None,
+        give_up_at: float,
+        *,
+        retry_throttling: bool = True,
     ) -> dict[str, Any] | FetchError:
-        """One API call, retried on throttling, 5xx and connection errors."""
-        client = self._client(service)
-        give_up_at = give_up_time(self._timeout_ms(service), deadline)
+        """One API call, retried per ``self.retry``, ending by ``give_up_at`` whatever happens."""
+        client = await self._client(service)
         payload = json.dumps(body).encode()
         target = f"{service.target_prefix}.{action}"
-        error: FetchError | None = None
-        answered: FetchError | None = None  # the last error upstream itself gave
-        for attempt in range(MAX_ATTEMPTS):
-            if attempt:
-                # Full jitter: a fleet that failed together does not retry together.
-                pause = random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt))  # noqa: S311
-                if give_up_at is not None and time.monotonic() + pause >= give_up_at:
-                    break
-                await asyncio.sleep(pause)
-            remaining = None if give_up_at is None else give_up_at - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                break
+
+        async def attempt() -> dict[str, Any] | FetchError:
             headers = sign(
                 "POST",
                 service.endpoint,
@@ -405,19 +403,13 @@ class AwsSource:
                 service=service.name,
             )
             try:
-                response = await client.post(
-                    service.endpoint, content=payload, headers=headers, timeout=remaining
-                )
-            except httpx.TimeoutException:
-                error = FetchError(f"{action} timed out", code="Timeout", transient=True)
-                continue
+                response = await client.post(service.endpoint, content=payload, headers=headers)
             except httpx.TransportError as exc:
-                error = answered = FetchError(
+                return FetchError(
                     f"{action}: connection failed ({type(exc).__name__})",
                     code="ConnectionError",
                     transient=True,
                 )
-                continue
             if response.status_code == 200:
                 try:
                     answer = response.json()
@@ -425,25 +417,45 @@ class AwsSource:
                     answer = None
                 if isinstance(answer, dict):
                     return answer
-                error = answered = FetchError(
+                return FetchError(
                     f"{action}: the answer is not JSON", code="MalformedResponse", transient=True
                 )
-                continue
             code, message = error_code(response.status_code, response.text)
-            error = answered = FetchError(
+            return FetchError(
                 f"{action}: {code} (HTTP {response.status_code})"
                 + (f": {message}" if message else ""),
                 code=code,
                 transient=is_transient(response.status_code, code),
                 status=response.status_code,
             )
-            if not error.transient:
-                return error
-        # Running out of time while retrying an upstream error is reported as that error,
-        # which says more than "Timeout"; Timeout is for an upstream that never answered.
-        if answered is not None:
-            return answered
-        return error or FetchError(f"{action} timed out", code="Timeout", transient=True)
+
+        def retries(error: FetchError, attempt: int) -> bool:
+            if is_throttling(error) and not retry_throttling:
+                return False
+            return self.retry.retries(error, attempt)
+
+        return await within_time_bound(
+            attempt,
+            give_up_at=give_up_at,
+            retries=retries,
+            delay=self.retry.delay,
+            timed_out=lambda: FetchError(f"{action} timed out", code="Timeout", transient=True),
+        )
+
+
+async def _concurrently(calls: list[Awaitable[None]]) -> None:
+    """Await every call at once."""
+    if len(calls) <= 1:
+        for call in calls:
+            await call
+        return
+    async with anyio.create_task_group() as group:
+        for call in calls:
+            group.start_soon(_awaited, call)
+
+
+async def _awaited(call: Awaitable[None]) -> None:
+    await call
 
 
 def _batches(items: list[R], size: int) -> tuple[list[list[R]], list[R]]:
@@ -468,9 +480,4 @@ def _record(answer: dict[str, Any] | FetchError, request: ValueRequest, pick: An
             transient=answer.transient,
             status=answer.status,
         )
-    record = pick(answer)
-    if isinstance(record, dict):
-        return record
-    return FetchError(
-        f"{request.describe()}: the answer has no value", code="MalformedResponse", transient=True
-    )
+    return checked_record(request, pick(answer))  # type: ignore[no-any-return]

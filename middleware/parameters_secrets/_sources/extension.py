@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from collections.abc import Sequence
-from typing import Any
 from urllib.parse import quote
 
+import anyio
 import httpx
 
 from .._declarations import ParameterRequest, SecretRequest, ValueRequest
+from .._loops import PerLoop
 from .._settings import Settings
 from ..exceptions import ConfigurationError, FetchError
 from . import Outcome, give_up_time
 from ._errors import error_code, is_transient
+from ._records import checked_record
+from ._retry import RetryPolicy, is_throttling, within_time_bound
 
 TOKEN_HEADER = "X-Aws-Parameters-Secrets-Token"  # noqa: S105 - a header name
 # The extension answers "400 not ready to serve traffic, please wait" until its own
 # INIT is done, and a connection can be refused for a moment while it starts.
 NOT_READY_BUDGET_SECONDS = 1.0
-_FIRST_RETRY_DELAY = 0.01
+# Retries of a starting extension begin at 10 ms; throttling backs off up to 2 s.
+_RETRY = RetryPolicy(base_delay=0.01, max_delay=2.0)
 
 
 class ExtensionSource:
@@ -33,10 +36,17 @@ class ExtensionSource:
         token: The ``X-Aws-Parameters-Secrets-Token``; default ``AWS_SESSION_TOKEN``,
             read when a request is made.
         settings: Timeouts and the default port; default ``Settings.from_env()``.
+        transport: An httpx transport to send requests through (tests:
+            ``httpx.MockTransport``); default a connection pool to the extension.
     """
 
     def __init__(
-        self, port: int | None = None, token: str | None = None, *, settings: Settings | None = None
+        self,
+        port: int | None = None,
+        token: str | None = None,
+        *,
+        settings: Settings | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._settings = settings if settings is not None else Settings.from_env()
         port = self._settings.http_port if port is None else port
@@ -45,8 +55,8 @@ class ExtensionSource:
         self.port = port
         self._token = token
         self._base_url = f"http://127.0.0.1:{port}"
-        self._client: httpx.AsyncClient | None = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._transport = transport
+        self._clients = PerLoop(self._new_client, httpx.AsyncClient.aclose)
 
     def __repr__(self) -> str:
         return f"ExtensionSource(port={self.port})"
@@ -55,31 +65,34 @@ class ExtensionSource:
         self, requests: Sequence[ValueRequest], deadline: float | None = None
     ) -> list[Outcome]:
         """Ask the extension for every request at once (it has no batch call)."""
-        client = self._client_for_loop()
-        return list(await asyncio.gather(*(self._get(client, r, deadline) for r in requests)))
+        client = await self._clients.get()
+        if len(requests) == 1:
+            return [await self._get(client, requests[0], deadline)]
+        outcomes: list[Outcome] = [_timeout(r) for r in requests]
+
+        async def get(index: int, request: ValueRequest) -> None:
+            outcomes[index] = await self._get(client, request, deadline)
+
+        async with anyio.create_task_group() as group:
+            for index, request in enumerate(requests):
+                group.start_soon(get, index, request)
+        return outcomes
 
     async def aclose(self) -> None:
         """Close the connection pool."""
-        client, self._client = self._client, None
-        if client is not None and self._client_loop is asyncio.get_running_loop():
-            await client.aclose()
+        await self._clients.aclose()
 
-    def _client_for_loop(self) -> httpx.AsyncClient:
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            # Connections belong to the loop that opened them: a new loop (asyncio.run per
-            # invocation in Mangum < 0.21, a test client) needs a new client.
-            self._client = httpx.AsyncClient(
-                base_url=self._base_url,
-                # Plain HTTP to loopback only: skip building a TLS context (18-35 ms) and
-                # ignore HTTP(S)_PROXY, which must never see this hop.
-                verify=False,  # noqa: S501 - never used: the URL is http://127.0.0.1
-                trust_env=False,
-                timeout=None,  # noqa: S113 - each request sets its own
-                limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
-            )
-            self._client_loop = loop
-        return self._client
+    def _new_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self._base_url,
+            transport=self._transport,
+            # Plain HTTP to loopback only: skip building a TLS context (18-35 ms) and
+            # ignore HTTP(S)_PROXY, which must never see this hop.
+            verify=False,  # noqa: S501 - never used: the URL is http://127.0.0.1
+            trust_env=False,
+            timeout=None,  # noqa: S113 - every fetch is bounded as a whole (within_time_bound)
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
+        )
 
     def _token_value(self) -> str | None:
         return self._token if self._token is not None else os.environ.get("AWS_SESSION_TOKEN")
@@ -91,22 +104,24 @@ class ExtensionSource:
             path, timeout_ms = _parameter_path(request), self._settings.parameter_timeout_ms
         else:
             path, timeout_ms = _secret_path(request), self._settings.secret_timeout_ms
-        start = time.monotonic()
-        give_up_at = give_up_time(timeout_ms, deadline)
+        started = time.monotonic()
         token = self._token_value()
         headers = {TOKEN_HEADER: token} if token is not None else {}
-        delay = _FIRST_RETRY_DELAY
-        while True:
-            remaining = None if give_up_at is None else give_up_at - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                return _timeout(request)
-            not_ready: str | None = None
+        refused: list[FetchError] = []
+
+        async def attempt() -> Outcome:
             try:
-                response = await client.get(path, headers=headers, timeout=remaining)
-            except httpx.TimeoutException:
-                return _timeout(request)
+                response = await client.get(path, headers=headers)
             except httpx.ConnectError:
-                not_ready = "ConnectionError"
+                refused.append(
+                    FetchError(
+                        f"{request.describe()}: nothing answers on 127.0.0.1:{self.port}: "
+                        "is the extension layer attached?",
+                        code="ConnectionError",
+                        transient=True,
+                    )
+                )
+                return refused[-1]
             except httpx.TransportError as exc:
                 return FetchError(
                     f"{request.describe()}: the extension's answer was cut off "
@@ -114,23 +129,28 @@ class ExtensionSource:
                     code="ConnectionError",
                     transient=True,
                 )
-            else:
-                if response.status_code == 400 and b"not ready" in response.content.lower():
-                    not_ready = "ExtensionNotReady"
-                else:
-                    return _parse(request, response)
-            now = time.monotonic()
-            if now + delay > start + NOT_READY_BUDGET_SECONDS or (
-                give_up_at is not None and now + delay >= give_up_at
-            ):
-                hint = (
-                    f"nothing answers on 127.0.0.1:{self.port}: is the extension layer attached?"
-                    if not_ready == "ConnectionError"
-                    else "the extension is not ready to serve traffic"
+            if response.status_code == 400 and b"not ready" in response.content.lower():
+                return FetchError(
+                    f"{request.describe()}: the extension is not ready to serve traffic",
+                    code="ExtensionNotReady",
+                    transient=True,
+                    status=400,
                 )
-                return FetchError(f"{request.describe()}: {hint}", code=not_ready, transient=True)
-            await asyncio.sleep(delay)
-            delay *= 2
+            return _parse(request, response)
+
+        def retries(error: FetchError, tries: int) -> bool:
+            # A refused connection or "not ready": the extension may still be starting.
+            if error.code == "ExtensionNotReady" or error in refused:
+                return time.monotonic() - started < NOT_READY_BUDGET_SECONDS
+            return is_throttling(error)  # the extension passes AWS's throttling on
+
+        return await within_time_bound(
+            attempt,
+            give_up_at=give_up_time(timeout_ms, deadline),
+            retries=retries,
+            delay=_RETRY.delay,
+            timed_out=lambda: _timeout(request),
+        )
 
 
 def _parameter_path(request: ParameterRequest) -> str:
@@ -160,7 +180,7 @@ def _parse(request: ValueRequest, response: httpx.Response) -> Outcome:
     status = response.status_code
     if status == 200:
         try:
-            body: Any = response.json()
+            body = response.json()
         except ValueError:
             body = None
         record = (
@@ -168,14 +188,10 @@ def _parse(request: ValueRequest, response: httpx.Response) -> Outcome:
             if isinstance(request, ParameterRequest) and isinstance(body, dict)
             else body
         )
-        if isinstance(record, dict) and _has_value(request, record):
-            return record
-        return FetchError(
-            f"{request.describe()}: the extension's answer is not the expected JSON",
-            code="MalformedResponse",
-            transient=True,
-            status=status,
-        )
+        outcome = checked_record(request, record, origin="extension's answer")
+        if isinstance(outcome, FetchError):
+            outcome.status = status
+        return outcome  # type: ignore[no-any-return]
     code, message = error_code(status, response.text)
     if status == 401:
         message = "the extension refused the token: is AWS_SESSION_TOKEN set?"
@@ -185,12 +201,4 @@ def _parse(request: ValueRequest, response: httpx.Response) -> Outcome:
         code=code,
         transient=transient,
         status=status,
-    )
-
-
-def _has_value(request: ValueRequest, record: dict[str, Any]) -> bool:
-    if isinstance(request, ParameterRequest):
-        return isinstance(record.get("Value"), str)
-    return isinstance(record.get("SecretString"), str) or isinstance(
-        record.get("SecretBinary"), str
     )
