@@ -29,6 +29,7 @@ from mangum import Mangum
 from parameters_secrets import (
     CacheStats,
     Parameter,
+    ParametersSecrets,
     ParametersSecretsMiddleware,
     Settings,
     StaticSource,
@@ -295,8 +296,8 @@ def main() -> int:
 
     say()
     say("2. Refresh after the TTL. `flags` is declared with ttl=60. Rather than sleep 60 s,")
-    say("   the same routes run under a second middleware instance whose clock (a")
-    say("   constructor argument) the demo moves by hand, with an upstream the demo can")
+    say("   the same routes run under a second store whose clock (a constructor")
+    say("   argument) the demo moves by hand, with an upstream the demo can")
     say("   change: flags.beta is set to false upstream at t=+30 s; requests keep the cached")
     say("   value until the TTL passes, then the next request refetches flags (only flags).")
     clock = DemoClock()
@@ -304,10 +305,9 @@ def main() -> int:
     refreshing = app_like(fastapi_app.app)
     refreshing.add_middleware(
         ParametersSecretsMiddleware,
-        values=fastapi_app.VALUES,
-        source=upstream,
-        settings=settings,
-        clock=clock,
+        values=ParametersSecrets(
+            fastapi_app.VALUES, source=upstream, settings=settings, clock=clock
+        ),
     )
     table = Table(Mangum(refreshing, lifespan="off"), refreshing)
     table.invoke("http_api_v2", "/", "t=+0 s: cold")
@@ -325,8 +325,9 @@ def main() -> int:
     say()
     say("3. A required value that does not exist: an app that also declares")
     say("   `webhook_secret` = Parameter('/demo-app/prod/webhook-secret'), which is not in")
-    say("   the file. The route is never called; the answer is 503 naming the key and the")
-    say("   AWS error code (the not-found answer is remembered for a few seconds).")
+    say("   the file. The route is never called; the answer is a bare 503 (the caller is")
+    say("   told nothing); the ERROR log line names the key and the AWS error code (the")
+    say("   not-found answer is remembered for a few seconds).")
     missing = app_like(fastapi_app.app)
     missing.add_middleware(
         ParametersSecretsMiddleware,

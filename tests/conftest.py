@@ -7,12 +7,23 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from starlette.responses import JSONResponse
 
+from parameters_secrets import LoadError
 from parameters_secrets._settings import ENVIRONMENT
 from tests.extension_server import FakeExtension
 from tests.moto_server import CountingProxy, MotoServer
 
 TOKEN = "test-session-token"
+
+
+def detail_503(error: LoadError) -> JSONResponse:
+    """An ``on_failure`` that tells the caller what failed: ``could not load 'db' (Code)``.
+
+    Tests use it to see which keys failed with which code; the default answer says only
+    "Service Unavailable" (tests of it pass no ``on_failure``).
+    """
+    return JSONResponse({"detail": str(error)}, status_code=503)
 
 
 class FakeClock:

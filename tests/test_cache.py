@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from parameters_secrets._cache import (
@@ -25,6 +26,7 @@ pytestmark = pytest.mark.anyio
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     """The cache's single flight is anyio's: it must hold on trio as on asyncio."""
     return str(request.param)
+
 
 SECRET = "s3cr3t-Value-XYZ"
 
@@ -121,7 +123,7 @@ async def wait_for(event: anyio.Event) -> None:
 
 async def let_others_run() -> None:
     for _ in range(5):
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
 
 
 class Lookups:
@@ -674,8 +676,8 @@ def test_fetch_abandoned_by_a_closed_loop_is_redone_on_the_next_loop(
     cache: Cache[str, str] = Cache(fetch, clock=clock)
 
     async def start_and_abandon() -> asyncio.Future[list[str | FetchError]]:
-        fetch.gate = asyncio.Event()  # never set
-        fetch.entered = asyncio.Event()
+        fetch.gate = anyio.Event()  # never set
+        fetch.entered = anyio.Event()
         waiter = asyncio.ensure_future(get_many(cache, [("a", 60.0)]))
         await wait_for(fetch.entered)
         return waiter

@@ -465,7 +465,7 @@ def test_failed_transform_is_transform_failed_without_the_value(
 def test_failed_transform_names_the_transform() -> None:
     with pytest.raises(FetchError, match="'json'"):
         apply_transform(Parameter("/a", transform="json"), parameter_record(SECRET))
-    with pytest.raises(FetchError, match="'leaky'"):
+    with pytest.raises(FetchError, match=r"leaky\(\)"):
         apply_transform(Parameter("/a", transform=leaky), parameter_record(SECRET))
 
 

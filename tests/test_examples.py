@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -107,7 +108,10 @@ def test_fastapi_routes_share_one_cache(load_example: LoadExample) -> None:
 
 
 def test_example_answers_503_when_the_values_file_lacks_a_value(
-    load_example: LoadExample, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    load_example: LoadExample,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     partial = {"parameters": LOCAL_VALUES["parameters"]}  # no db secret
     path = tmp_path / "values.json"
@@ -115,9 +119,14 @@ def test_example_answers_503_when_the_values_file_lacks_a_value(
     module = load_example("starlette_app")  # sets the source to the full file...
     monkeypatch.setenv("PARAMETERS_SECRETS_SOURCE", f"file:{path}")  # ...replaced here
     module = importlib.reload(module)
-    response = invoke(module.handler, "function_url", "/")
+    with caplog.at_level(logging.ERROR, logger="parameters_secrets"):
+        response = invoke(module.handler, "function_url", "/")
     assert response.status == 503
-    assert response.json() == {"detail": "could not load 'db' (ResourceNotFoundException)"}
+    assert response.json() == {"detail": "Service Unavailable"}  # the caller learns nothing
+    assert response.headers["retry-after"] == "5"
+    [error] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert "'db'" in error
+    assert "ResourceNotFoundException" in error
 
 
 def test_starlette_websocket_gets_the_username(load_example: LoadExample) -> None:
@@ -155,7 +164,8 @@ def test_demo_runs_offline_shows_a_refresh_and_a_503_and_leaks_no_secret() -> No
     assert result.returncode == 0, output
     assert "refreshed" in result.stdout
     assert " 503 " in result.stdout
-    assert "could not load 'webhook_secret' (ParameterNotFound)" in result.stdout
+    assert "'webhook_secret'" in result.stdout
+    assert "(ParameterNotFound)" in result.stdout
     assert '"beta":false' in result.stdout  # the refreshed value
     assert "secret values found in the output: 0" in result.stdout
     assert API_KEY not in output

@@ -30,6 +30,7 @@ from parameters_secrets import (
     AwsSource,
     ExtensionSource,
     Parameter,
+    ParametersSecrets,
     ParametersSecretsMiddleware,
     Secret,
     Settings,
@@ -37,7 +38,7 @@ from parameters_secrets import (
 )
 from parameters_secrets._cache import STALE_RETRY_SECONDS
 from parameters_secrets._sources import Source
-from tests.conftest import TOKEN, FakeClock
+from tests.conftest import TOKEN, FakeClock, detail_503
 from tests.extension_server import FakeExtension, FaultMode
 from tests.lambda_events import LambdaResponse, invoke
 from tests.moto_server import (
@@ -230,13 +231,13 @@ class App:
 def middleware_for(
     source: Source, settings: Settings, clock: FakeClock, app: App
 ) -> ParametersSecretsMiddleware:
-    return ParametersSecretsMiddleware(
-        app,
-        values={"api_key": Parameter(PARAMETER), "db": Secret(SECRET, transform="json")},
+    store = ParametersSecrets(
+        {"api_key": Parameter(PARAMETER), "db": Secret(SECRET, transform="json")},
         source=source,
         settings=settings,
         clock=clock,
     )
+    return ParametersSecretsMiddleware(app, values=store, on_failure=detail_503)
 
 
 def values_of(version: int) -> dict[str, str]:

@@ -24,6 +24,7 @@ from parameters_secrets import (
     ConfigurationError,
     ExtensionSource,
     Parameter,
+    ParametersSecrets,
     ParametersSecretsError,
     ParametersSecretsMiddleware,
     Secret,
@@ -33,7 +34,7 @@ from parameters_secrets import (
 )
 from parameters_secrets._sources.extension import ExtensionSource as _ExtensionSource
 from parameters_secrets.fastapi import Value
-from tests.conftest import TOKEN, FakeClock
+from tests.conftest import TOKEN, FakeClock, detail_503
 from tests.extension_server import FakeExtension
 from tests.lambda_events import EVENT_KINDS, EventKind, LambdaContext, invoke
 
@@ -96,13 +97,16 @@ def wrap(
     settings: Settings | None = None,
     app: Any = None,
 ) -> ParametersSecretsMiddleware:
+    """The test app behind the middleware, on the fake extension; a 503 names what failed."""
     settings = settings or Settings()
-    return ParametersSecretsMiddleware(
-        app if app is not None else fastapi_app(),
-        values=VALUES if values is None else values,
+    store = ParametersSecrets(
+        VALUES if values is None else values,
         source=extension_source(extension.port, settings=settings),
         settings=settings,
         **({"clock": clock} if clock is not None else {}),
+    )
+    return ParametersSecretsMiddleware(
+        app if app is not None else fastapi_app(), values=store, on_failure=detail_503
     )
 
 
@@ -238,7 +242,7 @@ def test_hundred_concurrent_first_requests_make_one_upstream_call_per_key(
         transport = httpx.ASGITransport(app=middleware)
         async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
             responses = await asyncio.gather(*(client.get("/") for _ in range(100)))
-        await middleware.source.aclose()
+        await middleware.store.aclose()
         return [r.status_code for r in responses]
 
     assert asyncio.run(burst()) == [200] * 100
@@ -476,7 +480,10 @@ def test_required_missing_value_answers_503_with_the_aws_code(extension: FakeExt
 def test_wrong_token_answers_503_unauthorized(extension: FakeExtension) -> None:
     seed(extension)
     middleware = ParametersSecretsMiddleware(
-        fastapi_app(), values=VALUES, source=extension_source(extension.port, token="wrong")
+        fastapi_app(),
+        values=VALUES,
+        source=extension_source(extension.port, token="wrong"),
+        on_failure=detail_503,
     )
     response = invoke(Mangum(middleware, lifespan="off"), "http_api_v2", "/")
     assert response.status == 503
@@ -540,7 +547,7 @@ def test_a_new_event_loop_per_call_rebuilds_the_client(extension: FakeExtension)
         async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
             status = (await client.get("/")).status_code
         if last:
-            await middleware.source.aclose()
+            await middleware.store.aclose()
         return status
 
     assert [asyncio.run(get()), asyncio.run(get()), asyncio.run(get(last=True))] == [200] * 3
@@ -578,16 +585,16 @@ def test_source_is_chosen_from_the_environment(
     values_file.write_text('{"parameters": {"/p": "v"}}')
     monkeypatch.setenv("PARAMETERS_SECRETS_SOURCE", f"file:{values_file}")
     middleware = ParametersSecretsMiddleware(fastapi_app(), values={"p": Parameter("/p")})
-    assert isinstance(middleware.source, StaticSource)
+    assert isinstance(middleware.store.source, StaticSource)
     monkeypatch.delenv("PARAMETERS_SECRETS_SOURCE")
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "fn")
     monkeypatch.setenv("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", "2999")
     middleware = ParametersSecretsMiddleware(fastapi_app(), values={"p": Parameter("/p")})
-    assert isinstance(middleware.source, _ExtensionSource)
-    assert middleware.source.port == 2999
+    assert isinstance(middleware.store.source, _ExtensionSource)
+    assert middleware.store.source.port == 2999
     monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME")
     middleware = ParametersSecretsMiddleware(fastapi_app(), values={"p": Parameter("/p")})
-    assert isinstance(middleware.source, AwsSource)
+    assert isinstance(middleware.store.source, AwsSource)
 
 
 def test_log_level_variable_sets_the_library_logger(monkeypatch: pytest.MonkeyPatch) -> None:

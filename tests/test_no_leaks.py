@@ -17,6 +17,7 @@ from parameters_secrets import (
     ExtensionSource,
     FetchError,
     Parameter,
+    ParametersSecrets,
     ParametersSecretsMiddleware,
     Secret,
     Settings,
@@ -24,7 +25,7 @@ from parameters_secrets import (
     current_values,
 )
 from parameters_secrets._declarations import apply_transform
-from tests.conftest import TOKEN, FakeClock
+from tests.conftest import TOKEN, FakeClock, detail_503
 from tests.extension_server import FakeExtension
 from tests.lambda_events import EVENT_KINDS, invoke
 
@@ -76,13 +77,14 @@ def test_every_failure_path_keeps_the_value_out(
         "db": Secret("db", transform="json"),
     }
     settings = Settings(log_level="debug")
-    middleware = ParametersSecretsMiddleware(
-        app,
-        values=values,
+    store = ParametersSecrets(
+        values,
         source=ExtensionSource(port=extension.port, token=TOKEN, settings=settings),
         settings=settings,
         clock=clock,
     )
+    seen.append(repr(store))
+    middleware = ParametersSecretsMiddleware(app, values=store)
     seen.append(repr(middleware))
     handler = Mangum(middleware, lifespan="off")
     for kind in EVENT_KINDS:
@@ -103,6 +105,7 @@ def test_every_failure_path_keeps_the_value_out(
             values={"bad": declaration, "optional": Secret("nope", required=False)},
             source=ExtensionSource(port=extension.port, token=TOKEN, settings=settings),
             settings=settings,
+            on_failure=detail_503,
         )
         response = invoke(Mangum(failing, lifespan="off"), "http_api_v2", "/")
         assert response.status == 503

@@ -45,7 +45,7 @@ from parameters_secrets import (
     Settings,
 )
 from parameters_secrets._cache import STALE_RETRY_SECONDS
-from tests.conftest import TOKEN
+from tests.conftest import TOKEN, detail_503
 from tests.extension_server import FakeExtension
 
 MIN_REQUESTS = 10_000
@@ -181,6 +181,7 @@ def test_soak_serves_only_right_values_and_calls_upstream_within_the_ttl_bound(
         values=DECLARATIONS,
         source=ExtensionSource(port=extension.port, token=TOKEN, settings=settings),
         settings=settings,
+        on_failure=detail_503,  # each 503 names the keys and codes, for the checks below
     )
 
     soak = event_loop_per_test.run_until_complete(run_soak(middleware, extension))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import keyword
+import logging
 import math
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -240,11 +241,14 @@ class ParametersSecrets:
         if force:
             self._refreshes += 1
             self._snapshot = None
+        before = self._cache.stats if logger.isEnabledFor(logging.DEBUG) else None
         lookups = await self._cache.get_many(
             [(d.request, self._ttls[key]) for key, d in declarations],
             deadline=deadline,
             force=force,
         )
+        if before is not None and self._cache.stats != before:
+            logger.debug("parameters_secrets: cache %s", self._cache.stats)
         values: dict[str, Any] = {}
         failures: dict[str, FetchError] = {}
         until = math.inf
@@ -259,9 +263,10 @@ class ParametersSecrets:
             if declaration.required:
                 failures[key] = outcome
                 logger.error(
-                    "required value %r (%s) could not be loaded: %s",
+                    "required value %r (%s) could not be loaded (%s): %s",
                     key,
                     declaration.request.describe(),
+                    outcome.code,
                     outcome,
                 )
             else:
