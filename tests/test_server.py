@@ -331,6 +331,67 @@ def test_server_refuses_to_use_the_extension_as_its_source() -> None:
     assert "cannot use the extension" in result.stderr
 
 
+SERVE = [sys.executable, "-m", "parameters_secrets", "serve"]
+BAD_ENVIRONMENT = [
+    ("SSM_PARAMETER_STORE_TTL", "9" * 5000),
+    ("SSM_PARAMETER_STORE_TTL", "-1"),
+    ("SECRETS_MANAGER_TTL", "9" * 5000),
+    ("PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE", "9" * 5000),
+    ("PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE", "1001"),
+    ("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", "9" * 5000),
+    ("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", "0"),
+    ("PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS", "9" * 5000),
+    ("PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS", "0"),
+    ("SSM_PARAMETER_STORE_TIMEOUT_MILLIS", "9" * 5000),
+    ("SECRETS_MANAGER_TIMEOUT_MILLIS", "3600001"),
+    ("PARAMETERS_SECRETS_EXTENSION_CACHE_ENABLED", "yes"),
+    ("PARAMETERS_SECRETS_STALE_IF_ERROR", "1"),
+    ("PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL", "verbose"),
+    ("PARAMETERS_SECRETS_SOURCE", "s3"),
+]
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    BAD_ENVIRONMENT,
+    ids=[f"{variable}={raw[:8]}" for variable, raw in BAD_ENVIRONMENT],
+)
+def test_bad_variable_makes_the_command_print_one_line_naming_it_and_exit_2(
+    tmp_path: Path, variable: str, raw: str
+) -> None:
+    values = tmp_path / "values.json"
+    values.write_text(json.dumps(VALUES_FILE))
+    result = subprocess.run(
+        [*SERVE, "--port", "0", "--source", f"file:{values}"],
+        env=clean_environment({"AWS_SESSION_TOKEN": TOKEN, variable: raw}),
+        capture_output=True,
+        text=True,
+        timeout=30,  # a command that started serving would run on: the test fails here
+        check=False,
+    )
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"parameters-secrets: {variable} must be ")
+    assert len(line) < 200
+    assert "ready on" not in result.stdout
+
+
+def test_bad_source_argument_makes_the_command_print_one_line_and_exit_2() -> None:
+    result = subprocess.run(
+        [*SERVE, "--source", "s3"],
+        env=clean_environment({"AWS_SESSION_TOKEN": TOKEN}),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "parameters-secrets: --source must be 'aws' or 'file:PATH', not 's3'"
+    ]
+
+
 # -- in front of moto ------------------------------------------------------------------
 
 

@@ -60,7 +60,7 @@ class ParametersSecretsMiddleware:
         self.app = app
         self._declarations = _validated(values)
         self.settings = settings if settings is not None else Settings.from_env()
-        logger.setLevel(self.settings.logging_level)
+        self.settings.apply_log_level()
         self.source = source if source is not None else default_source(self.settings)
         if not isinstance(self.source, Source):
             raise ConfigurationError(
