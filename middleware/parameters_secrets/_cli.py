@@ -108,6 +108,9 @@ def _serve(port: int | None, source_name: str | None) -> int:
         lifespan="on",
         log_level="warning",
         access_log=False,
+        # No websocket support, even when uvicorn[standard] brings a library for it: an
+        # upgrade request is answered as the plain GET it also is, never with a 500.
+        ws="none",
     )
     Server(config).run()
     return 0
