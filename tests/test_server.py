@@ -139,6 +139,53 @@ async def test_secure_string_is_decrypted_only_when_asked() -> None:
 P = "/systemsmanager/parameters/get"
 S = "/secretsmanager/get"
 H = "X-Aws-Parameters-Secrets-Token"
+REFERENCE = "/aws/reference/secretsmanager/"
+# A file source answers as AWS does: selectors in the name, references to secrets.
+AS_AWS_ANSWERS = [
+    ("name=%2Fversioned%3A3", 200, ":3"),
+    ("name=/versioned:release", 200, ":release"),
+    ("name=%2Fversioned%3A2", 400, "ParameterVersionNotFound"),
+    ("name=%2Fversioned%3Abeta", 400, "ParameterVersionLabelNotFound"),
+    ("name=%2Fversioned%3A3&label=release", 400, "ValidationException"),
+    (f"name={REFERENCE}prod/db&withDecryption=true", 200, None),
+    (f"name={REFERENCE}prod/db:AWSCURRENT&withDecryption=true", 200, ":AWSCURRENT"),
+    (f"name={REFERENCE}prod/db&withDecryption=false", 400, "ValidationException"),
+    (f"name={REFERENCE}prod/db", 400, "ValidationException"),  # withDecryption defaults false
+    (f"name={REFERENCE}nope&withDecryption=true", 400, "ParameterNotFound"),
+]
+
+
+def check_as_aws_answers(status: int, body: Any, expected_status: int, expected: Any) -> None:
+    """One answer of ``AS_AWS_ANSWERS``: the selected value in AWS's shape, or AWS's error."""
+    assert status == expected_status, body
+    if status != 200:
+        assert body["__type"] == expected
+        return
+    parameter = body["Parameter"]
+    assert parameter["Selector"] == expected
+    if parameter["Name"].startswith(REFERENCE):
+        assert parameter["Name"] == f"{REFERENCE}prod/db"
+        assert parameter["Type"] == "SecureString"
+        assert json.loads(parameter["Value"]) == {"username": "app"}
+        source_result = json.loads(parameter["SourceResult"])  # GetSecretValue's answer
+        assert source_result["Name"] == "prod/db"
+        assert source_result["SecretString"] == parameter["Value"]
+        assert parameter["ARN"] == source_result["ARN"]
+    else:
+        assert (parameter["Name"], parameter["Value"], parameter["Version"]) == (
+            "/versioned",
+            "v3",
+            3,
+        )
+
+
+@pytest.mark.parametrize(("query", "status", "expected"), AS_AWS_ANSWERS)
+async def test_file_source_answers_selectors_and_references_as_aws(
+    query: str, status: int, expected: Any
+) -> None:
+    async with client_for(CountingSource()) as client:
+        response = await client.get(f"{P}?{query}")
+    check_as_aws_answers(response.status_code, response.json(), status, expected)
 
 
 @pytest.mark.parametrize(
@@ -319,6 +366,33 @@ def test_extension_source_works_against_the_server(served: int) -> None:
     assert middleware.stats.fetches == 3
 
 
+@pytest.mark.parametrize(("query", "status", "expected"), AS_AWS_ANSWERS)
+def test_served_file_answers_selectors_and_references_as_aws(
+    served: int, query: str, status: int, expected: Any
+) -> None:
+    response = requests.get(f"http://127.0.0.1:{served}{P}?{query}", headers={H: TOKEN}, timeout=10)
+    check_as_aws_answers(response.status_code, response.json(), status, expected)
+
+
+def test_selectors_and_references_reach_the_app_through_the_served_file(served: int) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        state = scope["state"]
+        body = {"db": state["db"]["username"], "v": state["v"], "label": state["label"]}
+        await JSONResponse(body)(scope, receive, send)
+
+    values: dict[str, Parameter | Secret] = {
+        "db": Parameter(REFERENCE + "prod/db:AWSCURRENT", transform="json"),
+        "v": Parameter("/versioned:3"),
+        "label": Parameter("/versioned", label="release"),
+    }
+    middleware = ParametersSecretsMiddleware(
+        app, values=values, source=ExtensionSource(port=served, token=TOKEN)
+    )
+    response = invoke(Mangum(middleware, lifespan="off"), "alb", "/")
+    assert response.status == 200
+    assert response.json() == {"db": "app", "v": "v3", "label": "v3"}
+
+
 def test_server_refuses_to_use_the_extension_as_its_source() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "parameters_secrets", "serve", "--source", "extension"],
@@ -329,6 +403,67 @@ def test_server_refuses_to_use_the_extension_as_its_source() -> None:
     )
     assert result.returncode == 2
     assert "cannot use the extension" in result.stderr
+
+
+SERVE = [sys.executable, "-m", "parameters_secrets", "serve"]
+BAD_ENVIRONMENT = [
+    ("SSM_PARAMETER_STORE_TTL", "9" * 5000),
+    ("SSM_PARAMETER_STORE_TTL", "-1"),
+    ("SECRETS_MANAGER_TTL", "9" * 5000),
+    ("PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE", "9" * 5000),
+    ("PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE", "1001"),
+    ("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", "9" * 5000),
+    ("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", "0"),
+    ("PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS", "9" * 5000),
+    ("PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS", "0"),
+    ("SSM_PARAMETER_STORE_TIMEOUT_MILLIS", "9" * 5000),
+    ("SECRETS_MANAGER_TIMEOUT_MILLIS", "3600001"),
+    ("PARAMETERS_SECRETS_EXTENSION_CACHE_ENABLED", "yes"),
+    ("PARAMETERS_SECRETS_STALE_IF_ERROR", "1"),
+    ("PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL", "verbose"),
+    ("PARAMETERS_SECRETS_SOURCE", "s3"),
+]
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    BAD_ENVIRONMENT,
+    ids=[f"{variable}={raw[:8]}" for variable, raw in BAD_ENVIRONMENT],
+)
+def test_bad_variable_makes_the_command_print_one_line_naming_it_and_exit_2(
+    tmp_path: Path, variable: str, raw: str
+) -> None:
+    values = tmp_path / "values.json"
+    values.write_text(json.dumps(VALUES_FILE))
+    result = subprocess.run(
+        [*SERVE, "--port", "0", "--source", f"file:{values}"],
+        env=clean_environment({"AWS_SESSION_TOKEN": TOKEN, variable: raw}),
+        capture_output=True,
+        text=True,
+        timeout=30,  # a command that started serving would run on: the test fails here
+        check=False,
+    )
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"parameters-secrets: {variable} must be ")
+    assert len(line) < 200
+    assert "ready on" not in result.stdout
+
+
+def test_bad_source_argument_makes_the_command_print_one_line_and_exit_2() -> None:
+    result = subprocess.run(
+        [*SERVE, "--source", "s3"],
+        env=clean_environment({"AWS_SESSION_TOKEN": TOKEN}),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "parameters-secrets: --source must be 'aws' or 'file:PATH', not 's3'"
+    ]
 
 
 # -- in front of moto ------------------------------------------------------------------

@@ -14,12 +14,14 @@ compared by ``hmac.compare_digest``.
 from __future__ import annotations
 
 import hmac
+import importlib.util
 import json
 import os
 import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+import uvicorn
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -726,3 +729,133 @@ def test_server_log_shows_no_unexpected_error_after_the_hostile_requests(served:
     assert "unexpected error answering" not in log
     assert VALUE not in log
     assert TOKEN not in log
+
+
+# -- websockets: refused, never a 500 ---------------------------------------------------
+
+
+def upgrade_request(target: bytes, *, token: bool) -> bytes:
+    """A websocket handshake (RFC 6455), as any browser or client library sends it."""
+    lines = [
+        b"GET " + target + b" HTTP/1.1",
+        b"Host: 127.0.0.1",
+        b"Upgrade: websocket",
+        b"Connection: Upgrade",
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        b"Sec-WebSocket-Version: 13",
+        *([TOKEN_LINE] if token else []),
+    ]
+    return b"\r\n".join([*lines, b"", b""])
+
+
+def first_response(port: int, data: bytes, timeout: float = 10.0) -> RawResponse:
+    """Send ``data``; read one whole response (the server may keep the connection open)."""
+    received = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        while True:
+            head, separator, body = received.partition(b"\r\n\r\n")
+            if separator:
+                length = re.search(rb"(?im)^content-length:\s*(\d+)\s*$", head)
+                if length is not None and len(body) >= int(length.group(1)):
+                    break
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+    (answer, *_) = parse_responses(received)
+    return answer
+
+
+def test_websockets_library_is_installed_as_uvicorn_standard_brings_it() -> None:
+    # The upgrade tests below mean something only if uvicorn could speak websocket.
+    assert importlib.util.find_spec("websockets") is not None
+
+
+@pytest.mark.parametrize(
+    ("target", "token", "status"),
+    [
+        (GOOD, False, 401),
+        (GOOD, True, 200),  # the plain GET it also is, with the right token
+        (b"/", False, 404),
+        (b"/ws", True, 404),
+    ],
+)
+def test_websocket_upgrade_is_answered_as_plain_http_never_500(
+    served: Served, target: bytes, token: bool, status: int
+) -> None:
+    answer = first_response(served.port, upgrade_request(target, token=token))
+    assert answer.status != 500
+    assert answer.status == status
+    assert answer.headers["content-type"] == "application/json"
+    assert "upgrade" not in answer.headers  # no handshake: 101 is never sent
+    if status != 200:
+        assert VALUE.encode() not in answer.body
+    assert_alive(served)
+    assert "ASGI callable returned without" not in served.log_text()
+
+
+@pytest.fixture
+def websocket_capable_server() -> Iterator[int]:
+    """``ExtensionServer`` under uvicorn with websocket support on, in a thread; its port."""
+    config = uvicorn.Config(
+        new_server(),
+        host="127.0.0.1",
+        port=0,
+        ws="websockets-sansio",
+        lifespan="off",
+        log_level="error",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.started, "uvicorn did not start"
+        yield int(server.servers[0].sockets[0].getsockname()[1])
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("token", [False, True])
+def test_websocket_handshake_is_refused_by_the_app_itself_with_403(
+    websocket_capable_server: int, token: bool
+) -> None:
+    # Where the server does speak websocket, the app refuses the handshake: 403, not 500.
+    answer = first_response(websocket_capable_server, upgrade_request(GOOD, token=token))
+    assert answer.status == 403
+    assert VALUE.encode() not in answer.body
+
+
+async def test_websocket_scope_is_refused_with_a_close_after_connect() -> None:
+    # Under a server that does speak websocket: close before accept is ASGI's refusal
+    # (uvicorn and hypercorn answer the handshake with 403), never a silent return (500).
+    sent: list[MutableMapping[str, Any]] = []
+    messages = [{"type": "websocket.connect"}]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "websocket", "path": S, "query_string": b"", "headers": [(HEADER, TOKEN_B)]}
+    await new_server()(scope, receive, send)
+    assert [m["type"] for m in sent] == ["websocket.close"]
+    assert messages == []  # the connect was read first
+
+
+async def test_scope_of_an_unknown_type_gets_no_answer_and_no_error() -> None:
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        raise AssertionError("nothing to receive")
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    await new_server()({"type": "webtransport"}, receive, send)
+    assert sent == []

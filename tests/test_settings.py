@@ -8,7 +8,12 @@ from typing import Any
 
 import pytest
 
-from parameters_secrets import ConfigurationError, Settings
+from parameters_secrets import (
+    ConfigurationError,
+    ParametersSecretsMiddleware,
+    Settings,
+    StaticSource,
+)
 from parameters_secrets._settings import ENVIRONMENT
 
 DESIGN_DEFAULTS: dict[str, Any] = {
@@ -18,7 +23,7 @@ DESIGN_DEFAULTS: dict[str, Any] = {
     "cache_size": 1000,
     "http_port": 2773,
     "max_connections": 3,
-    "log_level": "info",
+    "log_level": None,
     "parameter_timeout_ms": 0,
     "secret_timeout_ms": 0,
     "stale_if_error": True,
@@ -147,9 +152,11 @@ BAD_VALUES = [
     ("PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS", "0", "at least 1"),
     ("PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS", "-3", "at least 1"),
     ("PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS", "three", "at least 1"),
-    ("SSM_PARAMETER_STORE_TIMEOUT_MILLIS", "-1", "at least 0"),
-    ("SSM_PARAMETER_STORE_TIMEOUT_MILLIS", "1s", "at least 0"),
-    ("SECRETS_MANAGER_TIMEOUT_MILLIS", "-5", "at least 0"),
+    ("SSM_PARAMETER_STORE_TIMEOUT_MILLIS", "-1", "0 to 3600000"),
+    ("SSM_PARAMETER_STORE_TIMEOUT_MILLIS", "1s", "0 to 3600000"),
+    ("SSM_PARAMETER_STORE_TIMEOUT_MILLIS", "3600001", "0 to 3600000"),
+    ("SECRETS_MANAGER_TIMEOUT_MILLIS", "-5", "0 to 3600000"),
+    ("SECRETS_MANAGER_TIMEOUT_MILLIS", "99999999999", "0 to 3600000"),
     ("PARAMETERS_SECRETS_EXTENSION_CACHE_ENABLED", "yes", "TRUE or FALSE"),
     ("PARAMETERS_SECRETS_EXTENSION_CACHE_ENABLED", "1", "TRUE or FALSE"),
     ("PARAMETERS_SECRETS_STALE_IF_ERROR", "no", "TRUE or FALSE"),
@@ -241,17 +248,17 @@ def test_unknown_override_is_an_error_naming_it() -> None:
         Settings.from_env(environ={}, parameter_tll=5)
 
 
-def test_explicit_override_is_validated_not_clamped() -> None:
+def test_explicit_override_is_validated_like_the_environment() -> None:
     with pytest.raises(ConfigurationError, match="parameter_ttl"):
-        Settings.from_env(environ={}, parameter_ttl=301)
+        Settings.from_env(environ={}, parameter_ttl=-1)
+    assert Settings.from_env(environ={}, parameter_ttl=301).parameter_ttl == 300
 
 
 @pytest.mark.parametrize(
     ("field", "value", "allowed"),
     [
-        ("parameter_ttl", 301, "0 to 300"),
         ("parameter_ttl", -1, "0 to 300"),
-        ("secret_ttl", 301, "0 to 300"),
+        ("secret_ttl", -1, "0 to 300"),
         ("parameter_ttl", True, "0 to 300"),
         ("parameter_ttl", 1.5, "0 to 300"),
         ("parameter_ttl", "60", "0 to 300"),
@@ -259,11 +266,14 @@ def test_explicit_override_is_validated_not_clamped() -> None:
         ("http_port", 0, "1 to 65535"),
         ("http_port", 65536, "1 to 65535"),
         ("max_connections", 0, "at least 1"),
-        ("parameter_timeout_ms", -1, "at least 0"),
-        ("secret_timeout_ms", -1, "at least 0"),
+        ("parameter_timeout_ms", -1, "0 to 3600000"),
+        pytest.param("parameter_timeout_ms", 10**5000, "0 to 3600000", id="5000-digit-int"),
+        ("secret_timeout_ms", 3_600_001, "0 to 3600000"),
+        ("max_connections", 2.0, "at least 1"),
         ("cache_enabled", "TRUE", "True or False"),
         ("stale_if_error", 1, "True or False"),
         ("log_level", "verbose", "debug, info, warn, error, none"),
+        ("log_level", 10, "debug, info, warn, error, none"),
         ("source", "s3", "'extension', 'aws' or 'file:PATH'"),
         ("source", "file:", "'extension', 'aws' or 'file:PATH'"),
     ],
@@ -304,14 +314,15 @@ def test_log_level_maps_to_a_logging_level(raw: str, level: int) -> None:
 
 def test_log_level_none_silences_even_critical() -> None:
     settings = Settings.from_env(environ={"PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL": "none"})
-    assert settings.logging_level > logging.CRITICAL
+    assert settings.logging_level == logging.CRITICAL + 1
     logger = logging.getLogger("parameters_secrets")
-    logger.setLevel(settings.logging_level)  # conftest restores the level
+    settings.apply_log_level()  # conftest restores the level
     assert not logger.isEnabledFor(logging.CRITICAL)
 
 
-def test_default_log_level_is_info() -> None:
-    assert Settings().logging_level == logging.INFO
+def test_default_log_level_is_unset() -> None:
+    assert Settings().log_level is None
+    assert Settings().logging_level is None
 
 
 @pytest.mark.parametrize(
@@ -337,3 +348,167 @@ def test_integers_are_plain_ascii_digits(raw: str) -> None:
         Settings.from_env({"PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE": raw})
     with pytest.raises(ConfigurationError, match="SSM_PARAMETER_STORE_TTL"):
         Settings.from_env({"SSM_PARAMETER_STORE_TTL": raw})
+
+
+# --- any size of input ---------------------------------------------------------------------
+
+INTEGER_VARIABLES = [
+    "SSM_PARAMETER_STORE_TTL",
+    "SECRETS_MANAGER_TTL",
+    "PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE",
+    "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT",
+    "PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS",
+    "SSM_PARAMETER_STORE_TIMEOUT_MILLIS",
+    "SECRETS_MANAGER_TIMEOUT_MILLIS",
+]
+
+
+@pytest.mark.parametrize("variable", INTEGER_VARIABLES)
+@pytest.mark.parametrize(
+    "raw", ["9" * 5000, "1" + "0" * 4300, "9" * 19], ids=["5000", "4301", "19"]
+)
+def test_integer_of_any_length_is_an_error_naming_the_variable(variable: str, raw: str) -> None:
+    # int() refuses more than 4,300 digits with a bare ValueError; this must not leak out.
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env(environ={variable: raw})
+    assert type(info.value) is ConfigurationError
+    message = str(info.value)
+    assert message.startswith(f"{variable} must be an integer")
+    assert len(message) < 200  # the value is cut short, not quoted whole
+    assert info.value.__cause__ is None
+    assert info.value.__suppress_context__
+
+
+@pytest.mark.parametrize("variable", INTEGER_VARIABLES)
+def test_integer_of_eighteen_digits_parses_then_meets_its_range(variable: str) -> None:
+    field = next(name for name, var in ENVIRONMENT.items() if var == variable)
+    if field in ("parameter_ttl", "secret_ttl"):
+        assert getattr(Settings.from_env(environ={variable: "9" * 18}), field) == 300
+    elif field == "max_connections":
+        assert Settings.from_env(environ={variable: "9" * 18}).max_connections == 10**18 - 1
+    else:
+        with pytest.raises(ConfigurationError, match=variable):
+            Settings.from_env(environ={variable: "9" * 18})
+
+
+def test_explicit_integer_of_thousands_of_digits_is_an_error_without_quoting_it() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Settings(cache_size=10**5000)
+    assert str(info.value) == (
+        "cache_size must be an integer 0 to 1000, not an integer of more than 18 digits"
+    )
+
+
+# --- one validation path: the environment and arguments behave the same ------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "field"),
+    [("SSM_PARAMETER_STORE_TTL", "parameter_ttl"), ("SECRETS_MANAGER_TTL", "secret_ttl")],
+)
+def test_ttl_above_300_is_clamped_with_a_warning_from_an_argument_as_from_the_environment(
+    caplog: pytest.LogCaptureFixture, variable: str, field: str
+) -> None:
+    arguments: dict[str, Any] = {field: 400}
+    with caplog.at_level(logging.WARNING, logger="parameters_secrets"):
+        from_argument = Settings(**arguments)
+        from_override = Settings.from_env(environ={}, **arguments)
+        from_environment = Settings.from_env(environ={variable: "400"})
+    assert from_argument == from_override == from_environment
+    assert getattr(from_argument, field) == 300
+    assert len(caplog.records) == 3
+    for record in caplog.records:
+        assert record.levelno == logging.WARNING
+        assert field in record.getMessage()
+        assert variable in record.getMessage()
+        assert "400" in record.getMessage()
+
+
+def test_a_clamped_ttl_is_not_warned_about_again_when_settings_are_copied(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = Settings(parameter_ttl=400)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="parameters_secrets"):
+        copy = dataclasses.replace(settings, source="aws")
+    assert copy.parameter_ttl == 300
+    assert caplog.records == []
+
+
+@pytest.mark.parametrize("spelling", ["warning", "WARNING", "Warn", "warn"])
+def test_warning_means_warn_from_an_argument_as_from_the_environment(spelling: str) -> None:
+    from_argument = Settings(log_level=spelling)  # type: ignore[arg-type]
+    from_environment = Settings.from_env(
+        environ={"PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL": spelling}
+    )
+    assert from_argument == from_environment == Settings(log_level="warn")
+    assert from_argument.log_level == "warn"
+    assert from_argument.logging_level == logging.WARNING
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "field", "value"),
+    [
+        ("PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE", "1001", "cache_size", 1001),
+        ("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", "0", "http_port", 0),
+        ("SSM_PARAMETER_STORE_TIMEOUT_MILLIS", "3600001", "parameter_timeout_ms", 3600001),
+        ("PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL", "trace", "log_level", "trace"),
+        ("PARAMETERS_SECRETS_SOURCE", "s3", "source", "s3"),
+    ],
+)
+def test_out_of_range_value_gets_the_same_range_from_either_origin(
+    variable: str, raw: str, field: str, value: object
+) -> None:
+    arguments: dict[str, Any] = {field: value}
+    with pytest.raises(ConfigurationError) as from_argument:
+        Settings(**arguments)
+    with pytest.raises(ConfigurationError) as from_environment:
+        Settings.from_env(environ={variable: raw})
+    # Each names where the value came from, and the same range.
+    assert str(from_argument.value).startswith(f"{field} must be ")
+    assert str(from_environment.value).startswith(f"{variable} must be ")
+    range_text = str(from_argument.value).removeprefix(f"{field} must be ").rsplit(", not", 1)
+    assert range_text[0] in str(from_environment.value)
+
+
+# --- the logger's level: set only when asked ---------------------------------------------
+
+
+async def app(scope: Any, receive: Any, send: Any) -> None:
+    """An app the middleware wraps; never called here."""
+
+
+def test_building_a_middleware_without_the_variable_keeps_the_apps_logger_level() -> None:
+    logger = logging.getLogger("parameters_secrets")
+    logger.setLevel(logging.WARNING)  # the app's choice; conftest restores the level
+    ParametersSecretsMiddleware(app, values={}, source=StaticSource())
+    assert logger.level == logging.WARNING
+    ParametersSecretsMiddleware(app, values={}, source=StaticSource(), settings=Settings())
+    assert logger.level == logging.WARNING
+
+
+def test_building_a_middleware_with_the_variable_sets_the_logger_level(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    logger = logging.getLogger("parameters_secrets")
+    logger.setLevel(logging.WARNING)
+    monkeypatch.setenv("PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL", "debug")
+    ParametersSecretsMiddleware(app, values={}, source=StaticSource())
+    assert logger.level == logging.DEBUG
+    monkeypatch.delenv("PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL")
+    settings = Settings(log_level="error")
+    ParametersSecretsMiddleware(app, values={}, source=StaticSource(), settings=settings)
+    assert logger.level == logging.ERROR
+
+
+@pytest.mark.parametrize(
+    ("log_level", "expected"),
+    [(None, logging.NOTSET), ("debug", logging.DEBUG), ("none", logging.CRITICAL + 1)],
+)
+def test_apply_log_level_sets_the_library_logger_only_when_set(
+    log_level: Any, expected: int
+) -> None:
+    logger = logging.getLogger("parameters_secrets")
+    logger.setLevel(logging.NOTSET)
+    Settings(log_level=log_level).apply_log_level()
+    assert logger.level == expected

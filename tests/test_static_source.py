@@ -8,11 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mangum import Mangum
+from starlette.responses import PlainTextResponse
 
 from parameters_secrets import (
     ConfigurationError,
     FetchError,
     Parameter,
+    ParametersSecretsMiddleware,
     Secret,
     Source,
     StaticSource,
@@ -24,6 +27,7 @@ from parameters_secrets._declarations import (
     ValueRequest,
     apply_transform,
 )
+from tests.lambda_events import invoke
 
 pytestmark = pytest.mark.anyio
 
@@ -487,3 +491,206 @@ async def test_changing_the_input_mappings_after_construction_changes_nothing() 
     assert (await record_of(source, ParameterRequest("/p", label="release")))["Value"] == "v"
     assert (await record_of(source, SecretRequest("s")))["SecretString"] == "v"
     assert (await error_of(source, ParameterRequest("/q"))).code == "ParameterNotFound"
+
+
+# --- selectors in the name, as GetParameter takes them -------------------------------------
+
+ARN_PREFIX = "arn:aws:ssm:local:000000000000:parameter"
+
+
+@pytest.mark.parametrize(
+    ("name", "selector"),
+    [
+        ("/my-app/prod/flags:3", ":3"),
+        ("/my-app/prod/flags:release", ":release"),
+        (f"{ARN_PREFIX}/my-app/prod/flags:3", ":3"),
+        (f"{ARN_PREFIX}/my-app/prod/flags:release", ":release"),
+    ],
+)
+async def test_selector_in_the_name_selects_as_in_the_request(
+    source: StaticSource, name: str, selector: str
+) -> None:
+    record = await record_of(source, ParameterRequest(name))
+    assert record["Name"] == "/my-app/prod/flags"
+    assert record["Version"] == 3
+    assert record["Selector"] == selector
+    assert set(record) == PARAMETER_KEYS
+    in_request = (
+        ParameterRequest("/my-app/prod/flags", version=3)
+        if selector == ":3"
+        else ParameterRequest("/my-app/prod/flags", label="release")
+    )
+    assert record == await record_of(source, in_request)
+
+
+async def test_selector_in_an_unrooted_name_selects(source: StaticSource) -> None:
+    record = await record_of(source, ParameterRequest("plain-name:1"))
+    assert (record["Name"], record["Value"], record["Selector"]) == ("plain-name", "unrooted", ":1")
+    arn = f"{ARN_PREFIX}/plain-name:1"
+    assert (await record_of(source, ParameterRequest(arn)))["Value"] == "unrooted"
+
+
+async def test_declared_parameter_with_a_selector_in_its_name_gives_its_value(
+    source: StaticSource,
+) -> None:
+    declaration = Parameter("/my-app/prod/flags:release", transform="json")
+    record = await record_of(source, declaration.request)
+    assert apply_transform(declaration, record) == {"beta": True}
+
+
+@pytest.mark.parametrize(
+    ("request_", "code"),
+    [
+        (ParameterRequest("/my-app/prod/flags:2"), "ParameterVersionNotFound"),
+        (ParameterRequest("/my-app/prod/flags:" + "9" * 5000), "ParameterVersionNotFound"),
+        (ParameterRequest("/my-app/prod/flags:beta"), "ParameterVersionLabelNotFound"),
+        (ParameterRequest("/nope:3"), "ParameterNotFound"),
+        (ParameterRequest("/nope:release"), "ParameterNotFound"),
+        (ParameterRequest("/my-app/prod/flags:"), "ValidationException"),
+        (ParameterRequest("/my-app/prod/flags:3:release"), "ValidationException"),
+        (ParameterRequest("/my-app/prod/flags:3", label="release"), "ValidationException"),
+        (ParameterRequest("/my-app/prod/flags:release", version=3), "ValidationException"),
+    ],
+)
+async def test_bad_selector_in_the_name_is_an_aws_error(
+    source: StaticSource, request_: ParameterRequest, code: str
+) -> None:
+    error = await error_of(source, request_)
+    assert error.code == code
+    assert not error.transient
+
+
+def test_parameter_name_with_a_colon_cannot_be_stored() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        StaticSource(parameters={"/app/key:3": "x"})
+    assert "'/app/key:3'" in str(info.value)
+    assert "cannot hold ':'" in str(info.value)
+
+
+# --- /aws/reference/secretsmanager/... -----------------------------------------------------
+
+REFERENCE = "/aws/reference/secretsmanager/"
+
+
+async def test_reference_answers_with_the_secret_in_aws_shape(source: StaticSource) -> None:
+    record = await record_of(source, ParameterRequest(REFERENCE + "prod/token"))
+    secret = await record_of(source, SecretRequest("prod/token"))
+    assert set(record) == PARAMETER_KEYS
+    assert record["Name"] == REFERENCE + "prod/token"
+    assert record["Type"] == "SecureString"
+    assert record["Value"] == SECRET
+    assert record["ARN"] == secret["ARN"]  # the secret's ARN, as AWS answers
+    assert record["Selector"] is None
+    assert record["Version"] == 0
+    assert json.loads(record["SourceResult"]) == secret  # GetSecretValue's answer
+
+
+async def test_reference_to_a_json_secret_gives_the_declared_value(source: StaticSource) -> None:
+    declaration = Parameter(REFERENCE + "prod/db", transform="json")
+    record = await record_of(source, declaration.request)
+    assert apply_transform(declaration, record) == {"username": "admin", "password": SECRET}
+
+
+async def test_reference_to_a_binary_secret_gives_its_base64(source: StaticSource) -> None:
+    declaration = Parameter(REFERENCE + "prod/cert", transform="binary")
+    record = await record_of(source, declaration.request)
+    assert record["Value"] == base64.b64encode(b"\x00\xffcert").decode()
+    assert apply_transform(declaration, record) == b"\x00\xffcert"
+
+
+@pytest.mark.parametrize(
+    ("request_", "selector", "value"),
+    [
+        (ParameterRequest(REFERENCE + "prod/staged:v-1"), ":v-1", "stage-text"),
+        (ParameterRequest(REFERENCE + "prod/staged:prod"), ":prod", "stage-text"),
+        (ParameterRequest(REFERENCE + "prod/staged:AWSCURRENT"), ":AWSCURRENT", "stage-text"),
+        (ParameterRequest(REFERENCE + "prod/staged", label="prod"), ":prod", "stage-text"),
+        (ParameterRequest(REFERENCE + "prod/pending:AWSPENDING"), ":AWSPENDING", "pending-text"),
+        (ParameterRequest(REFERENCE + "prod/pending:v-9"), ":v-9", "pending-text"),
+    ],
+)
+async def test_reference_selector_picks_a_version_id_or_a_stage(
+    source: StaticSource, request_: ParameterRequest, selector: str, value: str
+) -> None:
+    record = await record_of(source, request_)
+    assert record["Selector"] == selector
+    assert record["Value"] == value
+    assert record["Name"] == REFERENCE + request_.name.removeprefix(REFERENCE).split(":")[0]
+
+
+async def test_reference_by_the_secrets_arn_with_and_without_a_selector(
+    source: StaticSource,
+) -> None:
+    arn = (await record_of(source, SecretRequest("prod/staged")))["ARN"]
+    assert (await record_of(source, ParameterRequest(REFERENCE + arn)))["Value"] == "stage-text"
+    record = await record_of(source, ParameterRequest(REFERENCE + arn + ":prod"))
+    assert (record["Value"], record["Selector"]) == ("stage-text", ":prod")
+    error = await error_of(source, ParameterRequest(REFERENCE + arn + ":AWSPREVIOUS"))
+    assert error.code == "ParameterNotFound"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        REFERENCE + "nope",
+        REFERENCE + "prod/staged:AWSPREVIOUS",
+        REFERENCE + "prod/staged:v-2",
+        REFERENCE + "prod/pending",  # no AWSCURRENT version
+        REFERENCE,
+    ],
+)
+async def test_reference_to_a_missing_secret_or_version_is_parameter_not_found(
+    source: StaticSource, name: str
+) -> None:
+    error = await error_of(source, ParameterRequest(name))
+    assert error.code == "ParameterNotFound"
+    assert error.not_found
+
+
+@pytest.mark.parametrize("name", ["prod/token", "nope"])
+async def test_reference_without_decryption_is_refused_as_aws_refuses_it(
+    source: StaticSource, name: str
+) -> None:
+    error = await error_of(source, ParameterRequest(REFERENCE + name, decrypt=False))
+    assert error.code == "ValidationException"
+    assert str(error) == (
+        "WithDecryption flag must be True for retrieving a Secret Manager secret."
+    )
+    assert not error.transient
+    assert not error.not_found
+
+
+@pytest.mark.parametrize("name", ["prod/staged:", "prod/staged:v-1:prod"])
+async def test_reference_with_an_empty_or_second_selector_is_a_validation_error(
+    source: StaticSource, name: str
+) -> None:
+    assert (await error_of(source, ParameterRequest(REFERENCE + name))).code == (
+        "ValidationException"
+    )
+
+
+def test_a_parameter_cannot_be_stored_under_the_reference_prefix() -> None:
+    with pytest.raises(ConfigurationError, match="secrets"):
+        StaticSource(parameters={REFERENCE + "x": "v"})
+
+
+def test_reference_and_selector_resolve_through_the_middleware_under_mangum(
+    source: StaticSource,
+) -> None:
+    values = {
+        "flags": Parameter("/my-app/prod/flags:release", transform="json"),
+        "db": Parameter(REFERENCE + "prod/db", transform="json"),
+        "staged": Parameter(REFERENCE + "prod/staged:prod"),
+    }
+    seen: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        state = scope["state"]
+        seen.append({"beta": state["flags"]["beta"], "user": state["db"]["username"]})
+        await PlainTextResponse(state["staged"])(scope, receive, send)
+
+    handler = Mangum(ParametersSecretsMiddleware(app, values=values, source=source), lifespan="off")
+    response = invoke(handler, "http_api_v2", "/")
+    assert response.status == 200
+    assert response.body == "stage-text"
+    assert seen == [{"beta": True, "user": "admin"}]

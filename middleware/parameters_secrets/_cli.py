@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import secrets
@@ -61,20 +62,22 @@ def _serve(port: int | None, source_name: str | None) -> int:
         ) from None
     from ._server import ExtensionServer
 
+    logging.basicConfig(
+        level=logging.INFO,
+        format="[parameters-secrets] %(asctime)s %(levelname)s %(message)s",
+    )
     settings = Settings.from_env()
+    settings.apply_log_level()
     source = source_name or settings.source or "aws"
     if source == "extension":
         raise ConfigurationError("the server cannot use the extension as its own source")
-    settings = Settings.from_env(source=source)
+    if source_name is not None and not (source == "aws" or source.startswith("file:")):
+        raise ConfigurationError(f"--source must be 'aws' or 'file:PATH', not {source!r}")
+    settings = dataclasses.replace(settings, source=source)
     if port is None:
         port = settings.http_port
     if not 0 <= port <= 65535:
         raise ConfigurationError(f"--port must be 0 to 65535, not {port}")
-    logging.basicConfig(
-        level=settings.logging_level,
-        format="[parameters-secrets] %(asctime)s %(levelname)s %(message)s",
-    )
-    logging.getLogger("parameters_secrets").setLevel(settings.logging_level)
     token = os.environ.get("AWS_SESSION_TOKEN")
     generated = not token
     if not token:
@@ -105,6 +108,9 @@ def _serve(port: int | None, source_name: str | None) -> int:
         lifespan="on",
         log_level="warning",
         access_log=False,
+        # No websocket support, even when uvicorn[standard] brings a library for it: an
+        # upgrade request is answered as the plain GET it also is, never with a 500.
+        ws="none",
     )
     Server(config).run()
     return 0

@@ -59,8 +59,11 @@ class ExtensionServer:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
-        if scope["type"] != "http":
+        if scope["type"] == "websocket":
+            await _refuse_websocket(receive, send)
             return
+        if scope["type"] != "http":
+            return  # nothing to answer: no server sends a response for another scope
         try:
             status, body = await self._answer(scope)
         except Exception:  # never a 500 with a traceback for what a client sent
@@ -117,6 +120,14 @@ class ExtensionServer:
         if isinstance(request, ParameterRequest):
             return 200, {"Parameter": dict(outcome), "ResultMetadata": {}}
         return 200, {**outcome, "ResultMetadata": {}}
+
+
+async def _refuse_websocket(receive: Receive, send: Send) -> None:
+    # The extension's API is HTTP only. Closing before accepting is how ASGI refuses a
+    # handshake: the server answers 403, where returning without a word makes it a 500.
+    message = await receive()
+    if message["type"] == "websocket.connect":
+        await send({"type": "websocket.close", "code": 1008})
 
 
 def _first(query: list[tuple[str, str]], name: str) -> str | None:

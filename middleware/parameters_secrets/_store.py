@@ -53,7 +53,7 @@ class ParametersSecrets:
     ) -> None:
         self._declarations = _validated(values)
         self.settings = settings if settings is not None else Settings.from_env()
-        logger.setLevel(self.settings.logging_level)
+        self.settings.apply_log_level()
         if source is None:
             source, reason = choose_source(self.settings)
         else:

@@ -15,17 +15,27 @@ from ..exceptions import ConfigurationError, FetchError
 from . import Outcome
 
 _CREATED = "2026-01-01T00:00:00.000Z"
+REFERENCE_PREFIX = "/aws/reference/secretsmanager/"
 _PARAMETER_TYPES = ("String", "StringList", "SecureString")
 
 
 class StaticSource:
     """Parameters and secrets held in memory, answered in the AWS APIs' own shapes.
 
+    A parameter is found as ``GetParameter`` finds it: by name or ARN, with a version or
+    label selector in the name (``/app/key:3``, ``/app/key:release``) or in the request.
+    ``/aws/reference/secretsmanager/ID`` (``ID`` a secret's name or ARN, optionally
+    ``:VERSION_ID`` or ``:STAGE``) answers with the secret, in AWS's shape for it: a
+    ``SecureString`` whose ``Value`` is the secret's string (a ``SecretBinary``'s base64),
+    with the ``GetSecretValue`` answer as JSON text in ``SourceResult``. Without
+    decryption a reference is refused, as AWS refuses it (``ValidationException``).
+
     Args:
         parameters: Name to value. A value is a string; a list of strings (a
             ``StringList``); or a mapping with ``value`` (or ``json``: any JSON, stored as
             its text), and optionally ``type`` (``String``, ``StringList``,
-            ``SecureString``), ``version`` (default 1) and ``labels``.
+            ``SecureString``), ``version`` (default 1) and ``labels``. A name holds no
+            ``:`` and is not under ``/aws/reference/secretsmanager/``.
         secrets: Name to value. A value is a string (``SecretString``), bytes
             (``SecretBinary``), or a mapping with ``string``, ``json`` or ``binary``
             (base64), and optionally ``version_id`` and ``stages`` (default
@@ -93,38 +103,100 @@ class StaticSource:
         return self._get_secret(request)
 
     def _get_parameter(self, request: ParameterRequest) -> Outcome:
-        name = self._parameter_name(request.name)
-        record = self._parameters.get(name)
+        # Answer what GetParameter would for the Name it is sent: the declared selector
+        # joins the name as ":3" or ":label", as AwsSource sends it, and a selector may
+        # already be in the name.
+        name = request.name
+        if request.version is not None:
+            name = f"{name}:{request.version}"
+        elif request.label is not None:
+            name = f"{name}:{request.label}"
+        if name.startswith(REFERENCE_PREFIX):
+            return self._get_reference(name, request.decrypt)
+        split = self._split_parameter_name(name)
+        if isinstance(split, FetchError):
+            return split
+        path, selector = split
+        record = self._parameters.get(path)
         if record is None:
-            return FetchError(f"parameter {request.name} not found", code="ParameterNotFound")
-        if request.version is not None and request.version != record["Version"]:
+            return FetchError(f"parameter {path} not found", code="ParameterNotFound")
+        if selector is not None and selector.isascii() and selector.isdigit():
+            # Labels never start with a digit: digits are a version.
+            if len(selector) > 19 or int(selector) != record["Version"]:
+                return FetchError(
+                    f"version {selector} of parameter {path} not found",
+                    code="ParameterVersionNotFound",
+                )
+        elif selector is not None and selector not in self._labels[path]:
             return FetchError(
-                f"version {request.version} of parameter {request.name} not found",
-                code="ParameterVersionNotFound",
-            )
-        if request.label is not None and request.label not in self._labels[name]:
-            return FetchError(
-                f"label {request.label} of parameter {request.name} not found",
+                f"label {selector} of parameter {path} not found",
                 code="ParameterVersionLabelNotFound",
             )
         record = copy.deepcopy(record)
-        if request.version is not None:
-            record["Selector"] = f":{request.version}"
-        elif request.label is not None:
-            record["Selector"] = f":{request.label}"
+        if selector is not None:
+            record["Selector"] = f":{selector}"
         if record["Type"] == "SecureString" and not request.decrypt:
             # Stands in for ciphertext; derived from the name, so it says nothing of the value.
             digest = hashlib.sha256(record["Name"].encode()).digest()[:24]
             record["Value"] = base64.b64encode(b"static-ciphertext:" + digest).decode()
         return record
 
-    def _parameter_name(self, name: str) -> str:
-        # An ARN names the same parameter as its name: arn:...:parameter/a/b is /a/b, and
-        # arn:...:parameter/plain is plain.
-        if name.startswith("arn:") and ":parameter/" in name:
-            path = name.split(":parameter/", 1)[1]
-            return f"/{path}" if f"/{path}" in self._parameters else path
-        return name
+    def _split_parameter_name(self, name: str) -> tuple[str, str | None] | FetchError:
+        """The stored name and the selector (``"3"``, ``"label"``) in a requested name."""
+        from_arn = name.startswith("arn:") and ":parameter/" in name
+        if from_arn:
+            name = name.split(":parameter/", 1)[1]
+        # Parameter names have no ":" (AWS allows a-z, 0-9, "_.-" and "/"): one starts
+        # the selector.
+        path, colon, selector = name.partition(":")
+        if colon and (not selector or ":" in selector):
+            return FetchError(
+                f"parameter name {name!r} must have at most one non-empty selector",
+                code="ValidationException",
+            )
+        if from_arn and f"/{path}" in self._parameters:
+            # arn:...:parameter/a/b is /a/b, and arn:...:parameter/plain is plain.
+            path = f"/{path}"
+        return path, selector or None
+
+    def _get_reference(self, name: str, decrypt: bool) -> Outcome:
+        """A ``/aws/reference/secretsmanager/ID[:selector]`` parameter, as AWS answers it."""
+        if not decrypt:
+            return FetchError(  # AWS's own words
+                "WithDecryption flag must be True for retrieving a Secret Manager secret.",
+                code="ValidationException",
+            )
+        secret_id, selector = _split_reference(name.removeprefix(REFERENCE_PREFIX))
+        if selector is not None and (not selector or ":" in selector):
+            return FetchError(
+                f"parameter name {name!r} must have at most one non-empty selector",
+                code="ValidationException",
+            )
+        record = self._secrets.get(secret_id) or self._secret_by_arn(secret_id)
+        if selector is None:
+            selected = record is not None and "AWSCURRENT" in record["VersionStages"]
+        else:
+            # The selector is a version id or a staging label, as GetSecretValue takes.
+            selected = record is not None and (
+                selector == record["VersionId"] or selector in record["VersionStages"]
+            )
+        if record is None or not selected:
+            what = f"secret {secret_id}" + (f" ({selector})" if selector else "")
+            return FetchError(
+                f"{what} not found when referencing Secrets Manager", code="ParameterNotFound"
+            )
+        value = record.get("SecretString", record.get("SecretBinary"))
+        return {
+            "ARN": record["ARN"],
+            "DataType": "text",
+            "LastModifiedDate": record["CreatedDate"],
+            "Name": REFERENCE_PREFIX + secret_id,
+            "Selector": None if selector is None else f":{selector}",
+            "SourceResult": json.dumps(record),  # the GetSecretValue answer, as text
+            "Type": "SecureString",
+            "Value": value,
+            "Version": 0,
+        }
 
     def _get_secret(self, request: SecretRequest) -> Outcome:
         record = self._secrets.get(request.secret_id) or self._secret_by_arn(request.secret_id)
@@ -156,8 +228,26 @@ class StaticSource:
         return None
 
 
+def _split_reference(secret_id: str) -> tuple[str, str | None]:
+    """The secret id and the selector (``None`` if no ``:``) after the reference prefix."""
+    if secret_id.startswith("arn:"):
+        # arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME has six colons of its own.
+        parts = secret_id.split(":")
+        return ":".join(parts[:7]), ":".join(parts[7:]) if len(parts) > 7 else None
+    found, colon, selector = secret_id.partition(":")
+    return found, selector if colon else None
+
+
 def _parameter_record(name: str, spec: Any) -> dict[str, Any]:
     where = f"parameter {name!r}"
+    if ":" in name:
+        raise ConfigurationError(
+            f"{where}: a parameter name cannot hold ':', which starts a version or label"
+        )
+    if name.startswith(REFERENCE_PREFIX):
+        raise ConfigurationError(
+            f"{where}: {REFERENCE_PREFIX}... names a secret: put it under 'secrets'"
+        )
     labels: list[str] = []
     version = 1
     kind = "String"
