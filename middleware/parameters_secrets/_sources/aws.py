@@ -14,12 +14,13 @@ from typing import Any, TypeVar
 import httpx
 
 from .. import __name__ as _package
-from .._credentials import CredentialsProvider, botocore_region
+from .._credentials import CredentialsProvider
 from .._declarations import ParameterRequest, SecretRequest, ValueRequest
 from .._settings import Settings
 from .._sigv4 import Credentials, sign
 from ..exceptions import ConfigurationError, FetchError
 from . import Outcome, give_up_time
+from ._endpoints import Region, configured_region, profile_region, service_endpoint
 from ._errors import THROTTLING_CODES, error_code, is_transient
 
 PARAMETERS_PER_BATCH = 10  # GetParameters' limit
@@ -67,12 +68,17 @@ class AwsSource:
 
     Args:
         region: The AWS region; default ``AWS_REGION``, ``AWS_DEFAULT_REGION``, then
-            botocore's profile if botocore is installed.
+            botocore's profile if botocore is installed. It must be a region name (one
+            DNS host label, as botocore checks): else ``ConfigurationError`` naming
+            ``region=`` or the variable (a profile's is found on the first fetch, and
+            reported as ``FetchError`` ``InvalidRegion``).
         endpoint_url: One endpoint for both services (a local server, moto); default
             ``AWS_ENDPOINT_URL_SSM`` / ``AWS_ENDPOINT_URL_SECRETS_MANAGER``, then
             ``AWS_ENDPOINT_URL``, then AWS's.
         settings: Timeouts and ``max_connections``; default ``Settings.from_env()``.
-        credentials: Fixed credentials; default the environment, then botocore's chain.
+        credentials: Fixed credentials; default ``AWS_ACCESS_KEY_ID`` /
+            ``AWS_SECRET_ACCESS_KEY``, then the container credentials endpoint (ECS, EKS
+            Pod Identity, Lambda SnapStart), then botocore's chain if installed.
     """
 
     def __init__(
@@ -84,9 +90,8 @@ class AwsSource:
         credentials: Credentials | None = None,
     ) -> None:
         self._settings = settings if settings is not None else Settings.from_env()
-        self._region = (
-            region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        )
+        # Validated here, before any URL is built from it: a region is a host label.
+        self._region: Region | None = configured_region(region)
         if endpoint_url is not None and not endpoint_url.startswith(("http://", "https://")):
             raise ConfigurationError(f"endpoint_url must be an http(s) URL, not {endpoint_url!r}")
         self._endpoint_url = endpoint_url
@@ -314,21 +319,20 @@ class AwsSource:
     def _resolve_services(self) -> None:
         if self._ssm is not None and self._secrets is not None:
             return
-        region = self._region or botocore_region()
-        if not region:
+        region = self._region or profile_region()
+        if region is None:
             raise FetchError(
                 "no AWS region: set AWS_REGION or pass AwsSource(region=...)", code="NoRegion"
             )
         self._region = region
-        suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
 
-        def endpoint(variable: str, host: str) -> str:
+        def endpoint(variable: str, service: str) -> str:
             # An explicit argument, then the service's variable, then the common one.
             return (
                 self._endpoint_url
                 or os.environ.get(variable)
                 or os.environ.get("AWS_ENDPOINT_URL")
-                or f"https://{host}.{region}.{suffix}"
+                or service_endpoint(service, region)
             )
 
         self._ssm = _Service("ssm", "AmazonSSM", endpoint("AWS_ENDPOINT_URL_SSM", "ssm"))

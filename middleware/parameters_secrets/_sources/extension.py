@@ -82,7 +82,17 @@ class ExtensionSource:
         return self._client
 
     def _token_value(self) -> str | None:
-        return self._token if self._token is not None else os.environ.get("AWS_SESSION_TOKEN")
+        """The ``X-Aws-Parameters-Secrets-Token``: ``token=``, else ``AWS_SESSION_TOKEN``,
+        else ``AWS_CONTAINER_AUTHORIZATION_TOKEN``, read now; ``None``: no header."""
+        if self._token is not None:
+            return self._token
+        # Without AWS_SESSION_TOKEN (Lambda SnapStart, ECS, EKS) the container's token
+        # is the one the Secrets Manager Agent accepts.
+        return (
+            os.environ.get("AWS_SESSION_TOKEN")
+            or os.environ.get("AWS_CONTAINER_AUTHORIZATION_TOKEN")
+            or None
+        )
 
     async def _get(
         self, client: httpx.AsyncClient, request: ValueRequest, deadline: float | None
@@ -178,7 +188,7 @@ def _parse(request: ValueRequest, response: httpx.Response) -> Outcome:
         )
     code, message = error_code(status, response.text)
     if status == 401:
-        message = "the extension refused the token: is AWS_SESSION_TOKEN set?"
+        message = _refused_token_hint(response.request.headers.get(TOKEN_HEADER))
     transient = is_transient(status, code)
     return FetchError(
         f"{request.describe()}: {code} (HTTP {status}){': ' + message if message else ''}",
@@ -186,6 +196,30 @@ def _parse(request: ValueRequest, response: httpx.Response) -> Outcome:
         transient=transient,
         status=status,
     )
+
+
+def _refused_token_hint(sent: str | None) -> str:
+    """What to check when the extension refuses the token: where the one sent came from."""
+    if sent is None:
+        return (
+            f"no {TOKEN_HEADER} was sent: neither AWS_SESSION_TOKEN nor "
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN is set (on Lambda SnapStart there is no "
+            "AWS_SESSION_TOKEN): pass ExtensionSource(token=...), or use AwsSource"
+        )
+    if sent == os.environ.get("AWS_SESSION_TOKEN"):
+        return (
+            f"the extension refused {TOKEN_HEADER} from AWS_SESSION_TOKEN: is it this "
+            "function's own extension on this port, started with this token?"
+        )
+    if sent == os.environ.get("AWS_CONTAINER_AUTHORIZATION_TOKEN"):
+        return (
+            f"the extension refused {TOKEN_HEADER} from AWS_CONTAINER_AUTHORIZATION_TOKEN, "
+            "sent because AWS_SESSION_TOKEN is not set (as on Lambda SnapStart): the "
+            "Parameters and Secrets Lambda Extension checks AWS_SESSION_TOKEN, the Secrets "
+            "Manager Agent accepts this one; else use AwsSource, which reads the container "
+            "credentials endpoint itself"
+        )
+    return f"the extension refused the token given as ExtensionSource(token=...) in {TOKEN_HEADER}"
 
 
 def _has_value(request: ValueRequest, record: dict[str, Any]) -> bool:
