@@ -438,15 +438,21 @@ def test_middleware_on_lambda_with_aws_source_batches_then_serves_from_cache(
 # -- credentials from the container endpoint (ECS, EKS Pod Identity, Lambda SnapStart) ------
 
 
+@pytest.fixture(autouse=True)
+def no_container_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine's own container credentials (ECS, CodeBuild) never stand in for a test's."""
+    for variable in (
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    ):
+        monkeypatch.delenv(variable, raising=False)
+
+
 @pytest.fixture
 def container_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[CredentialsEndpoint]:
     """No keys in the environment: only a container credentials endpoint, as on SnapStart."""
-    for variable in (
-        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-        "AWS_ENDPOINT_URL",
-    ):
-        monkeypatch.delenv(variable, raising=False)
     with CredentialsEndpoint(token="container-token") as endpoint:
         monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", endpoint.url)
         monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "container-token")
