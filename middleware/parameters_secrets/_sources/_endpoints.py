@@ -20,18 +20,19 @@ Region = NewType("Region", str)
 
 # botocore.utils.validate_region_name: letters, digits and hyphens, at most 63, not all
 # digits, no hyphen at either end. Matched with fullmatch (botocore's "$" also lets a
-# trailing newline through) and never empty (an empty region is "not set").
-_HOST_LABEL = re.compile(r"(?![0-9]+$)(?!-)[a-zA-Z0-9-]{1,63}(?<!-)")
+# trailing newline through) and never empty (an empty region is "not set"). The patterns
+# stay strings, compiled (and cached by re) when first used, not on every cold start.
+_HOST_LABEL = r"(?![0-9]+$)(?!-)[a-zA-Z0-9-]{1,63}(?<!-)"
 
 # The DNS suffix of each partition, from botocore's data/partitions.json: a region that
 # matches none of these patterns is in the "aws" partition, as botocore resolves it.
-_PARTITION_SUFFIXES: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"cn-\w+-\d+"), "amazonaws.com.cn"),
-    (re.compile(r"eusc-de-\w+-\d+"), "amazonaws.eu"),
-    (re.compile(r"us-iso-\w+-\d+"), "c2s.ic.gov"),
-    (re.compile(r"us-isob-\w+-\d+"), "sc2s.sgov.gov"),
-    (re.compile(r"eu-isoe-\w+-\d+"), "cloud.adc-e.uk"),
-    (re.compile(r"us-isof-\w+-\d+"), "csp.hci.ic.gov"),
+_PARTITION_SUFFIXES = (
+    (r"cn-\w+-\d+", "amazonaws.com.cn"),
+    (r"eusc-de-\w+-\d+", "amazonaws.eu"),
+    (r"us-iso-\w+-\d+", "c2s.ic.gov"),
+    (r"us-isob-\w+-\d+", "sc2s.sgov.gov"),
+    (r"eu-isoe-\w+-\d+", "cloud.adc-e.uk"),
+    (r"us-isof-\w+-\d+", "csp.hci.ic.gov"),
 )
 _DEFAULT_SUFFIX = "amazonaws.com"  # the aws and aws-us-gov partitions
 
@@ -47,7 +48,7 @@ def validate_region(region: object, origin: str) -> Region:
         ConfigurationError: It is not a host label: it could not be a region, and
             could change the host of the URL built from it.
     """
-    if isinstance(region, str) and _HOST_LABEL.fullmatch(region):
+    if isinstance(region, str) and re.fullmatch(_HOST_LABEL, region):
         return Region(region)
     shown = repr(region) if len(repr(region)) <= 80 else repr(region)[:77] + "..."
     raise ConfigurationError(
@@ -93,7 +94,7 @@ def profile_region() -> Region | None:
 def dns_suffix(region: Region) -> str:
     """The DNS suffix of the region's partition (``amazonaws.com``, ``amazonaws.com.cn``...)."""
     for pattern, suffix in _PARTITION_SUFFIXES:
-        if pattern.fullmatch(region):
+        if re.fullmatch(pattern, region):
             return suffix
     return _DEFAULT_SUFFIX
 
