@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Iterator
 
@@ -49,6 +50,11 @@ def isolated_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
         "AWS_PROFILE",
+        # Set on ECS, EKS and CodeBuild: they would change which credentials a test uses.
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
     ]:
         monkeypatch.delenv(variable, raising=False)
     logger = logging.getLogger("parameters_secrets")
@@ -70,6 +76,14 @@ def event_loop_per_test() -> Iterator[asyncio.AbstractEventLoop]:
     asyncio.set_event_loop(loop)
     yield loop
     if not loop.is_closed():
+        # Sources a test dropped had their pools' closing scheduled on this loop when
+        # they were collected; let that finish, then close what is still held.
+        gc.collect()
+        for _ in range(3):
+            pending = asyncio.all_tasks(loop)
+            if not pending:
+                break
+            loop.run_until_complete(asyncio.wait(pending, timeout=5))
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
     asyncio.set_event_loop(None)

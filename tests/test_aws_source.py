@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from starlette.responses import JSONResponse
 
 from parameters_secrets import (
     AwsSource,
+    ConfigurationError,
     FetchError,
     Parameter,
     ParametersSecretsMiddleware,
@@ -25,10 +27,18 @@ from parameters_secrets import (
 from parameters_secrets._declarations import ParameterRequest, SecretRequest, ValueRequest
 from parameters_secrets._sigv4 import Credentials
 from parameters_secrets._sources import Outcome, aws
+from parameters_secrets._sources._endpoints import (
+    Region,
+    dns_suffix,
+    service_endpoint,
+    validate_region,
+)
+from tests.credentials_endpoint import CredentialsEndpoint
 from tests.lambda_events import invoke
 from tests.moto_server import (
     CountingProxy,
     MotoServer,
+    assume_role,
     create_iam_user,
     create_secret,
     put_parameter,
@@ -425,3 +435,250 @@ def test_middleware_on_lambda_with_aws_source_batches_then_serves_from_cache(
         assert response.json()["p3"] == "v3"
         assert response.json()["s9"] == "s9"
     assert moto_proxy.counts == {GET_PARAMETERS: 1, BATCH_SECRETS: 1}
+
+
+# -- credentials from the container endpoint (ECS, EKS Pod Identity, Lambda SnapStart) ------
+
+
+@pytest.fixture(autouse=True)
+def no_container_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine's own container credentials (ECS, CodeBuild) never stand in for a test's."""
+    for variable in (
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    ):
+        monkeypatch.delenv(variable, raising=False)
+
+
+@pytest.fixture
+def container_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[CredentialsEndpoint]:
+    """No keys in the environment: only a container credentials endpoint, as on SnapStart."""
+    with CredentialsEndpoint(token="container-token") as endpoint:
+        monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", endpoint.url)
+        monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "container-token")
+        yield endpoint
+
+
+def without_botocore(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As if botocore were not installed (after seeding moto, which needs it): there is no
+    chain to fall back on, and botocore's own container provider cannot be what works."""
+    monkeypatch.setitem(sys.modules, "botocore", None)
+    monkeypatch.setitem(sys.modules, "botocore.session", None)
+
+
+def signed_access_key(request: Any) -> str:
+    credential = request.headers["Authorization"].split("Credential=")[1]
+    return str(credential.split("/")[0])
+
+
+async def test_aws_source_signs_with_the_container_endpoints_rotating_credentials(
+    moto_auth: MotoServer, container_only: CredentialsEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # moto refuses keys it did not issue: an answer proves the endpoint's keys signed it.
+    first = assume_role(moto_auth, ["ssm:GetParameter"])
+    second = assume_role(moto_auth, ["ssm:GetParameter"])
+    put_parameter(moto_auth, "/container/a", "from-moto")
+    container_only.issue(*first)
+    container_only.issue(*second)
+    container_only.lifetime = 5 * 60  # inside botocore's 10 minutes: refreshed every time
+    without_botocore(monkeypatch)
+    with CountingProxy(moto_auth.url) as proxy:
+        source = AwsSource(region="us-east-1", endpoint_url=proxy.url)
+        async with opened(source):
+            assert await fetch(source, [ParameterRequest("/container/a")]) == ["from-moto"]
+            assert await fetch(source, [ParameterRequest("/container/a")]) == ["from-moto"]
+        signed = [(signed_access_key(r), r.headers["X-Amz-Security-Token"]) for r in proxy.requests]
+    assert signed == [(first[0], first[2]), (second[0], second[2])]
+    assert container_only.calls == 2
+    assert container_only.authorizations == ["container-token"] * 2
+
+
+async def test_aws_source_reuses_container_credentials_far_from_expiry(
+    moto_auth: MotoServer, container_only: CredentialsEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    container_only.issue(*assume_role(moto_auth, ["ssm:GetParameter"]))
+    put_parameter(moto_auth, "/container/b", "b")
+    without_botocore(monkeypatch)
+    source = AwsSource(region="us-east-1", endpoint_url=moto_auth.url)
+    async with opened(source):
+        for _ in range(3):
+            assert await fetch(source, [ParameterRequest("/container/b")]) == ["b"]
+    assert container_only.calls == 1
+
+
+async def test_keys_moto_did_not_issue_are_refused(
+    moto_auth: MotoServer, container_only: CredentialsEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The control for the two tests above: moto_auth does check the keys.
+    put_parameter(moto_auth, "/container/c", "c")
+    without_botocore(monkeypatch)
+    source = AwsSource(region="us-east-1", endpoint_url=moto_auth.url)
+    async with opened(source):
+        (outcome,) = await source.fetch([ParameterRequest("/container/c")])
+    assert isinstance(outcome, FetchError)
+    assert outcome.status == 403
+    assert container_only.calls == 1
+
+
+async def test_aws_source_reports_a_container_endpoint_that_is_down(
+    container_only: CredentialsEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    without_botocore(monkeypatch)
+    container_only.stop()
+    source = AwsSource(region="us-east-1", endpoint_url="http://127.0.0.1:9")
+    async with opened(source):
+        outcomes = await source.fetch([ParameterRequest("/x"), SecretRequest("y")])
+    assert [(o.code, o.transient) for o in outcomes if isinstance(o, FetchError)] == [
+        ("CredentialsError", True)
+    ] * 2
+    assert "AWS_CONTAINER_CREDENTIALS_FULL_URI" in str(outcomes[0])
+
+
+def test_middleware_on_snapstart_with_aws_source_reads_the_container_endpoint(
+    moto_auth: MotoServer, container_only: CredentialsEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    container_only.issue(*create_iam_user(moto_auth, ["ssm:GetParameter"]))
+    put_parameter(moto_auth, "/snap/p", "snap-value")
+    without_botocore(monkeypatch)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await JSONResponse({"p": scope["state"]["p"]})(scope, receive, send)
+
+    middleware = ParametersSecretsMiddleware(
+        app,
+        values={"p": Parameter("/snap/p")},
+        source=AwsSource(region="us-east-1", endpoint_url=moto_auth.url),
+    )
+    handler = Mangum(middleware, lifespan="off")
+    response = invoke(handler, "api_gateway_v1", "/")
+    assert (response.status, response.json()) == (200, {"p": "snap-value"})
+    assert container_only.calls == 1
+
+
+# -- the region is a host label: it cannot move the endpoint --------------------------
+
+
+@contextlib.contextmanager
+def listener() -> Iterator[socket.socket]:
+    """A listening socket on 127.0.0.1 that nobody should connect to."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        sock.setblocking(False)
+        yield sock
+
+
+def connections_received(sock: socket.socket) -> int:
+    count = 0
+    while True:
+        try:
+            connection, _ = sock.accept()
+        except BlockingIOError:
+            return count
+        connection.close()
+        count += 1
+
+
+async def construct_and_fetch(region: str | None) -> None:
+    source = AwsSource(region=region, settings=Settings(parameter_timeout_ms=500))
+    async with opened(source):  # before the fix: a signed request, token included, to sock
+        await source.fetch([ParameterRequest("/x")])
+
+
+@pytest.mark.usefixtures("credentials")
+@pytest.mark.parametrize("origin", ["region=", "AWS_REGION", "AWS_DEFAULT_REGION"])
+async def test_a_hostile_region_is_refused_and_never_reached(
+    origin: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_REGION")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "session-token-to-steal")
+    with listener() as sock:
+        hostile = f"x@127.0.0.1:{sock.getsockname()[1]}#"
+        if origin != "region=":
+            monkeypatch.setenv(origin, hostile)
+        with pytest.raises(ConfigurationError) as caught:
+            await construct_and_fetch(hostile if origin == "region=" else None)
+        assert connections_received(sock) == 0
+    assert str(caught.value).startswith(f"{origin} must be an AWS region name")
+
+
+async def test_a_hostile_region_in_the_profile_is_refused_and_never_reached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    with listener() as sock:
+        config_file = tmp_path / "config"
+        config_file.write_text(f"[profile dev]\nregion = x@127.0.0.1:{sock.getsockname()[1]}#\n")
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(config_file))
+        monkeypatch.setenv("AWS_PROFILE", "dev")
+        source = AwsSource(settings=Settings(parameter_timeout_ms=500))
+        async with opened(source):
+            (outcome,) = await source.fetch([ParameterRequest("/x")])
+        assert connections_received(sock) == 0
+    assert isinstance(outcome, FetchError)
+    assert (outcome.code, outcome.transient) == ("InvalidRegion", False)
+    assert "the region of AWS profile 'dev' must be an AWS region name" in str(outcome)
+
+
+@pytest.mark.parametrize(
+    "region",
+    [
+        "us-east-1\n",
+        "us-east-1.evil.example",
+        "us-east-1/",
+        "us east 1",
+        "-us-east-1",
+        "us-east-1-",
+        "12345",
+        "a" * 64,
+        "ü-east-1",
+    ],
+)
+def test_a_region_that_is_not_a_host_label_is_a_configuration_error(region: str) -> None:
+    from botocore.exceptions import InvalidRegionError
+    from botocore.utils import validate_region_name
+
+    if not region.endswith("\n"):  # botocore's "$" lets a trailing newline through
+        with pytest.raises(InvalidRegionError):
+            validate_region_name(region)
+    with pytest.raises(ConfigurationError, match=r"^region= must be an AWS region name"):
+        AwsSource(region=region)
+
+
+@pytest.mark.parametrize(
+    "region",
+    [
+        "us-east-1",
+        "eu-central-2",
+        "il-central-1",
+        "ca-west-1",
+        "cn-north-1",
+        "cn-northwest-1",
+        "us-gov-west-1",
+        "us-gov-east-1",
+        "us-iso-east-1",
+        "us-isob-east-1",
+        "us-isof-south-1",
+        "eu-isoe-west-1",
+        "eusc-de-east-1",
+        "xx-future-9",
+    ],
+)
+def test_valid_regions_build_the_hosts_botocore_builds(region: str) -> None:
+    import botocore.session
+
+    session = botocore.session.get_session()
+    for service, prefix in (("ssm", "ssm"), ("secretsmanager", "secretsmanager")):
+        client = session.create_client(
+            service, region_name=region, aws_access_key_id="k", aws_secret_access_key="s"
+        )
+        expected = client.meta.endpoint_url
+        assert service_endpoint(prefix, validate_region(region, "region=")) == expected
+    source = AwsSource(region=region, credentials=Credentials("k", "s"))
+    source._resolve_services()
+    assert source._ssm_service.endpoint == f"https://ssm.{region}.{dns_suffix(Region(region))}/"

@@ -356,11 +356,17 @@ def test_first_load_failure_answers_503_without_calling_the_app(
         called.append(True)
         await PlainTextResponse("ok")(scope, receive, send)
 
+    # Throttling is retried until the fetch's time bound: keep that bound short.
+    settings = Settings(secret_timeout_ms=300)
     with caplog.at_level(logging.ERROR, logger="parameters_secrets"):
-        response = invoke(Mangum(wrap(extension, app=app), lifespan="off"), "http_api_v2", "/")
+        response = invoke(
+            Mangum(wrap(extension, app=app, settings=settings), lifespan="off"), "http_api_v2", "/"
+        )
     assert response.status == 503
     assert response.headers["content-type"] == "application/json"
     assert response.json() == {"detail": f"could not load 'db' ({code})"}
+    if mode == "throttle":
+        assert extension.calls("secret", "prod/db") > 1  # retried, not given up at once
     assert called == []
     assert any(r.levelno == logging.ERROR and "'db'" in r.getMessage() for r in caplog.records)
     extension.clear_faults()

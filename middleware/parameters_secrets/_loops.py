@@ -10,6 +10,7 @@ loop ends.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Generic, TypeVar
 
@@ -28,6 +29,13 @@ def _is_closed(loop: object) -> bool:
     return isinstance(native, asyncio.AbstractEventLoop) and native.is_closed()
 
 
+# Every closer, by loop, held here as well as by its owner: an owner collected as part
+# of a reference cycle (a web app usually is one) must not take its pool into the same
+# garbage collection pass, where the pool's sockets would be finalised unclosed. Kept
+# here, a pool closes with its loop whatever became of its owner.
+_closers: dict[object, set[AsyncGenerator[None, None]]] = {}
+
+
 async def _release_with_loop(close: Callable[[], Awaitable[None]]) -> AsyncGenerator[None, None]:
     # An async generator left suspended here is finalised by its loop when the loop
     # ends (asyncio.run, asyncio.Runner, anyio.run and trio.run all call aclose() on the
@@ -37,6 +45,10 @@ async def _release_with_loop(close: Callable[[], Awaitable[None]]) -> AsyncGener
         yield
     finally:
         await close()
+
+
+class _Held(dict[object, tuple[T, AsyncGenerator[None, None]]]):
+    """What a :class:`PerLoop` holds, per loop (a dict that can be weakly referenced)."""
 
 
 class PerLoop(Generic[T]):
@@ -52,7 +64,7 @@ class PerLoop(Generic[T]):
         self._make = make
         self._close = close
         # loop -> (resource, the suspended generator that closes it with the loop)
-        self._held: dict[object, tuple[T, AsyncGenerator[None, None]]] = {}
+        self._held: _Held[T] = _Held()
 
     async def get(self) -> T:
         """The running loop's ``T``."""
@@ -64,14 +76,25 @@ class PerLoop(Generic[T]):
         # loop.close()): nothing can run on them any more.
         for gone in [other for other in self._held if _is_closed(other)]:
             del self._held[gone]
+        for gone in [other for other in _closers if _is_closed(other)]:
+            del _closers[gone]
         resource = self._make()
+        kept = _closers.setdefault(loop, set())
+        # The closer refers to this object only weakly: it may outlive it.
+        holder, release = weakref.ref(self._held), self._close
 
         async def close() -> None:
-            self._held.pop(loop, None)
-            await self._close(resource)
+            still_held = holder()
+            if still_held is not None:
+                still_held.pop(loop, None)
+            kept.discard(releaser)
+            if not kept and _closers.get(loop) is kept:
+                del _closers[loop]
+            await release(resource)
 
         releaser = _release_with_loop(close)
         await releaser.__anext__()  # registers it with the running loop
+        kept.add(releaser)
         self._held[loop] = (resource, releaser)
         return resource
 

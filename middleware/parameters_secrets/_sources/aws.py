@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import ssl
@@ -12,13 +13,14 @@ import anyio
 import httpx
 
 from .. import __name__ as _package
-from .._credentials import CredentialsProvider, botocore_region
+from .._credentials import CredentialsProvider
 from .._declarations import ParameterRequest, SecretRequest, ValueRequest
 from .._loops import PerLoop
 from .._settings import Settings
 from .._sigv4 import Credentials, sign
 from ..exceptions import ConfigurationError, FetchError
 from . import Outcome, give_up_time
+from ._endpoints import Region, configured_region, profile_region, service_endpoint
 from ._errors import THROTTLING_CODES, error_code, is_transient
 from ._records import checked_record
 from ._retry import RetryPolicy, is_throttling, within_time_bound
@@ -61,12 +63,17 @@ class AwsSource:
 
     Args:
         region: The AWS region; default ``AWS_REGION``, ``AWS_DEFAULT_REGION``, then
-            botocore's profile if botocore is installed.
+            botocore's profile if botocore is installed. It must be a region name (one
+            DNS host label, as botocore checks): else ``ConfigurationError`` naming
+            ``region=`` or the variable (a profile's is found on the first fetch, and
+            reported as ``FetchError`` ``InvalidRegion``).
         endpoint_url: One endpoint for both services (a local server, moto); default
             ``AWS_ENDPOINT_URL_SSM`` / ``AWS_ENDPOINT_URL_SECRETS_MANAGER``, then
             ``AWS_ENDPOINT_URL``, then AWS's.
         settings: Timeouts and ``max_connections``; default ``Settings.from_env()``.
-        credentials: Fixed credentials; default the environment, then botocore's chain.
+        credentials: Fixed credentials; default ``AWS_ACCESS_KEY_ID`` /
+            ``AWS_SECRET_ACCESS_KEY``, then the container credentials endpoint (ECS, EKS
+            Pod Identity, Lambda SnapStart), then botocore's chain if installed.
         retry: When and how long to wait before trying a failed call again; default
             :class:`RetryPolicy` (throttling until the time bound, other transient
             failures 3 tries in all).
@@ -87,9 +94,8 @@ class AwsSource:
         self._settings = settings if settings is not None else Settings.from_env()
         self.retry = retry if retry is not None else RetryPolicy()
         self._transport = transport
-        self._region = (
-            region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        )
+        # Validated here, before any URL is built from it: a region is a host label.
+        self._region: Region | None = configured_region(region)
         if endpoint_url is not None and not endpoint_url.startswith(("http://", "https://")):
             raise ConfigurationError(f"endpoint_url must be an http(s) URL, not {endpoint_url!r}")
         self._endpoint_url = endpoint_url
@@ -324,21 +330,20 @@ class AwsSource:
     def _resolve_services(self) -> None:
         if self._ssm is not None and self._secrets is not None:
             return
-        region = self._region or botocore_region()
-        if not region:
+        region = self._region or profile_region()
+        if region is None:
             raise FetchError(
                 "no AWS region: set AWS_REGION or pass AwsSource(region=...)", code="NoRegion"
             )
         self._region = region
-        suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
 
-        def endpoint(variable: str, host: str) -> str:
+        def endpoint(variable: str, service: str) -> str:
             # An explicit argument, then the service's variable, then the common one.
             return (
                 self._endpoint_url
                 or os.environ.get(variable)
                 or os.environ.get("AWS_ENDPOINT_URL")
-                or f"https://{host}.{region}.{suffix}"
+                or service_endpoint(service, region)
             )
 
         self._ssm = _Service("ssm", "AmazonSSM", endpoint("AWS_ENDPOINT_URL_SSM", "ssm"))
@@ -358,19 +363,16 @@ class AwsSource:
         assert self._secrets is not None
         return self._secrets
 
-    def _new_client(self, service: _Service) -> httpx.AsyncClient:
-        limit = self._settings.max_connections
-        return httpx.AsyncClient(
-            transport=self._transport,
-            verify=_shared_ssl_context() if service.endpoint.startswith("https") else False,
-            trust_env=True,  # HTTPS_PROXY may be how this network reaches AWS
-            timeout=None,  # noqa: S113 - every fetch is bounded as a whole (within_time_bound)
-            limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
-        )
-
     async def _client(self, service: _Service) -> httpx.AsyncClient:
         if service.clients is None:
-            service.clients = PerLoop(lambda: self._new_client(service), httpx.AsyncClient.aclose)
+            # No reference back to self from the pool (see PerLoop).
+            make = functools.partial(
+                _service_client,
+                service.endpoint.startswith("https"),
+                self._transport,
+                self._settings.max_connections,
+            )
+            service.clients = PerLoop(make, httpx.AsyncClient.aclose)
         return await service.clients.get()
 
     async def _call(
@@ -441,6 +443,18 @@ class AwsSource:
             delay=self.retry.delay,
             timed_out=lambda: FetchError(f"{action} timed out", code="Timeout", transient=True),
         )
+
+
+def _service_client(
+    https: bool, transport: httpx.AsyncBaseTransport | None, limit: int
+) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=transport,
+        verify=_shared_ssl_context() if https else False,
+        trust_env=True,  # HTTPS_PROXY may be how this network reaches AWS
+        timeout=None,  # noqa: S113 - every fetch is bounded as a whole (within_time_bound)
+        limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
+    )
 
 
 async def _concurrently(calls: list[Awaitable[None]]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Sequence
@@ -56,7 +57,11 @@ class ExtensionSource:
         self._token = token
         self._base_url = f"http://127.0.0.1:{port}"
         self._transport = transport
-        self._clients = PerLoop(self._new_client, httpx.AsyncClient.aclose)
+        # No reference back to self from the pool (see PerLoop).
+        self._clients = PerLoop(
+            functools.partial(_loopback_client, self._base_url, transport),
+            httpx.AsyncClient.aclose,
+        )
 
     def __repr__(self) -> str:
         return f"ExtensionSource(port={self.port})"
@@ -82,20 +87,18 @@ class ExtensionSource:
         """Close the connection pool."""
         await self._clients.aclose()
 
-    def _new_client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            base_url=self._base_url,
-            transport=self._transport,
-            # Plain HTTP to loopback only: skip building a TLS context (18-35 ms) and
-            # ignore HTTP(S)_PROXY, which must never see this hop.
-            verify=False,  # noqa: S501 - never used: the URL is http://127.0.0.1
-            trust_env=False,
-            timeout=None,  # noqa: S113 - every fetch is bounded as a whole (within_time_bound)
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
-        )
-
     def _token_value(self) -> str | None:
-        return self._token if self._token is not None else os.environ.get("AWS_SESSION_TOKEN")
+        """The ``X-Aws-Parameters-Secrets-Token``: ``token=``, else ``AWS_SESSION_TOKEN``,
+        else ``AWS_CONTAINER_AUTHORIZATION_TOKEN``, read now; ``None``: no header."""
+        if self._token is not None:
+            return self._token
+        # Without AWS_SESSION_TOKEN (Lambda SnapStart, ECS, EKS) the container's token
+        # is the one the Secrets Manager Agent accepts.
+        return (
+            os.environ.get("AWS_SESSION_TOKEN")
+            or os.environ.get("AWS_CONTAINER_AUTHORIZATION_TOKEN")
+            or None
+        )
 
     async def _get(
         self, client: httpx.AsyncClient, request: ValueRequest, deadline: float | None
@@ -153,6 +156,21 @@ class ExtensionSource:
         )
 
 
+def _loopback_client(
+    base_url: str, transport: httpx.AsyncBaseTransport | None
+) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=base_url,
+        transport=transport,
+        # Plain HTTP to loopback only: skip building a TLS context (18-35 ms) and ignore
+        # HTTP(S)_PROXY, which must never see this hop.
+        verify=False,  # noqa: S501 - never used: the URL is http://127.0.0.1
+        trust_env=False,
+        timeout=None,  # noqa: S113 - every fetch is bounded as a whole (within_time_bound)
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
+    )
+
+
 def _parameter_path(request: ParameterRequest) -> str:
     query = f"name={quote(request.name, safe='')}"
     if request.version is not None:
@@ -194,7 +212,7 @@ def _parse(request: ValueRequest, response: httpx.Response) -> Outcome:
         return outcome  # type: ignore[no-any-return]
     code, message = error_code(status, response.text)
     if status == 401:
-        message = "the extension refused the token: is AWS_SESSION_TOKEN set?"
+        message = _refused_token_hint(response.request.headers.get(TOKEN_HEADER))
     transient = is_transient(status, code)
     return FetchError(
         f"{request.describe()}: {code} (HTTP {status}){': ' + message if message else ''}",
@@ -202,3 +220,27 @@ def _parse(request: ValueRequest, response: httpx.Response) -> Outcome:
         transient=transient,
         status=status,
     )
+
+
+def _refused_token_hint(sent: str | None) -> str:
+    """What to check when the extension refuses the token: where the one sent came from."""
+    if sent is None:
+        return (
+            f"no {TOKEN_HEADER} was sent: neither AWS_SESSION_TOKEN nor "
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN is set (on Lambda SnapStart there is no "
+            "AWS_SESSION_TOKEN): pass ExtensionSource(token=...), or use AwsSource"
+        )
+    if sent == os.environ.get("AWS_SESSION_TOKEN"):
+        return (
+            f"the extension refused {TOKEN_HEADER} from AWS_SESSION_TOKEN: is it this "
+            "function's own extension on this port, started with this token?"
+        )
+    if sent == os.environ.get("AWS_CONTAINER_AUTHORIZATION_TOKEN"):
+        return (
+            f"the extension refused {TOKEN_HEADER} from AWS_CONTAINER_AUTHORIZATION_TOKEN, "
+            "sent because AWS_SESSION_TOKEN is not set (as on Lambda SnapStart): the "
+            "Parameters and Secrets Lambda Extension checks AWS_SESSION_TOKEN, the Secrets "
+            "Manager Agent accepts this one; else use AwsSource, which reads the container "
+            "credentials endpoint itself"
+        )
+    return f"the extension refused the token given as ExtensionSource(token=...) in {TOKEN_HEADER}"
