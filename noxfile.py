@@ -72,6 +72,8 @@ def dist(session: nox.Session) -> None:
         shutil.rmtree(venv, ignore_errors=True)
         session.run("python", "-m", "venv", str(venv))
         python = str(venv / "bin" / "python")
+        # A current pip: the one ensurepip bundles may not parse "name @ git+file:///...".
+        session.run(python, "-m", "pip", "install", "--quiet", "--upgrade", "pip", external=True)
         session.run(python, "-m", "pip", "install", "--quiet", requirement, external=True)
         session.run(python, "scripts/check_install.py", external=True)
 
