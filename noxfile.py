@@ -48,6 +48,7 @@ def package(session: nox.Session) -> None:
     """build/lambda.zip: the FastAPI example for Lambda, built for the runtime, not this
     machine. ``nox -s package -- --python-version 3.12 --arch arm64`` (defaults: the
     template's, python3.12 on x86_64; ``--output`` for another path)."""
+    session.install("packaging")  # the builder reads the wheels' metadata with it
     session.run("python", "scripts/lambda_package.py", *session.posargs)
 
 

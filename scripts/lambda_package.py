@@ -6,8 +6,9 @@
 The zip holds this project's wheel with its ``fastapi`` extra (FastAPI, Mangum and their
 dependencies, nothing else: no Flask, no uvicorn), installed by pip for the target
 (``--platform manylinux2014_<arch> --implementation cp --python-version X.Y
---only-binary=:all:``), plus ``examples/__init__.py`` and ``examples/fastapi_app.py``:
-handler ``examples.fastapi_app.handler``. It leaves out what Lambda never uses (console
+--only-binary=:all:``) and completed for the target's environment markers (pip evaluates
+them for the Python that runs it), plus ``examples/__init__.py`` and
+``examples/fastapi_app.py``: handler ``examples.fastapi_app.handler``. It leaves out what Lambda never uses (console
 scripts in ``bin/``, bytecode compiled by this machine's Python) and checks that every
 native library in it is built for the target architecture. Entries are sorted and
 time-stamped 1980-01-01, so the same inputs give the same zip.
@@ -19,6 +20,7 @@ x86_64); its ``CodeUri`` is ``build/lambda.zip``.
 from __future__ import annotations
 
 import argparse
+import csv
 import re
 import shutil
 import subprocess
@@ -27,7 +29,11 @@ import tempfile
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from email.parser import Parser
 from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PYTHON_VERSION = "3.12"
@@ -36,6 +42,9 @@ DEFAULT_OUTPUT = ROOT / "build" / "lambda.zip"
 # The extra that holds exactly what examples/fastapi_app.py imports besides this package.
 EXTRA = "fastapi"
 EXAMPLE_FILES = ("examples/__init__.py", "examples/fastapi_app.py")
+PROJECT = "asgi-parameters-secrets"
+# Each pass installs what the target's markers add; a chain longer than this is a bug.
+MAX_MARKER_PASSES = 5
 
 
 @dataclass(frozen=True)
@@ -105,6 +114,78 @@ def _run(argv: Sequence[str]) -> None:
         raise PackageError(f"{' '.join(argv[:5])} ... failed:\n{result.stdout}{result.stderr}")
 
 
+def target_environment(python_version: str, arch: str) -> dict[str, str]:
+    """The environment markers of a Lambda runtime (``Marker.evaluate`` fills in the rest)."""
+    return {
+        "python_version": python_version,
+        "python_full_version": f"{python_version}.0",
+        "platform_machine": ARCHITECTURES[arch].elf_name,
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "os_name": "posix",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+    }
+
+
+def installed_distributions(directory: Path) -> dict[str, Path]:
+    """Each distribution installed in ``directory``: canonical name -> its ``.dist-info``."""
+    found: dict[str, Path] = {}
+    for dist_info in directory.glob("*.dist-info"):
+        metadata = Parser().parsestr((dist_info / "METADATA").read_text(encoding="utf-8"))
+        found[canonicalize_name(metadata["Name"])] = dist_info
+    return found
+
+
+def needed_distributions(
+    directory: Path, root: Requirement, environment: dict[str, str]
+) -> tuple[set[str], dict[str, Requirement]]:
+    """Follow ``root``'s ``Requires-Dist`` through the metadata in ``directory``, with the
+    target's markers: the installed distributions it needs, and what it needs that is not
+    installed (by name, the specifiers of every requirer combined, without markers)."""
+    installed = installed_distributions(directory)
+    needed: set[str] = set()
+    missing: dict[str, Requirement] = {}
+    queue = [root]
+    seen: set[tuple[str, frozenset[str]]] = set()
+    while queue:
+        requirement = queue.pop()
+        name = canonicalize_name(requirement.name)
+        if (name, frozenset(requirement.extras)) in seen:
+            continue
+        seen.add((name, frozenset(requirement.extras)))
+        if name not in installed:
+            known = missing.setdefault(name, Requirement(name))
+            known.extras |= requirement.extras
+            known.specifier &= requirement.specifier
+            continue
+        needed.add(name)
+        metadata = Parser().parsestr((installed[name] / "METADATA").read_text(encoding="utf-8"))
+        for line in metadata.get_all("Requires-Dist") or []:
+            dependency = Requirement(line)
+            extras = {"", *requirement.extras}
+            marker = dependency.marker
+            if marker is None or any(
+                marker.evaluate({**environment, "extra": extra}) for extra in extras
+            ):
+                dependency.marker = None
+                queue.append(dependency)
+    return needed, missing
+
+
+def _remove_distribution(directory: Path, dist_info: Path) -> None:
+    """Delete the files a distribution's RECORD lists (within ``directory``), and its
+    directories left empty."""
+    with (dist_info / "RECORD").open(encoding="utf-8", newline="") as record:
+        files = [directory / row[0] for row in csv.reader(record) if row]
+    for file in files:
+        if directory.resolve() in file.resolve().parents and file.is_file():
+            file.unlink()
+    for parent in sorted({f.parent for f in files}, key=lambda p: len(p.parts), reverse=True):
+        if parent != directory and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+
+
 def build_lambda_zip(
     output: Path = DEFAULT_OUTPUT,
     *,
@@ -112,6 +193,12 @@ def build_lambda_zip(
     arch: str = DEFAULT_ARCH,
 ) -> Path:
     """Build the zip at ``output`` and return it.
+
+    pip picks wheels for the target (``--platform``, ``--python-version``) but evaluates
+    environment markers (``exceptiongroup; python_version < "3.11"``) for the Python that
+    runs it. So after pip, the requirements are followed again with the target's markers:
+    what the target needs and pip left out is installed (``--no-deps``, until nothing is
+    missing), and what it installed for this machine only is removed.
 
     Args:
         output: Where to write the zip (its directory is created).
@@ -124,28 +211,38 @@ def build_lambda_zip(
     if arch not in ARCHITECTURES:
         raise PackageError(f"arch must be one of {sorted(ARCHITECTURES)}, not {arch!r}")
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "--quiet"]
+    environment = target_environment(python_version, arch)
     with tempfile.TemporaryDirectory(prefix="lambda-package-") as temporary:
         wheels, staging = Path(temporary, "wheels"), Path(temporary, "staging")
         _run([*pip, "wheel", "--no-deps", "--wheel-dir", str(wheels), str(ROOT)])
         (wheel,) = wheels.glob("*.whl")
-        _run(
-            [
-                *pip,
-                "install",
-                "--target",
-                str(staging),
-                "--platform",
-                ARCHITECTURES[arch].platform,
-                "--implementation",
-                "cp",
-                "--python-version",
-                python_version,
-                "--only-binary=:all:",
-                # pip would compile bytecode with this machine's Python, not the runtime's.
-                "--no-compile",
-                f"{wheel}[{EXTRA}]",
-            ]
-        )
+        install = [
+            *pip,
+            "install",
+            "--target",
+            str(staging),
+            "--platform",
+            ARCHITECTURES[arch].platform,
+            "--implementation",
+            "cp",
+            "--python-version",
+            python_version,
+            "--only-binary=:all:",
+            # pip would compile bytecode with this machine's Python, not the runtime's.
+            "--no-compile",
+        ]
+        _run([*install, f"{wheel}[{EXTRA}]"])
+        root = Requirement(f"{PROJECT}[{EXTRA}]")
+        for _ in range(MAX_MARKER_PASSES):
+            needed, missing = needed_distributions(staging, root, environment)
+            if not missing:
+                break
+            _run([*install, "--no-deps", *(str(r) for r in missing.values())])
+        else:
+            raise PackageError(f"still missing after {MAX_MARKER_PASSES} passes: {missing}")
+        for name, dist_info in installed_distributions(staging).items():
+            if name not in needed:
+                _remove_distribution(staging, dist_info)
         for name in EXAMPLE_FILES:
             target = staging / name
             target.parent.mkdir(parents=True, exist_ok=True)

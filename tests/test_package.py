@@ -90,16 +90,26 @@ def find_python(version: str) -> str | None:
     return None
 
 
+# The zips built (once for the module): Python 3.12 on each architecture, and Python 3.10,
+# whose markers differ from 3.12's (anyio needs exceptiongroup before 3.11).
+TARGETS = [(TARGET_PYTHON, "x86_64"), (TARGET_PYTHON, "arm64"), ("3.10", "x86_64")]
+Target = tuple[str, str]
+
+
 @pytest.fixture(scope="module")
-def zips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The zip for Python 3.12 on each architecture, built once for the module."""
+def zips(tmp_path_factory: pytest.TempPathFactory) -> dict[Target, Path]:
     directory = tmp_path_factory.mktemp("zips")
     return {
-        arch: lambda_package.build_lambda_zip(
-            directory / f"lambda-{arch}.zip", python_version=TARGET_PYTHON, arch=arch
+        (python, arch): lambda_package.build_lambda_zip(
+            directory / f"lambda-{python}-{arch}.zip", python_version=python, arch=arch
         )
-        for arch in lambda_package.ARCHITECTURES
+        for python, arch in TARGETS
     }
+
+
+def distributions_in(path: Path) -> set[str]:
+    with zipfile.ZipFile(path) as archive:
+        return set(_dist_infos(archive))
 
 
 def _dist_infos(archive: zipfile.ZipFile) -> dict[str, str]:
@@ -112,14 +122,14 @@ def _dist_infos(archive: zipfile.ZipFile) -> dict[str, str]:
     }
 
 
-def _closure(archive: zipfile.ZipFile, arch: str) -> set[str]:
+def _closure(archive: zipfile.ZipFile, python: str, arch: str) -> set[str]:
     """The distributions ``asgi-parameters-secrets[fastapi]`` requires on the target, from
     the metadata in the zip itself (a missing one fails here)."""
     dist_infos = _dist_infos(archive)
     # Marker.evaluate() fills in the rest from this interpreter.
     environment = {
-        "python_version": TARGET_PYTHON,
-        "python_full_version": f"{TARGET_PYTHON}.0",
+        "python_version": python,
+        "python_full_version": f"{python}.0",
         "platform_machine": lambda_package.ARCHITECTURES[arch].elf_name,
         "sys_platform": "linux",
         "platform_system": "Linux",
@@ -154,14 +164,14 @@ def _files_by_distribution(archive: zipfile.ZipFile) -> Iterator[tuple[str, list
         yield name, [line.rsplit(",", 2)[0] for line in record.splitlines() if line]
 
 
-@pytest.mark.parametrize("arch", sorted(lambda_package.ARCHITECTURES))
+@pytest.mark.parametrize(("python", "arch"), TARGETS)
 def test_zip_holds_exactly_the_fastapi_example_and_its_dependency_closure(
-    zips: dict[str, Path], arch: str
+    zips: dict[Target, Path], python: str, arch: str
 ) -> None:
-    with zipfile.ZipFile(zips[arch]) as archive:
+    with zipfile.ZipFile(zips[python, arch]) as archive:
         names = set(archive.namelist())
         distributions = set(_dist_infos(archive))
-        assert distributions == _closure(archive, arch)
+        assert distributions == _closure(archive, python, arch)
         assert not distributions & NEVER_IN_THE_ZIP
         assert {"fastapi", "mangum", "starlette", "pydantic-core", "httpx"} <= distributions
         # Every file belongs to an installed distribution (its RECORD) or is the example.
@@ -182,12 +192,22 @@ def _native_machines(archive: zipfile.ZipFile) -> dict[str, int]:
     return machines
 
 
-@pytest.mark.parametrize("arch", sorted(lambda_package.ARCHITECTURES))
-def test_zip_holds_only_wheels_for_its_architecture_or_pure_ones(
-    zips: dict[str, Path], arch: str
+def test_markers_are_those_of_the_target_python_not_of_the_python_that_builds(
+    zips: dict[Target, Path],
+) -> None:
+    # pip alone would follow the builder's markers: a 3.12 zip built by 3.10 would hold
+    # exceptiongroup, and a 3.10 zip built by 3.11+ would lack it (an ImportError on Lambda).
+    assert "exceptiongroup" in distributions_in(zips["3.10", "x86_64"])
+    assert "exceptiongroup" not in distributions_in(zips[TARGET_PYTHON, "x86_64"])
+
+
+@pytest.mark.parametrize(("python", "arch"), TARGETS)
+def test_zip_holds_only_wheels_for_its_python_and_architecture_or_pure_ones(
+    zips: dict[Target, Path], python: str, arch: str
 ) -> None:
     target = lambda_package.ARCHITECTURES[arch]
-    with zipfile.ZipFile(zips[arch]) as archive:
+    abis = {f"cp{python.replace('.', '')}", "abi3", "none"}
+    with zipfile.ZipFile(zips[python, arch]) as archive:
         tags = {
             name: Parser().parsestr(archive.read(f"{directory}/WHEEL").decode()).get_all("Tag")
             for name, directory in _dist_infos(archive).items()
@@ -197,9 +217,10 @@ def test_zip_holds_only_wheels_for_its_architecture_or_pure_ones(
         assert wheel_tags, name
         for tag in wheel_tags:
             _, abi, platform = tag.split("-")
-            assert platform == "any" or (
-                platform.endswith(target.elf_name) and abi in {"cp312", "abi3", "none"}
-            ), (name, tag)
+            assert platform == "any" or (platform.endswith(target.elf_name) and abi in abis), (
+                name,
+                tag,
+            )
     # pydantic-core is native: the check has something to bite on.
     assert any(name.startswith("pydantic_core/") for name in machines)
     assert {
@@ -208,13 +229,13 @@ def test_zip_holds_only_wheels_for_its_architecture_or_pure_ones(
 
 
 def test_zip_for_python_3_12_on_x86_64_runs_its_handler_on_python_3_12_through_mangum(
-    zips: dict[str, Path], tmp_path: Path
+    zips: dict[Target, Path], tmp_path: Path
 ) -> None:
     python = find_python(TARGET_PYTHON)
     if python is None:
         pytest.skip(f"no Python {TARGET_PYTHON} here to import the zip with")
     unzipped = tmp_path / "task"  # Lambda's /var/task
-    with zipfile.ZipFile(zips["x86_64"]) as archive:
+    with zipfile.ZipFile(zips[TARGET_PYTHON, "x86_64"]) as archive:
         archive.extractall(unzipped)
     events = [make_event("http_api_v2", "/"), make_event("api_gateway_v1", "/injected")]
     with LocalServer(
