@@ -8,10 +8,10 @@ dependencies, nothing else: no Flask, no uvicorn), installed by pip for the targ
 (``--platform manylinux2014_<arch> --implementation cp --python-version X.Y
 --only-binary=:all:``) and completed for the target's environment markers (pip evaluates
 them for the Python that runs it), plus ``examples/__init__.py`` and
-``examples/fastapi_app.py``: handler ``examples.fastapi_app.handler``. It leaves out what Lambda never uses (console
-scripts in ``bin/``, bytecode compiled by this machine's Python) and checks that every
-native library in it is built for the target architecture. Entries are sorted and
-time-stamped 1980-01-01, so the same inputs give the same zip.
+``examples/fastapi_app.py``: handler ``examples.fastapi_app.handler``. It leaves out what
+Lambda never uses (console scripts in ``bin/``, bytecode compiled by this machine's
+Python) and checks that every native library in it is built for the target architecture.
+Entries are sorted and time-stamped 1980-01-01, so the same inputs give the same zip.
 
 The defaults match ``examples/template.yaml`` (``Runtime`` python3.12, ``Architecture``
 x86_64); its ``CodeUri`` is ``build/lambda.zip``.
