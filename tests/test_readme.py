@@ -196,3 +196,23 @@ def test_readme_values_file_block_loads_and_serves_every_name(tmp_path: Path) ->
     )
     response = invoke(Mangum(app, lifespan="off"), "http_api_v2", "/")
     assert (response.status, response.json()) == (200, sorted(declarations))
+
+
+def test_every_nox_session_the_readme_names_exists() -> None:
+    text = README.read_text(encoding="utf-8")
+    named = set()
+    for command in re.findall(r"nox -s ((?:[a-z][\w-]* ?)+)", text):
+        named |= set(command.split())
+    noxfile = (ROOT / "noxfile.py").read_text(encoding="utf-8")
+    sessions = set(re.findall(r"@nox\.session(?:\([^)]*\))?\ndef (\w+)\(", noxfile))
+    assert {"demo", "tests", "package", "dist", "template"} <= named
+    assert named <= sessions
+
+
+def test_install_section_names_the_wheel_python_m_build_makes() -> None:
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    version = re.search(r'^version = "([^"]+)"', pyproject, re.MULTILINE)
+    assert version is not None
+    install = README.read_text(encoding="utf-8").split("## Install\n", 1)[1].split("\n## ", 1)[0]
+    wheels = set(re.findall(r"dist/(\S+?\.whl)", install))
+    assert wheels == {f"asgi_parameters_secrets-{version.group(1)}-py3-none-any.whl"}
