@@ -1,6 +1,10 @@
-"""Sessions: tests (every installed Python from 3.10), lint, typecheck, demo, bench."""
+"""Sessions: tests (every installed Python from 3.10), lint, typecheck, demo, package,
+dist, template, bench."""
 
 from __future__ import annotations
+
+import shutil
+from pathlib import Path
 
 import nox
 
@@ -37,6 +41,50 @@ def demo(session: nox.Session) -> None:
     """The FastAPI example's Mangum handler on examples/local-values.json: no AWS, no network."""
     session.install("-e", ".[examples]")
     session.run("python", "-m", "examples.demo")
+
+
+@nox.session
+def package(session: nox.Session) -> None:
+    """build/lambda.zip: the FastAPI example for Lambda, built for the runtime, not this
+    machine. ``nox -s package -- --python-version 3.12 --arch arm64`` (defaults: the
+    template's, python3.12 on x86_64; ``--output`` for another path)."""
+    session.install("packaging")  # the builder reads the wheels' metadata with it
+    session.run("python", "scripts/lambda_package.py", *session.posargs)
+
+
+@nox.session
+def dist(session: nox.Session) -> None:
+    """Build the sdist and the wheel, ``twine check`` them, and install the wheel, the
+    checkout and the repository's git URL each into a fresh virtualenv that imports the
+    FastAPI example and runs its handler once (scripts/check_install.py)."""
+    session.install("build", "twine")
+    tmp = Path(session.create_tmp()).resolve()
+    outdir = tmp / "dist"
+    shutil.rmtree(outdir, ignore_errors=True)
+    session.run("python", "-m", "build", "--outdir", str(outdir))
+    session.run("twine", "check", "--strict", *sorted(str(path) for path in outdir.iterdir()))
+    (wheel,) = outdir.glob("*.whl")
+    root = Path(__file__).resolve().parent
+    installs = {"wheel": f"{wheel}[fastapi]", "checkout": f"{root}[fastapi]"}
+    if (root / ".git").exists():  # what a git URL gives: the committed HEAD
+        installs["git"] = f"asgi-parameters-secrets[fastapi] @ git+file://{root}"
+    for name, requirement in installs.items():
+        venv = tmp / f"venv-{name}"
+        shutil.rmtree(venv, ignore_errors=True)
+        session.run("python", "-m", "venv", str(venv))
+        python = str(venv / "bin" / "python")
+        # A current pip: the one ensurepip bundles may not parse "name @ git+file:///...".
+        session.run(python, "-m", "pip", "install", "--quiet", "--upgrade", "pip", external=True)
+        session.run(python, "-m", "pip", "install", "--quiet", requirement, external=True)
+        session.run(python, "scripts/check_install.py", external=True)
+
+
+@nox.session
+def template(session: nox.Session) -> None:
+    """examples/template.yaml's tests with the SAM CLI installed, so that ``sam validate
+    --lint`` runs too (the SAM CLI is too big and too tightly pinned for the test extra)."""
+    session.install("-e", ".[test]", "aws-sam-cli")
+    session.run("pytest", "tests/test_template.py", env={"REQUIRE_SAM_CLI": "1"})
 
 
 @nox.session

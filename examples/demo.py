@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import sys
+import textwrap
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -338,8 +339,22 @@ def main() -> int:
     )
     table = Table(Mangum(missing, lifespan="off"), missing)
     status_v2, _ = table.invoke("http_api_v2", "/", "503, logged at ERROR")
-    status_v1, _ = table.invoke("rest_v1", "/")
+    status_v1, _ = table.invoke("rest_v1", "/", "503 again, upstream not asked")
     check(status_v2 == status_v1 == 503, "a missing required value answers 503")
+    failed = find_middleware(missing).stats
+    reading = (
+        "Reading the counters: they count values and upstream calls, not responses."
+        f" `errors` ({failed.errors}) counts upstream fetches that failed (the one not-found"
+        " answer for webhook_secret), not 503s: two requests got a 503. The second 503"
+        f" came from the remembered not-found answer, counted in `hits` ({failed.hits}) with"
+        f" the {declared} cached values; `fetches` stayed at {failed.fetches}."
+    )
+    for line in textwrap.wrap(reading, width=84):
+        say(f"   {line}")
+    check(
+        (failed.errors, failed.fetches, failed.hits) == (1, declared + 1, declared + 1),
+        "the second 503 is answered from the cache: one upstream error for two 503s",
+    )
 
     say()
     say("4. Secrets stay secret: the API key and the database password appear nowhere in")

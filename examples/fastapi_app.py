@@ -9,15 +9,19 @@ Locally, with the values in ``examples/local-values.json`` (no AWS account neede
 Locally against real AWS, drop ``PARAMETERS_SECRETS_SOURCE`` (or set it to ``aws``) and
 use your usual credentials (``AWS_PROFILE``...).
 
-On Lambda: set the handler to ``examples.fastapi_app.handler``, attach the AWS
-Parameters and Secrets Lambda Extension layer, and allow the role ``ssm:GetParameter``
-(with ``kms:Decrypt`` for the SecureString) and ``secretsmanager:GetSecretValue``. With
-``PARAMETERS_SECRETS_SOURCE`` unset, values come from the extension on the first request
-and are cached in process (``SSM_PARAMETER_STORE_TTL``, ``SECRETS_MANAGER_TTL``).
+On Lambda: ``examples/template.yaml`` deploys it (``nox -s package`` builds the zip): the
+handler is ``examples.fastapi_app.handler``, with the AWS Parameters and Secrets Lambda
+Extension layer attached and a role allowed ``ssm:GetParameter`` and
+``secretsmanager:GetSecretValue`` on exactly the names below. The names start with
+``APP_PREFIX`` (default ``demo-app/prod``, the names in ``examples/local-values.json``),
+which the template sets from its ``AppPrefix``. With ``PARAMETERS_SECRETS_SOURCE`` unset,
+values come from the extension on the first request and are cached in process
+(``SSM_PARAMETER_STORE_TTL``, ``SECRETS_MANAGER_TTL``).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Request
@@ -26,13 +30,17 @@ from mangum import Mangum
 from parameters_secrets import Parameter, ParametersSecretsMiddleware, Secret
 from parameters_secrets.fastapi import Value
 
+# The parameters' path and the secret's name prefix, without a leading slash: the
+# template's AppPrefix reaches the function as APP_PREFIX, so the role and the names agree.
+PREFIX = os.environ.get("APP_PREFIX", "demo-app/prod")
+
 # Annotated: mypy would infer dict[str, object] from a mix of Parameter and Secret.
 VALUES: dict[str, Parameter | Secret] = {
-    "api_key": Parameter("/demo-app/prod/api-key"),  # a SecureString, decrypted
+    "api_key": Parameter(f"/{PREFIX}/api-key"),  # a SecureString, decrypted
     # Flags change more often than the rest: re-read them after a minute.
-    "flags": Parameter("/demo-app/prod/flags", transform="json", ttl=60),
-    "allowed_origins": Parameter("/demo-app/prod/allowed-origins", transform="list"),
-    "db": Secret("demo-app/prod/db", transform="json"),
+    "flags": Parameter(f"/{PREFIX}/flags", transform="json", ttl=60),
+    "allowed_origins": Parameter(f"/{PREFIX}/allowed-origins", transform="list"),
+    "db": Secret(f"{PREFIX}/db", transform="json"),
 }
 
 app = FastAPI()

@@ -14,6 +14,7 @@ Lambda Extension layer attached (see ``examples/fastapi_app.py``).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from asgiref.wsgi import WsgiToAsgi
@@ -22,11 +23,14 @@ from mangum import Mangum
 
 from parameters_secrets import Parameter, ParametersSecretsMiddleware, Secret, current_values
 
+# The names' prefix, read as in examples/fastapi_app.py.
+PREFIX = os.environ.get("APP_PREFIX", "demo-app/prod")
+
 VALUES: dict[str, Parameter | Secret] = {
-    "api_key": Parameter("/demo-app/prod/api-key"),
-    "flags": Parameter("/demo-app/prod/flags", transform="json", ttl=60),
-    "allowed_origins": Parameter("/demo-app/prod/allowed-origins", transform="list"),
-    "db": Secret("demo-app/prod/db", transform="json"),
+    "api_key": Parameter(f"/{PREFIX}/api-key"),
+    "flags": Parameter(f"/{PREFIX}/flags", transform="json", ttl=60),
+    "allowed_origins": Parameter(f"/{PREFIX}/allowed-origins", transform="list"),
+    "db": Secret(f"{PREFIX}/db", transform="json"),
 }
 
 flask_app = Flask(__name__)
