@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from collections.abc import Iterator
 
@@ -76,9 +75,8 @@ def event_loop_per_test() -> Iterator[asyncio.AbstractEventLoop]:
     asyncio.set_event_loop(loop)
     yield loop
     if not loop.is_closed():
-        # Sources a test dropped had their pools' closing scheduled on this loop when
-        # they were collected; let that finish, then close what is still held.
-        gc.collect()
+        # Let what the test left running finish (a pool closing), then close the pools
+        # still open on this loop, as asyncio.run does.
         for _ in range(3):
             pending = asyncio.all_tasks(loop)
             if not pending:
