@@ -21,6 +21,7 @@ Standard library only.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -47,6 +48,7 @@ FaultMode = Literal[
     "drop_mid_body",
     "not_ready",
     "access_denied",
+    "trickle",  # the right answer, one byte every ``delay`` seconds (0.2 s by default)
 ]
 Kind = Literal["parameter", "secret"]
 
@@ -108,6 +110,7 @@ class _Reply:
     body: bytes
     content_type: str = "application/json"
     drop_mid_body: bool = False
+    trickle: float = 0.0  # seconds between bytes of the body
 
 
 class _ApiError(Exception):
@@ -180,8 +183,21 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.send_header("Content-Length", str(len(reply.body)))
         self.end_headers()
-        if not head:
+        if head:
+            return
+        if not reply.trickle:
             self.wfile.write(reply.body)
+            return
+        for index in range(len(reply.body)):  # bounded by the body's length
+            try:
+                self.wfile.write(reply.body[index : index + 1])
+                self.wfile.flush()
+            except OSError:  # the client gave up
+                self.close_connection = True
+                return
+            if self._fake._stopping.wait(reply.trickle):
+                self.close_connection = True
+                return
 
     def _not_allowed(self) -> None:
         self._discard_body()
@@ -371,6 +387,12 @@ class FakeExtension:
             return list(self._requests)
 
     @property
+    def open_connections(self) -> int:
+        """TCP connections accepted and not yet closed by either side."""
+        server = self._server
+        return 0 if server is None else server.open_connections
+
+    @property
     def connections(self) -> int:
         """TCP connections accepted."""
         with self._lock:
@@ -454,6 +476,9 @@ class FakeExtension:
     ) -> _Reply | None:
         if request.headers.get("x-forwarded-for") is not None:
             return _text_reply(400, "X-Forwarded-For header is not allowed")
+        trickle = 0.0
+        if fault is not None and fault.mode == "trickle":
+            trickle, fault = fault.delay or 0.2, None
         if fault is not None:
             if fault.delay > 0 and self._stopping.wait(fault.delay):
                 return None
@@ -464,8 +489,10 @@ class FakeExtension:
             return _text_reply(401, "Unauthorized: missing or invalid " + TOKEN_HEADER)
         try:
             if kind == "parameter":
-                return _json_reply(200, self._get_parameter(request))
-            return _json_reply(200, self._get_secret(request))
+                reply = _json_reply(200, self._get_parameter(request))
+            else:
+                reply = _json_reply(200, self._get_secret(request))
+            return dataclasses.replace(reply, trickle=trickle) if trickle else reply
         except _ApiError as error:
             return _error_reply(error.code, error.message, error.status)
 

@@ -42,6 +42,12 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
             self._open.discard(request)
         super().shutdown_request(request)
 
+    @property
+    def open_connections(self) -> int:
+        """Connections accepted and not yet closed."""
+        with self._open_lock:
+            return len(self._open)
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Silence tracebacks of connections the client (or an injected fault) broke."""
 
