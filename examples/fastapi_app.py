@@ -17,17 +17,24 @@ Extension layer attached and a role allowed ``ssm:GetParameter`` and
 which the template sets from its ``AppPrefix``. With ``PARAMETERS_SECRETS_SOURCE`` unset,
 values come from the extension on the first request and are cached in process
 (``SSM_PARAMETER_STORE_TTL``, ``SECRETS_MANAGER_TTL``).
+
+The values live in a store, ``config``, that the middleware and the rest of the app share:
+the lifespan builds a client from one of them, ``examples/sqs_handler.py`` (a plain
+Lambda handler for SQS events) reads them with ``config.load_sync()``, and ``/pay``
+refreshes the API key when the payment provider rejects it after a rotation.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from mangum import Mangum
 
-from parameters_secrets import Parameter, ParametersSecretsMiddleware, Secret
+from parameters_secrets import Parameter, ParametersSecrets, ParametersSecretsMiddleware, Secret
 from parameters_secrets.fastapi import Value
 
 # The parameters' path and the secret's name prefix, without a leading slash: the
@@ -43,9 +50,50 @@ VALUES: dict[str, Parameter | Secret] = {
     "db": Secret(f"{PREFIX}/db", transform="json"),
 }
 
-app = FastAPI()
-# No source: PARAMETERS_SECRETS_SOURCE picks it, else the extension when in Lambda.
-app.add_middleware(ParametersSecretsMiddleware, values=VALUES)
+# No source: PARAMETERS_SECRETS_SOURCE picks it, else the extension when in Lambda. Built
+# at import, so a bad declaration fails here rather than on every request.
+config = ParametersSecrets(VALUES)
+
+
+class PaymentsClient:
+    """Stands in for an SDK client that is built once from a secret value."""
+
+    def __init__(self, api_key: str) -> None:
+        self._api_key = api_key
+
+    def __repr__(self) -> str:  # never show the key
+        return "PaymentsClient(api_key=...)"
+
+    def charge(self, cents: int) -> dict[str, Any]:
+        # A real provider answers 401 to a key that was rotated away.
+        if self._api_key.startswith("sk_revoked_"):
+            raise PermissionError("the payment provider rejected the API key")
+        return {"charged": cents, "test_mode": self._api_key.startswith("sk_test_")}
+
+
+_payments: PaymentsClient | None = None
+
+
+async def payments() -> PaymentsClient:
+    """One client per process, built from ``api_key`` at startup (the lifespan, under
+    uvicorn) or on first use (on Lambda, where Mangum runs no lifespan here)."""
+    global _payments
+    if _payments is None:
+        _payments = PaymentsClient(api_key=await config.get("api_key"))
+    return _payments
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # With a file or AwsSource, values load at startup and a missing one stops the app
+    # from starting. (The extension does not answer during Lambda's INIT phase.)
+    await payments()
+    yield
+    await config.aclose()
+
+
+app = FastAPI(lifespan=lifespan)
+app.add_middleware(ParametersSecretsMiddleware, values=config, exclude_paths=("/health",))
 
 
 @app.get("/")
@@ -65,5 +113,25 @@ async def injected(api_key: Annotated[str, Value("api_key")]) -> dict[str, Any]:
     return {"api_key_length": len(api_key), "test_mode": api_key.startswith("sk_test_")}
 
 
-# lifespan="off": Mangum would run the lifespan on every invocation, and nothing here needs it.
+@app.post("/pay")
+async def pay(client: Annotated[PaymentsClient, Depends(payments)]) -> dict[str, Any]:
+    """After a rotation the provider rejects the cached key: fetch it again, now, and retry
+    once with a client built from the new one."""
+    global _payments
+    try:
+        return client.charge(100)
+    except PermissionError:
+        await config.refresh("api_key")
+        _payments = None
+        return (await payments()).charge(100)
+
+
+@app.get("/health")
+async def health() -> dict[str, str]:
+    """Excluded from loading: answers even while the values cannot be loaded."""
+    return {"status": "ok"}
+
+
+# lifespan="off": Mangum would run the lifespan on every invocation; `payments()` builds
+# the client on first use instead.
 handler = Mangum(app, lifespan="off")

@@ -16,6 +16,8 @@ from typing import Any, Protocol
 import pytest
 
 from parameters_secrets import CacheStats, ParametersSecretsError, ParametersSecretsMiddleware
+from tests.conftest import TOKEN
+from tests.extension_server import FakeExtension
 from tests.lambda_events import EVENT_KINDS, EventKind, LambdaResponse, invoke
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -170,3 +172,61 @@ def test_demo_runs_offline_shows_a_refresh_and_a_503_and_leaks_no_secret() -> No
     assert "secret values found in the output: 0" in result.stdout
     assert API_KEY not in output
     assert DB_PASSWORD not in output
+
+
+# --- the FastAPI example's store, shared with a plain handler and the lifespan ------------
+
+
+@pytest.fixture
+def example_on_extension(
+    load_example: LoadExample, monkeypatch: pytest.MonkeyPatch, extension: FakeExtension
+) -> ModuleType:
+    """The FastAPI example (and, through it, the SQS handler) on the fake extension."""
+    for name, spec in LOCAL_VALUES["parameters"].items():
+        if isinstance(spec, list):
+            extension.put_parameter(name, ",".join(spec), type="StringList")
+        elif isinstance(spec, str):
+            extension.put_parameter(name, spec)
+        else:
+            extension.put_parameter(name, spec.get("value") or json.dumps(spec["json"]))
+    for name, spec in LOCAL_VALUES["secrets"].items():
+        extension.put_secret(name, string=json.dumps(spec["json"]))
+    monkeypatch.setenv("PARAMETERS_SECRETS_SOURCE", "extension")
+    monkeypatch.setenv("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", str(extension.port))
+    monkeypatch.setenv("AWS_SESSION_TOKEN", TOKEN)
+    monkeypatch.delitem(sys.modules, "examples.sqs_handler", raising=False)
+    return load_example("fastapi_app")
+
+
+def test_sqs_handler_and_mangum_handler_share_one_cache(
+    example_on_extension: ModuleType, extension: FakeExtension
+) -> None:
+    sqs = importlib.import_module("examples.sqs_handler")
+    event = {"Records": [{"messageId": "1", "body": '{"id": 7}'}, {"messageId": "2", "body": "x"}]}
+    assert sqs.handler(event, None) == {"batchItemFailures": [{"itemIdentifier": "2"}]}
+    for kind in EVENT_KINDS:
+        assert invoke(example_on_extension.handler, kind, "/").json() == INDEX_BODY
+    assert sqs.handler(event, None) == {"batchItemFailures": [{"itemIdentifier": "2"}]}
+    assert extension.total_calls == DECLARED  # the SQS handler's load served them all
+
+
+def test_fastapi_example_refreshes_a_rotated_key_after_the_provider_rejects_it(
+    example_on_extension: ModuleType, extension: FakeExtension
+) -> None:
+    module = example_on_extension
+    extension.put_parameter("/demo-app/prod/api-key", "sk_revoked_4f1")
+    assert invoke(module.handler, "http_api_v2", "/").status == 200  # cached: the old key
+    extension.put_parameter("/demo-app/prod/api-key", "sk_test_rotated_9c2")  # rotated
+    response = invoke(module.handler, "http_api_v2", "/pay", method="POST")
+    assert (response.status, response.json()) == (200, {"charged": 100, "test_mode": True})
+    assert extension.calls("parameter", "/demo-app/prod/api-key") == 2  # one refresh
+    assert invoke(module.handler, "http_api_v2", "/pay", method="POST").status == 200
+    assert extension.calls("parameter", "/demo-app/prod/api-key") == 2
+
+
+def test_fastapi_example_health_answers_while_values_cannot_load(
+    example_on_extension: ModuleType, extension: FakeExtension
+) -> None:
+    extension.stop()
+    assert invoke(example_on_extension.handler, "alb", "/health").json() == {"status": "ok"}
+    assert invoke(example_on_extension.handler, "alb", "/").status == 503
