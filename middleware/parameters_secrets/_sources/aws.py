@@ -57,9 +57,10 @@ class AwsSource:
     Requests are signed with SigV4 by this package (no boto3 or botocore import on this
     path). The first load batches: ``GetParameters`` (10 names a call) and
     ``BatchGetSecretValue`` (20 ids), falling back to ``GetParameter`` /
-    ``GetSecretValue`` when the role may not call the batch actions. Throttling, 5xx and
-    connection errors are retried with exponential backoff and full jitter, within the
-    timeout settings and the Lambda's remaining time.
+    ``GetSecretValue`` when the role may not call the batch actions. Failed calls are
+    retried per ``retry`` (throttling until the fetch's time bound, 5xx, connection errors
+    and malformed answers a few times, with full jitter), and every fetch ends by its time
+    bound: the timeout settings, the Lambda's remaining time, else 10 s.
 
     Args:
         region: The AWS region; default ``AWS_REGION``, ``AWS_DEFAULT_REGION``, then

@@ -34,8 +34,9 @@ class ExtensionSource:
     Args:
         port: The extension's port; default ``PARAMETERS_SECRETS_EXTENSION_HTTP_PORT``
             (2773).
-        token: The ``X-Aws-Parameters-Secrets-Token``; default ``AWS_SESSION_TOKEN``,
-            read when a request is made.
+        token: The ``X-Aws-Parameters-Secrets-Token``; default ``AWS_SESSION_TOKEN``, else
+            ``AWS_CONTAINER_AUTHORIZATION_TOKEN`` (Lambda SnapStart has no session
+            token), read when a request is made.
         settings: Timeouts and the default port; default ``Settings.from_env()``.
         transport: An httpx transport to send requests through (tests:
             ``httpx.MockTransport``); default a connection pool to the extension.
@@ -56,7 +57,6 @@ class ExtensionSource:
         self.port = port
         self._token = token
         self._base_url = f"http://127.0.0.1:{port}"
-        self._transport = transport
         # No reference back to self from the pool (see PerLoop).
         self._clients = PerLoop(
             functools.partial(_loopback_client, self._base_url, transport),
