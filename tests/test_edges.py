@@ -197,24 +197,26 @@ def answering(body: dict[str, Any], seen: list[httpx.Request]) -> httpx.MockTran
     return httpx.MockTransport(handler)
 
 
+EXTENSION_ANSWERS = [
+    *[
+        pytest.param(ParameterRequest("/p"), body, id=f"parameter {answer}")
+        for answer, body in PARAMETER_ANSWERS.items()
+    ],
+    *[
+        pytest.param(SecretRequest("s"), body, id=f"secret {answer}")
+        for answer, body in SECRET_ANSWERS.items()
+    ],
+]
+
+
 @pytest.mark.anyio
-@pytest.mark.parametrize("answer", list(PARAMETER_ANSWERS))
-async def test_extension_parameter_answer_without_a_usable_value_is_malformed(
-    answer: str,
+@pytest.mark.parametrize(("request_", "body"), EXTENSION_ANSWERS)
+async def test_extension_answer_without_a_usable_value_is_malformed(
+    request_: ValueRequest, body: dict[str, Any]
 ) -> None:
     seen: list[httpx.Request] = []
-    source = ExtensionSource(2773, TOKEN, transport=answering(PARAMETER_ANSWERS[answer], seen))
-    [result] = await source.fetch([ParameterRequest("/p")])
-    assert isinstance(result, FetchError)
-    assert (result.code, result.transient, len(seen)) == ("MalformedResponse", True, 1)
-
-
-@pytest.mark.anyio
-@pytest.mark.parametrize("answer", list(SECRET_ANSWERS))
-async def test_extension_secret_answer_without_a_usable_value_is_malformed(answer: str) -> None:
-    seen: list[httpx.Request] = []
-    source = ExtensionSource(2773, TOKEN, transport=answering(SECRET_ANSWERS[answer], seen))
-    [result] = await source.fetch([SecretRequest("s")])
+    source = ExtensionSource(2773, TOKEN, transport=answering(body, seen))
+    [result] = await source.fetch([request_])
     assert isinstance(result, FetchError)
     assert (result.code, result.transient, len(seen)) == ("MalformedResponse", True, 1)
 
