@@ -23,10 +23,9 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
-from types import TracebackType
 from typing import cast
 
-from tests.loopback_http import LoopbackHTTPServer
+from tests.loopback_http import LoopbackHTTPServer, ServedInThread
 
 __all__ = ["PATH", "CredentialsEndpoint"]
 
@@ -54,7 +53,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-class CredentialsEndpoint:
+class CredentialsEndpoint(ServedInThread):
     """The container credentials endpoint's HTTP API on an ephemeral loopback port.
 
     Args:
@@ -74,7 +73,7 @@ class CredentialsEndpoint:
         self.token = token
         self.lifetime = lifetime
         self.clock = clock
-        self.port = 0
+        super().__init__()
         self.calls = 0
         self.authorizations: list[str | None] = []
         self.issued: list[str] = []  # access keys handed out, in order
@@ -82,10 +81,7 @@ class CredentialsEndpoint:
         self._failure: tuple[int, bytes] | None = None
         self._open = threading.Event()
         self._open.set()
-        self._stopping = threading.Event()
         self._lock = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -93,44 +89,17 @@ class CredentialsEndpoint:
 
     # -- lifecycle -------------------------------------------------------------------
 
-    def start(self) -> CredentialsEndpoint:
-        self._stopping.clear()
-        self._server = _Server(_Handler)
-        self._server.endpoint = self
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"credentials-endpoint-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
+    thread_name = "credentials-endpoint"
+
+    def _make_server(self, port: int) -> _Server:
+        server = _Server(_Handler, port)
+        server.endpoint = self
+        return server
 
     def stop(self) -> None:
         """Stop listening (the port then refuses connections) and end held answers."""
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        self._stopping.set()
         self._open.set()
-        server.shutdown()
-        server.server_close()
-        server.drop_open_connections()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> CredentialsEndpoint:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        super().stop()
 
     # -- behaviour -------------------------------------------------------------------
 

@@ -32,11 +32,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from string import ascii_letters
-from types import TracebackType
 from typing import Any, Literal, cast
 from urllib.parse import parse_qsl, urlsplit
 
-from tests.loopback_http import LoopbackHTTPServer
+from tests.loopback_http import LoopbackHTTPServer, ServedInThread
 
 __all__ = ["FakeExtension", "FaultMode", "RecordedRequest"]
 
@@ -238,17 +237,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(reply)
 
 
-class FakeExtension:
+class FakeExtension(ServedInThread):
     """The extension's HTTP API on an ephemeral loopback port. See the module doc."""
 
     def __init__(self, *, token: str = DEFAULT_TOKEN) -> None:
         self.token = token
-        self.port = 0
-        self.url = ""
+        super().__init__()
         self._lock = threading.RLock()
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._parameters: dict[str, list[_ParameterVersion]] = {}
         self._secrets: dict[str, list[_SecretVersion]] = {}
         self._faults: list[_Fault] = []
@@ -259,50 +254,14 @@ class FakeExtension:
 
     # -- lifecycle -------------------------------------------------------------------
 
-    def start(self, *, port: int = 0) -> FakeExtension:
-        """Serve on ``port`` (0: an ephemeral one). Data, counts and faults survive a
-        ``stop()``: ``start(port=old_port)`` is the same extension restarted."""
-        if self._server is not None:
-            raise RuntimeError("FakeExtension already started")
-        self._stopping.clear()
-        server = _Server(self, port)
-        self._server = server
-        self.port = server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"fake-extension-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
+    thread_name = "fake-extension"
 
-    def stop(self) -> None:
-        """Stop serving: the listening socket is closed (later connects are refused),
-        open keep-alive connections are shut down, and ``slow`` waits end."""
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        self._stopping.set()
-        server.shutdown()
-        server.server_close()
-        server.drop_open_connections()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = None
-        self._thread = None
+    def _make_server(self, port: int) -> _Server:
+        return _Server(self, port)
 
-    def __enter__(self) -> FakeExtension:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     # -- data ------------------------------------------------------------------------
 

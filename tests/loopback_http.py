@@ -11,7 +11,10 @@ import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from types import TracebackType
+from typing import Any, TypeVar
+
+S = TypeVar("S", bound="ServedInThread")
 
 
 class LoopbackHTTPServer(ThreadingHTTPServer):
@@ -57,3 +60,65 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
         for sock in sockets:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+
+class ServedInThread:
+    """A test server's lifecycle: a :class:`LoopbackHTTPServer` served by a daemon thread.
+
+    ``stop()`` closes the listening socket (later connects are refused), cuts open
+    keep-alive connections and sets ``_stopping`` (which handlers' waits watch). What the
+    server holds survives a stop: ``start(port=old_port)`` is the same server restarted.
+    Subclasses build their server in ``_make_server``.
+    """
+
+    thread_name = "loopback-server"
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._stopping = threading.Event()
+        self._server: LoopbackHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def _make_server(self, port: int) -> LoopbackHTTPServer:
+        raise NotImplementedError
+
+    def start(self: S, *, port: int = 0) -> S:
+        """Serve on ``port`` (0: an ephemeral one)."""
+        if self._server is not None:
+            raise RuntimeError(f"{type(self).__name__} already started")
+        self._stopping.clear()
+        server = self._make_server(port)
+        self._server = server
+        self.port = server.server_address[1]
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"{self.thread_name}-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving (see the class)."""
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        self._stopping.set()
+        server.shutdown()
+        server.server_close()
+        server.drop_open_connections()
+        if thread is not None:
+            thread.join(timeout=5)
+        self._server = self._thread = None
+
+    def __enter__(self: S) -> S:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -36,7 +36,7 @@ from types import TracebackType
 from typing import IO, Any, Literal, cast
 from urllib.parse import urlsplit
 
-from tests.loopback_http import LoopbackHTTPServer
+from tests.loopback_http import LoopbackHTTPServer, ServedInThread
 from tests.processes import clean_environment, free_port, terminate
 
 __all__ = [
@@ -487,7 +487,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _forward
 
 
-class CountingProxy:
+class CountingProxy(ServedInThread):
     """An HTTP proxy on 127.0.0.1 in front of ``upstream`` (moto) that counts requests by
     ``X-Amz-Target`` and injects faults. Requests pass through unchanged, ``Host``
     included, so SigV4 signatures made for the proxy's URL still verify upstream.
@@ -502,14 +502,11 @@ class CountingProxy:
             raise ValueError(f"upstream must be an http:// URL, not {upstream!r}")
         self._upstream_host = parts.hostname
         self._upstream_port = parts.port or 80
-        self.port = 0
+        super().__init__()
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
         self._counts: Counter[str] = Counter()
         self._requests: list[ProxiedRequest] = []
         self._faults: list[_Fault] = []
-        self._server: _ProxyServer | None = None
-        self._thread: threading.Thread | None = None
         self.connections = 0  # TCP connections accepted: proves pooling and its bound
         self.max_in_flight = 0  # most requests being answered at once
         self._in_flight = 0
@@ -522,46 +519,10 @@ class CountingProxy:
 
     # -- lifecycle -------------------------------------------------------------------
 
-    def start(self, *, port: int = 0) -> CountingProxy:
-        """Listen on ``port`` (0: an ephemeral one). Counts and faults survive a
-        ``stop()``: ``start(port=old_port)`` brings the same proxy back."""
-        if self._server is not None:
-            raise RuntimeError("CountingProxy already started")
-        self._stopping.clear()
-        self._server = _ProxyServer(self, port)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"counting-proxy-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
+    thread_name = "counting-proxy"
 
-    def stop(self) -> None:
-        """Stop listening, shut open connections and end ``latency`` waits."""
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        self._stopping.set()
-        server.shutdown()
-        server.server_close()
-        server.drop_open_connections()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> CountingProxy:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def _make_server(self, port: int) -> _ProxyServer:
+        return _ProxyServer(self, port)
 
     # -- counting --------------------------------------------------------------------
 
