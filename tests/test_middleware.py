@@ -336,6 +336,15 @@ def test_cache_size_bounds_entries_least_recently_used_first(extension: FakeExte
     assert use("c") == {"a": 1, "b": 2, "c": 2}  # c fetched again; b goes
     assert use("b") == {"a": 1, "b": 3, "c": 2}  # and again: a goes
     assert store.stats.size == 2
+    # A request through the middleware reads the same bounded cache: only a is fetched.
+    app = ParametersSecretsMiddleware(PlainTextResponse("ok"), values=store, on_failure=detail_503)
+    assert invoke(Mangum(app, lifespan="off"), "http_api_v2", "/").status == 200
+    assert {n: extension.calls("parameter", f"/{n}") for n in ("a", "b", "c")} == {
+        "a": 2,
+        "b": 3,
+        "c": 2,
+    }
+    assert store.stats.size == 2
 
 
 def test_not_ready_extension_is_retried_briefly(extension: FakeExtension) -> None:
