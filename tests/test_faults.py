@@ -25,8 +25,8 @@ socket cut off mid-body, a read that never ends) reaches the same codes.
 Every middleware test logs at DEBUG (every logger) and checks that the known secret value
 never appears in a log record or an error response. TTLs pass on the ``clock`` fixture;
 the time bounds are real (short) time. A direct ``fetch`` runs inside ``anyio.fail_after``;
-under Mangum, a slow fault ends by itself after ``SLOW_SECONDS`` (and the value it then
-gives fails the test), so a bound that does not hold fails a test rather than hanging it.
+under Mangum, a slow fault ends by itself after ``mock_upstreams.SLOW_SECONDS`` (and
+the value it then gives fails the test): a bound that does not hold fails, never hangs.
 """
 
 from __future__ import annotations
@@ -527,7 +527,7 @@ def test_refresh_under_fault_serves_the_previous_value_then_recovers(
 
 # == one real socket per fault class ====================================================
 
-SLOW_SECONDS = 3.0  # far past the timeout; the servers end the wait when they stop
+SERVER_DELAY_SECONDS = 3.0  # far past the timeout; the servers end the wait when they stop
 EXTENSION_MODES: dict[Fault, FaultMode] = {
     "slow": "slow",
     "5xx": "error_500",
@@ -573,7 +573,7 @@ class ExtensionUpstream:
             self.extension.stop()
             self.stopped = True
         else:
-            delay = SLOW_SECONDS if fault == "slow" else 0.0
+            delay = SERVER_DELAY_SECONDS if fault == "slow" else 0.0
             self.extension.fail(EXTENSION_MODES[fault], delay=delay)
 
     def heal(self) -> None:
@@ -613,7 +613,7 @@ class AwsUpstream:
             self.port = self.proxy.port
             self.proxy.stop()
         else:
-            latency = SLOW_SECONDS if fault == "slow" else 0.0
+            latency = SERVER_DELAY_SECONDS if fault == "slow" else 0.0
             self.proxy.fail(None, PROXY_KINDS[fault], latency=latency)
 
     def heal(self) -> None:
