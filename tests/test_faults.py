@@ -1,27 +1,44 @@
-"""Network faults, source by source, through the middleware under a real Mangum handler.
+"""Network faults, source by source: our logic through ``httpx.MockTransport``, then each
+fault class once over a real socket.
 
-For every source that talks to a network (``ExtensionSource`` against ``FakeExtension``;
-``AwsSource`` against moto through ``CountingProxy``) and every way the network fails —
-refused, slower than the timeout, 5xx, throttling, malformed JSON, a connection dropped
-mid-body, and the extension's ``not ready`` — three outcomes:
+The faults: refused, slow (no answer within the bound; ``trickle``: an answer one byte at
+a time), 5xx, throttling, malformed (a 200 whose JSON stops halfway; ``no_value``: a 200
+without a usable value), a connection dropped mid-body, and the extension's ``not ready``.
 
-* first load: 503 naming each key with the error code, the app not called, an ERROR log;
-* a refresh after the TTL: the previous value, a warning, ``stats.stale_serves``, and no
-  upstream call again until the retry pause has passed;
-* recovery: once the fault clears, the new value, from the same middleware instance.
+Through ``MockTransport`` (``tests/mock_upstreams.py``: no sockets, no threads), for each
+networked source (``ExtensionSource``, ``AwsSource``) and each fault:
 
-Every test logs at DEBUG (every logger) and checks that the known secret value never
-appears in a log record or an error response. TTLs pass on the ``clock`` fixture.
+* the source's ``fetch``: the fault's code, transient, after the attempts the retry policy
+  gives (throttling until the time bound; other transient failures ``max_attempts`` tries
+  for ``AwsSource``; the extension retries only throttling, ``not ready`` and a refused
+  connection); a slow or trickling answer is cut off at the time bound with ``Timeout``;
+  a throttled ``BatchGetSecretValue`` falls back to ``GetSecretValue``;
+* the middleware under a real Mangum handler: on a first load, 503 naming each key with
+  the code, the app not called, an ERROR log; on a refresh after the TTL, the previous
+  value with a warning naming the code, ``stats.stale_serves``, and no upstream call until
+  the retry pause has passed; once the fault clears, the new value from the same instance.
+
+Over real sockets (``FakeExtension``; moto through ``CountingProxy``), one test per fault
+class, through both outcomes above: what a real connection does (a refused connect, a
+socket cut off mid-body, a read that never ends) reaches the same codes.
+
+Every middleware test logs at DEBUG (every logger) and checks that the known secret value
+never appears in a log record or an error response. TTLs pass on the ``clock`` fixture;
+the time bounds are real (short) time. A direct ``fetch`` runs inside ``anyio.fail_after``;
+under Mangum, a slow fault ends by itself after ``mock_upstreams.SLOW_SECONDS`` (and
+the value it then gives fails the test): a bound that does not hold fails, never hangs.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+import anyio
 import pytest
 from mangum import Mangum
 from starlette.responses import JSONResponse
@@ -29,6 +46,7 @@ from starlette.responses import JSONResponse
 from parameters_secrets import (
     AwsSource,
     ExtensionSource,
+    FetchError,
     Parameter,
     ParametersSecrets,
     ParametersSecretsMiddleware,
@@ -37,10 +55,13 @@ from parameters_secrets import (
     StaticSource,
 )
 from parameters_secrets._cache import STALE_RETRY_SECONDS
+from parameters_secrets._declarations import ValueRequest
 from parameters_secrets._sources import Source
+from parameters_secrets._sources._retry import RetryPolicy
 from tests.conftest import TOKEN, FakeClock, detail_503
 from tests.extension_server import FakeExtension, FaultMode
 from tests.lambda_events import LambdaResponse, invoke
+from tests.mock_upstreams import REGION, Call, Fault, MockAws, MockExtension
 from tests.moto_server import (
     CountingProxy,
     FaultKind,
@@ -54,46 +75,16 @@ CANARY = "Fault-Canary-3e9b71"  # part of every value: must never reach a log or
 PARAMETER = "/faults/api-key"
 SECRET = "faults/db"
 TTL = 60
-TIMEOUT_MS = 800  # from the environment: SSM_PARAMETER_STORE_TIMEOUT_MILLIS and friends
-SLOW_SECONDS = 3.0  # far past the timeout; the servers end the wait when they stop
+MOCK_TIMEOUT_MS = 300  # the time bound through MockTransport: only slow faults wait for it
+REAL_TIMEOUT_MS = 800  # over real sockets, with threads and moto behind them
+HANG_SECONDS = 10  # a fetch still running by then is a hang: fail, do not block
+# AwsSource's backoff, shortened: throttling is retried until the bound, many times.
+FAST_RETRY = RetryPolicy(base_delay=0.001, max_delay=0.001)
+MAX_ATTEMPTS = FAST_RETRY.max_attempts
 
-Fault = Literal["refused", "slow", "5xx", "throttling", "malformed", "dropped", "not_ready"]
 SourceKind = Literal["extension", "aws"]
-
-# What the middleware reports for each fault, per source. AwsSource retries the
-# transient ones (up to 6 attempts within the timeout) and then reports the last code.
-EXPECTED_CODE: dict[tuple[SourceKind, Fault], str] = {
-    ("extension", "refused"): "ConnectionError",
-    ("extension", "slow"): "Timeout",
-    ("extension", "5xx"): "InternalServerError",
-    ("extension", "throttling"): "ThrottlingException",
-    ("extension", "malformed"): "MalformedResponse",
-    ("extension", "dropped"): "ConnectionError",
-    ("extension", "not_ready"): "ExtensionNotReady",
-    ("aws", "refused"): "ConnectionError",
-    ("aws", "slow"): "Timeout",
-    ("aws", "5xx"): "InternalFailure",
-    ("aws", "throttling"): "ThrottlingException",
-    ("aws", "malformed"): "MalformedResponse",
-    ("aws", "dropped"): "ConnectionError",
-}
-MATRIX = [pytest.param(source, fault, id=f"{source}-{fault}") for source, fault in EXPECTED_CODE]
-
-EXTENSION_MODES: dict[Fault, FaultMode] = {
-    "slow": "slow",
-    "5xx": "error_500",
-    "throttling": "throttle",
-    "malformed": "malformed_json",
-    "dropped": "drop_mid_body",
-    "not_ready": "not_ready",
-}
-PROXY_KINDS: dict[Fault, FaultKind | None] = {
-    "slow": None,  # forwarded, after the latency
-    "5xx": "error",
-    "throttling": "throttle",
-    "malformed": "malformed",
-    "dropped": "drop",
-}
+PARAMETER_REQUEST = Parameter(PARAMETER).request
+SECRET_REQUEST = Secret(SECRET).request
 
 
 def parameter_value(version: int) -> str:
@@ -104,6 +95,211 @@ def password(version: int) -> str:
     return f"{CANARY}-password-{version}"
 
 
+def values_of(version: int) -> dict[str, str]:
+    return {"api_key": parameter_value(version), "password": password(version)}
+
+
+@pytest.fixture
+def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Credentials from the environment, as on a developer's machine; AWS's endpoints."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDFAULTS")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "faults-secret-key")
+    monkeypatch.setenv("AWS_REGION", REGION)
+    for variable in (
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_SSM",
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+    ):
+        monkeypatch.delenv(variable, raising=False)
+
+
+def mock_upstream(kind: SourceKind) -> MockExtension | MockAws:
+    return MockExtension(token=TOKEN) if kind == "extension" else MockAws(REGION)
+
+
+def mock_source(mock: MockExtension | MockAws, settings: Settings) -> Source:
+    if isinstance(mock, MockExtension):
+        return ExtensionSource(token=TOKEN, settings=settings, transport=mock.transport())
+    return AwsSource(REGION, settings=settings, retry=FAST_RETRY, transport=mock.transport())
+
+
+def seed_mock(mock: MockExtension | MockAws, version: int) -> None:
+    mock.put_parameter(PARAMETER, parameter_value(version), type="SecureString")
+    mock.put_secret(SECRET, json.dumps({"password": password(version)}))
+
+
+# == the source's fetch, through MockTransport ==========================================
+
+UNTIL_THE_BOUND = None  # no upper count: retried until the fetch's time bound
+# (source, fault) -> (code, fewest attempts per value, most attempts per value)
+FETCH_OUTCOMES: dict[tuple[SourceKind, Fault], tuple[str, int, int | None]] = {
+    # The extension may still be starting: retried for up to a second, within the bound.
+    ("extension", "refused"): ("ConnectionError", 2, UNTIL_THE_BOUND),
+    ("extension", "slow"): ("Timeout", 1, 1),
+    ("extension", "trickle"): ("Timeout", 1, 1),
+    # The extension retried AWS already: only throttling is asked again.
+    ("extension", "5xx"): ("InternalServerError", 1, 1),
+    ("extension", "throttling"): ("ThrottlingException", 2, UNTIL_THE_BOUND),
+    ("extension", "malformed"): ("MalformedResponse", 1, 1),
+    ("extension", "no_value"): ("MalformedResponse", 1, 1),
+    ("extension", "dropped"): ("ConnectionError", 1, 1),
+    ("extension", "not_ready"): ("ExtensionNotReady", 2, UNTIL_THE_BOUND),
+    ("aws", "refused"): ("ConnectionError", MAX_ATTEMPTS, MAX_ATTEMPTS),
+    ("aws", "slow"): ("Timeout", 1, 1),
+    ("aws", "trickle"): ("Timeout", 1, 1),
+    ("aws", "5xx"): ("InternalFailure", MAX_ATTEMPTS, MAX_ATTEMPTS),
+    ("aws", "throttling"): ("ThrottlingException", MAX_ATTEMPTS + 1, UNTIL_THE_BOUND),
+    ("aws", "malformed"): ("MalformedResponse", MAX_ATTEMPTS, MAX_ATTEMPTS),
+    # Well-formed JSON: the call succeeded, and the record is checked after it. Not asked
+    # again within this fetch; the cache asks again after its pause.
+    ("aws", "no_value"): ("MalformedResponse", 1, 1),
+    ("aws", "dropped"): ("ConnectionError", MAX_ATTEMPTS, MAX_ATTEMPTS),
+}
+FETCH_MATRIX = [pytest.param(kind, fault, id=f"{kind}-{fault}") for kind, fault in FETCH_OUTCOMES]
+MOCK_SETTINGS = Settings(parameter_timeout_ms=MOCK_TIMEOUT_MS, secret_timeout_ms=MOCK_TIMEOUT_MS)
+
+
+async def fetch(
+    source: Source, requests: list[ValueRequest], deadline: float | None = None
+) -> list[Any]:
+    """``source.fetch``, failing the test if it outlives ``HANG_SECONDS``."""
+    try:
+        with anyio.fail_after(HANG_SECONDS):
+            return list(await source.fetch(requests, deadline))
+    finally:
+        await source.aclose()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("kind", "fault"), FETCH_MATRIX)
+@pytest.mark.usefixtures("aws_environment")
+async def test_fetch_under_fault_gives_the_fault_s_code_after_the_policy_s_attempts(
+    kind: SourceKind, fault: Fault
+) -> None:
+    code, fewest, most = FETCH_OUTCOMES[(kind, fault)]
+    upstream = mock_upstream(kind)
+    seed_mock(upstream, 1)
+    upstream.fail(fault)
+
+    outcomes = await fetch(
+        mock_source(upstream, MOCK_SETTINGS), [PARAMETER_REQUEST, SECRET_REQUEST]
+    )
+
+    for name, outcome in zip((PARAMETER, SECRET), outcomes, strict=True):
+        assert isinstance(outcome, FetchError), outcome
+        assert (outcome.code, outcome.transient) == (code, True), outcome
+        assert CANARY not in str(outcome)
+        attempts = upstream.count(name=name)
+        assert fewest <= attempts <= (most or attempts), (name, attempts)
+    # Every request the upstream saw met the fault: it, not something else, is the cause.
+    assert {call.fault for call in upstream.calls} == {fault}
+    # A slow answer was abandoned at the bound (not answered late, not failed otherwise).
+    assert upstream.cut_off == (2 if fault in ("slow", "trickle") else 0)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", ["extension", "aws"])
+@pytest.mark.parametrize("fault", ["slow", "trickle"])
+@pytest.mark.usefixtures("aws_environment")
+async def test_slow_answer_is_cut_off_by_the_deadline_without_a_timeout_setting(
+    kind: SourceKind, fault: Fault
+) -> None:
+    upstream = mock_upstream(kind)
+    seed_mock(upstream, 1)
+    upstream.fail(fault)
+    settings = Settings()
+    assert (settings.parameter_timeout_ms, settings.secret_timeout_ms) == (0, 0)
+
+    outcomes = await fetch(
+        mock_source(upstream, settings),
+        [PARAMETER_REQUEST, SECRET_REQUEST],
+        deadline=time.monotonic() + MOCK_TIMEOUT_MS / 1000,
+    )
+
+    assert [(o.code, o.transient) for o in outcomes] == [("Timeout", True)] * 2
+    assert upstream.cut_off == 2
+    assert [call.fault for call in upstream.calls] == [fault, fault]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", ["extension", "aws"])
+@pytest.mark.usefixtures("aws_environment")
+async def test_throttling_is_retried_past_max_attempts_until_answered(kind: SourceKind) -> None:
+    # Throttled more times than any fixed count would allow; answered well within the bound.
+    throttled = MAX_ATTEMPTS + 2
+    upstream = mock_upstream(kind)
+    seed_mock(upstream, 1)
+    upstream.fail("throttling", name=PARAMETER, times=throttled)
+    settings = Settings(parameter_timeout_ms=HANG_SECONDS * 1000)
+
+    [outcome] = await fetch(mock_source(upstream, settings), [PARAMETER_REQUEST])
+
+    assert not isinstance(outcome, FetchError), outcome
+    assert outcome["Value"] == parameter_value(1)
+    assert [call.fault for call in upstream.calls] == ["throttling"] * throttled + [None]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("fault", ["refused", "5xx", "malformed", "dropped"])
+@pytest.mark.usefixtures("aws_environment")
+async def test_aws_transient_failure_is_answered_by_the_last_of_max_attempts(fault: Fault) -> None:
+    upstream = MockAws(REGION)
+    seed_mock(upstream, 1)
+    upstream.fail(fault, times=MAX_ATTEMPTS - 1)
+
+    [outcome] = await fetch(mock_source(upstream, MOCK_SETTINGS), [PARAMETER_REQUEST])
+
+    assert not isinstance(outcome, FetchError), outcome
+    assert outcome["Value"] == parameter_value(1)
+    assert [call.fault for call in upstream.calls] == [fault] * (MAX_ATTEMPTS - 1) + [None]
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("aws_environment")
+async def test_throttled_batch_get_secret_value_falls_back_to_get_secret_value() -> None:
+    # BatchGetSecretValue's quota is 100 calls a second; GetSecretValue's 10,000.
+    upstream = MockAws(REGION)
+    others = [f"{SECRET}-{n}" for n in range(2)]
+    for secret_id in others:
+        upstream.put_secret(secret_id, f"{CANARY}-{secret_id}")
+    upstream.fail("throttling", action="BatchGetSecretValue")
+
+    outcomes = await fetch(
+        mock_source(upstream, MOCK_SETTINGS), [Secret(i).request for i in others]
+    )
+
+    assert [o["SecretString"] for o in outcomes] == [f"{CANARY}-{i}" for i in others]
+    # Not retried (it would spend the batch quota): asked again value by value, at once.
+    assert upstream.calls[0] == Call("BatchGetSecretValue", tuple(others), "throttling")
+    assert sorted(upstream.calls[1:], key=lambda call: call.names) == [
+        Call("GetSecretValue", (secret_id,), None) for secret_id in others
+    ]
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("aws_environment")
+async def test_throttled_get_parameters_is_retried_as_a_batch() -> None:
+    upstream = MockAws(REGION)
+    names = [f"{PARAMETER}-{n}" for n in range(2)]
+    for name in names:
+        upstream.put_parameter(name, f"{CANARY}-{name}")
+    upstream.fail("throttling", action="GetParameters", times=2)
+
+    outcomes = await fetch(
+        mock_source(upstream, MOCK_SETTINGS), [Parameter(n).request for n in names]
+    )
+
+    assert [o["Value"] for o in outcomes] == [f"{CANARY}-{n}" for n in names]
+    assert [(c.action, c.fault) for c in upstream.calls] == [
+        ("GetParameters", "throttling"),
+        ("GetParameters", "throttling"),
+        ("GetParameters", None),
+    ]
+
+
+# == the middleware under Mangum ========================================================
+
+
 class Upstream(Protocol):
     """A network upstream the tests can seed, break and heal."""
 
@@ -111,108 +307,31 @@ class Upstream(Protocol):
     def inject(self, fault: Fault) -> None: ...
     def heal(self) -> None: ...
     def calls(self) -> int: ...
+    def faults_since(self, calls: int) -> set[str | None] | None: ...
     def source(self, settings: Settings) -> Source: ...
 
 
 @dataclass
-class ExtensionUpstream:
-    extension: FakeExtension
-    stopped: bool = False
+class MockedUpstream:
+    mock: MockExtension | MockAws
 
     def seed(self, version: int) -> None:
-        self.extension.put_parameter(PARAMETER, parameter_value(version), type="SecureString")
-        self.extension.put_secret(SECRET, string=json.dumps({"password": password(version)}))
+        seed_mock(self.mock, version)
 
     def inject(self, fault: Fault) -> None:
-        if fault == "refused":
-            self.extension.stop()
-            self.stopped = True
-        else:
-            delay = SLOW_SECONDS if fault == "slow" else 0.0
-            self.extension.fail(EXTENSION_MODES[fault], delay=delay)
+        self.mock.fail(fault)
 
     def heal(self) -> None:
-        if self.stopped:
-            self.extension.start(port=self.extension.port)  # the same port: a restart
-            self.stopped = False
-        self.extension.clear_faults()
+        self.mock.heal()
 
     def calls(self) -> int:
-        return self.extension.total_calls
+        return len(self.mock.calls)
+
+    def faults_since(self, calls: int) -> set[str | None] | None:
+        return {call.fault for call in self.mock.calls[calls:]}
 
     def source(self, settings: Settings) -> Source:
-        return ExtensionSource(port=self.extension.port, token=TOKEN, settings=settings)
-
-
-@dataclass
-class AwsUpstream:
-    moto: MotoServer
-    proxy: CountingProxy
-    port: int = 0
-
-    def seed(self, version: int) -> None:
-        body = json.dumps({"password": password(version)})
-        put_parameter(
-            self.moto, PARAMETER, parameter_value(version), type="SecureString", overwrite=True
-        )
-        if version == 1:
-            create_secret(self.moto, SECRET, string=body)
-        else:
-            put_secret_value(self.moto, SECRET, string=body)
-
-    def inject(self, fault: Fault) -> None:
-        if fault == "refused":
-            self.port = self.proxy.port
-            self.proxy.stop()
-        else:
-            latency = SLOW_SECONDS if fault == "slow" else 0.0
-            self.proxy.fail(None, PROXY_KINDS[fault], latency=latency)
-
-    def heal(self) -> None:
-        if self.port:
-            self.proxy.start(port=self.port)
-            self.port = 0
-        self.proxy.clear_faults()
-
-    def calls(self) -> int:
-        return self.proxy.total
-
-    def source(self, settings: Settings) -> Source:
-        return AwsSource(endpoint_url=self.proxy.url, settings=settings)
-
-
-@pytest.fixture
-def logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    """Every logger at DEBUG, but for boto3's own: it logs the test's seeding calls
-    (values included) through moto, which is the test talking, not the library."""
-    for name in ("botocore", "boto3", "urllib3", "s3transfer"):
-        caplog.set_level(logging.WARNING, logger=name)
-    caplog.set_level(logging.DEBUG)  # last: set_level also sets the capturing handler's level
-    return caplog
-
-
-@pytest.fixture
-def timeouts_from_environment(monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("SSM_PARAMETER_STORE_TIMEOUT_MILLIS", str(TIMEOUT_MS))
-    monkeypatch.setenv("SECRETS_MANAGER_TIMEOUT_MILLIS", str(TIMEOUT_MS))
-    settings = Settings.from_env(parameter_ttl=TTL, secret_ttl=TTL, log_level="debug")
-    assert (settings.parameter_timeout_ms, settings.secret_timeout_ms) == (TIMEOUT_MS, TIMEOUT_MS)
-    return settings
-
-
-@pytest.fixture
-def upstream(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Upstream]:
-    kind: SourceKind = request.param
-    if kind == "extension":
-        with FakeExtension(token=TOKEN) as extension:
-            yield ExtensionUpstream(extension)
-        return
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    moto: MotoServer = request.getfixturevalue("moto")
-    with CountingProxy(moto.url) as proxy:
-        yield AwsUpstream(moto, proxy)
+        return mock_source(self.mock, settings)
 
 
 class App:
@@ -240,8 +359,22 @@ def middleware_for(
     return ParametersSecretsMiddleware(app, values=store, on_failure=detail_503)
 
 
-def values_of(version: int) -> dict[str, str]:
-    return {"api_key": parameter_value(version), "password": password(version)}
+@pytest.fixture
+def logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """Every logger at DEBUG, but for boto3's own: it logs the test's seeding calls
+    (values included) through moto, which is the test talking, not the library."""
+    for name in ("botocore", "boto3", "urllib3", "s3transfer"):
+        caplog.set_level(logging.WARNING, logger=name)
+    caplog.set_level(logging.DEBUG)  # last: set_level also sets the capturing handler's level
+    return caplog
+
+
+def settings_from_environment(monkeypatch: pytest.MonkeyPatch, timeout_ms: int) -> Settings:
+    monkeypatch.setenv("SSM_PARAMETER_STORE_TIMEOUT_MILLIS", str(timeout_ms))
+    monkeypatch.setenv("SECRETS_MANAGER_TIMEOUT_MILLIS", str(timeout_ms))
+    settings = Settings.from_env(parameter_ttl=TTL, secret_ttl=TTL, log_level="debug")
+    assert (settings.parameter_timeout_ms, settings.secret_timeout_ms) == (timeout_ms, timeout_ms)
+    return settings
 
 
 def assert_no_value_leaked(logs: pytest.LogCaptureFixture, answers: list[LambdaResponse]) -> None:
@@ -260,29 +393,29 @@ def assert_no_value_leaked(logs: pytest.LogCaptureFixture, answers: list[LambdaR
     assert [text for text in texts if CANARY in text] == []
 
 
-@pytest.mark.parametrize(("upstream", "fault"), MATRIX, indirect=["upstream"])
-def test_first_load_under_fault_answers_503_then_recovers_on_the_same_instance(
+def first_load_under_fault(
     upstream: Upstream,
     fault: Fault,
-    request: pytest.FixtureRequest,
+    code: str,
+    settings: Settings,
     clock: FakeClock,
-    timeouts_from_environment: Settings,
     logs: pytest.LogCaptureFixture,
-) -> None:
-    code = EXPECTED_CODE[(request.node.callspec.params["upstream"], fault)]
+) -> list[LambdaResponse]:
+    """A first load meets the fault: 503 naming both keys and the code; the app is not
+    called; once the fault clears, the same middleware serves the values."""
     upstream.seed(1)
     app = App()
-    middleware = middleware_for(
-        upstream.source(timeouts_from_environment), timeouts_from_environment, clock, app
-    )
+    middleware = middleware_for(upstream.source(settings), settings, clock, app)
     handler = Mangum(middleware, lifespan="off")
     upstream.inject(fault)
+    before = upstream.calls()
 
     refused = invoke(handler, "http_api_v2", "/")
 
     assert refused.status == 503
     assert refused.json() == {"detail": f"could not load 'api_key' ({code}), 'db' ({code})"}
     assert app.calls == 0
+    assert upstream.faults_since(before) in ({fault}, None)  # the fault, and only it, met
     errors = [r.getMessage() for r in logs.records if r.levelno == logging.ERROR]
     assert any("'api_key'" in message and PARAMETER in message for message in errors), errors
     assert any("'db'" in message and SECRET in message for message in errors), errors
@@ -294,24 +427,22 @@ def test_first_load_under_fault_answers_503_then_recovers_on_the_same_instance(
     assert recovered.status == 200, recovered.body
     assert recovered.json() == values_of(2)
     assert app.calls == 1
-    assert_no_value_leaked(logs, [refused, recovered])
+    return [refused, recovered]
 
 
-@pytest.mark.parametrize(("upstream", "fault"), MATRIX, indirect=["upstream"])
-def test_refresh_under_fault_serves_the_previous_value_then_recovers(
+def refresh_under_fault(
     upstream: Upstream,
     fault: Fault,
-    request: pytest.FixtureRequest,
+    code: str,
+    settings: Settings,
     clock: FakeClock,
-    timeouts_from_environment: Settings,
     logs: pytest.LogCaptureFixture,
-) -> None:
-    code = EXPECTED_CODE[(request.node.callspec.params["upstream"], fault)]
+) -> list[LambdaResponse]:
+    """A refresh meets the fault: the previous value with a warning naming the code, no
+    upstream call during the retry pause, then the new value once the fault clears."""
     upstream.seed(1)
     app = App()
-    middleware = middleware_for(
-        upstream.source(timeouts_from_environment), timeouts_from_environment, clock, app
-    )
+    middleware = middleware_for(upstream.source(settings), settings, clock, app)
     handler = Mangum(middleware, lifespan="off")
     answers = [invoke(handler, "http_api_v2", "/")]
     assert answers[-1].json() == values_of(1)
@@ -326,11 +457,13 @@ def test_refresh_under_fault_serves_the_previous_value_then_recovers(
     assert answers[-1].status == 200, answers[-1].body
     assert answers[-1].json() == values_of(1)  # stale, served
     assert middleware.stats.stale_serves == 2
-    if fault != "refused":  # a refused connection reaches no server to count it
+    if fault != "refused":  # a refused connection reaches no server to count it...
         assert upstream.calls() > before
+    assert upstream.faults_since(before) in ({fault}, None)  # ...a mock sees it, though
     warnings = [r.getMessage() for r in logs.records if r.levelno == logging.WARNING]
-    stale = [m for m in warnings if "serving the previous value" in m and f"({code})" in m]
+    stale = [m for m in warnings if "serving the previous value" in m]
     assert len(stale) == 2, warnings
+    assert all(f"({code})" in m for m in stale), stale
     assert any(PARAMETER in m for m in stale)
     assert any(SECRET in m for m in stale)
 
@@ -349,6 +482,189 @@ def test_refresh_under_fault_serves_the_previous_value_then_recovers(
     assert answers[-1].status == 200, answers[-1].body
     assert answers[-1].json() == values_of(2)
     assert app.calls == 4
+    return answers
+
+
+MIDDLEWARE_MATRIX = [
+    pytest.param(kind, fault, code, id=f"{kind}-{fault}")
+    for (kind, fault), (code, _, _) in FETCH_OUTCOMES.items()
+]
+
+
+@pytest.fixture
+def mocked(request: pytest.FixtureRequest, aws_environment: None) -> MockedUpstream:
+    kind: SourceKind = request.param
+    return MockedUpstream(mock_upstream(kind))
+
+
+@pytest.mark.parametrize(("mocked", "fault", "code"), MIDDLEWARE_MATRIX, indirect=["mocked"])
+def test_first_load_under_fault_answers_503_then_recovers_on_the_same_instance(
+    mocked: MockedUpstream,
+    fault: Fault,
+    code: str,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    logs: pytest.LogCaptureFixture,
+) -> None:
+    settings = settings_from_environment(monkeypatch, MOCK_TIMEOUT_MS)
+    answers = first_load_under_fault(mocked, fault, code, settings, clock, logs)
+    assert_no_value_leaked(logs, answers)
+
+
+@pytest.mark.parametrize(("mocked", "fault", "code"), MIDDLEWARE_MATRIX, indirect=["mocked"])
+def test_refresh_under_fault_serves_the_previous_value_then_recovers(
+    mocked: MockedUpstream,
+    fault: Fault,
+    code: str,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    logs: pytest.LogCaptureFixture,
+) -> None:
+    settings = settings_from_environment(monkeypatch, MOCK_TIMEOUT_MS)
+    answers = refresh_under_fault(mocked, fault, code, settings, clock, logs)
+    assert_no_value_leaked(logs, answers)
+
+
+# == one real socket per fault class ====================================================
+
+SERVER_DELAY_SECONDS = 3.0  # far past the timeout; the servers end the wait when they stop
+EXTENSION_MODES: dict[Fault, FaultMode] = {
+    "slow": "slow",
+    "5xx": "error_500",
+    "throttling": "throttle",
+    "malformed": "malformed_json",
+    "dropped": "drop_mid_body",
+    "not_ready": "not_ready",
+}
+PROXY_KINDS: dict[Fault, FaultKind | None] = {
+    "slow": None,  # forwarded, after the latency
+    "5xx": "error",
+    "throttling": "throttle",
+    "malformed": "malformed",
+    "dropped": "drop",
+}
+# Each fault class once, over the server where a real socket matters most to it.
+REAL_SOCKET_MATRIX = [
+    # httpcore's connect error, which the extension source names ("is the layer attached?")
+    pytest.param("extension", "refused", "ConnectionError", id="extension-refused"),
+    # a real read cancelled at the bound, with moto's answer still to come
+    pytest.param("aws", "slow", "Timeout", id="aws-slow"),
+    pytest.param("aws", "5xx", "InternalFailure", id="aws-5xx"),
+    pytest.param("extension", "throttling", "ThrottlingException", id="extension-throttling"),
+    # a matching Content-Length on half a JSON body
+    pytest.param("aws", "malformed", "MalformedResponse", id="aws-malformed"),
+    # a socket shut mid-body: httpcore's error, mapped by httpx
+    pytest.param("extension", "dropped", "ConnectionError", id="extension-dropped"),
+    pytest.param("extension", "not_ready", "ExtensionNotReady", id="extension-not_ready"),
+]
+
+
+@dataclass
+class ExtensionUpstream:
+    extension: FakeExtension
+    stopped: bool = False
+
+    def seed(self, version: int) -> None:
+        self.extension.put_parameter(PARAMETER, parameter_value(version), type="SecureString")
+        self.extension.put_secret(SECRET, string=json.dumps({"password": password(version)}))
+
+    def inject(self, fault: Fault) -> None:
+        if fault == "refused":
+            self.extension.stop()
+            self.stopped = True
+        else:
+            delay = SERVER_DELAY_SECONDS if fault == "slow" else 0.0
+            self.extension.fail(EXTENSION_MODES[fault], delay=delay)
+
+    def heal(self) -> None:
+        if self.stopped:
+            self.extension.start(port=self.extension.port)  # the same port: a restart
+            self.stopped = False
+        self.extension.clear_faults()
+
+    def calls(self) -> int:
+        return self.extension.total_calls
+
+    def faults_since(self, calls: int) -> set[str | None] | None:
+        return None  # the modes it applied are its own names; the codes tell
+
+    def source(self, settings: Settings) -> Source:
+        return ExtensionSource(port=self.extension.port, token=TOKEN, settings=settings)
+
+
+@dataclass
+class AwsUpstream:
+    moto: MotoServer
+    proxy: CountingProxy
+    port: int = 0
+
+    def seed(self, version: int) -> None:
+        body = json.dumps({"password": password(version)})
+        put_parameter(
+            self.moto, PARAMETER, parameter_value(version), type="SecureString", overwrite=True
+        )
+        if version == 1:
+            create_secret(self.moto, SECRET, string=body)
+        else:
+            put_secret_value(self.moto, SECRET, string=body)
+
+    def inject(self, fault: Fault) -> None:
+        if fault == "refused":
+            self.port = self.proxy.port
+            self.proxy.stop()
+        else:
+            latency = SERVER_DELAY_SECONDS if fault == "slow" else 0.0
+            self.proxy.fail(None, PROXY_KINDS[fault], latency=latency)
+
+    def heal(self) -> None:
+        if self.port:
+            self.proxy.start(port=self.port)
+            self.port = 0
+        self.proxy.clear_faults()
+
+    def calls(self) -> int:
+        return self.proxy.total
+
+    def faults_since(self, calls: int) -> set[str | None] | None:
+        return None  # the proxy does not record them; the codes tell
+
+    def source(self, settings: Settings) -> Source:
+        return AwsSource(endpoint_url=self.proxy.url, settings=settings)
+
+
+@pytest.fixture
+def real(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Upstream]:
+    kind: SourceKind = request.param
+    if kind == "extension":
+        with FakeExtension(token=TOKEN) as extension:
+            yield ExtensionUpstream(extension)
+        return
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    moto: MotoServer = request.getfixturevalue("moto")
+    with CountingProxy(moto.url) as proxy:
+        yield AwsUpstream(moto, proxy)
+
+
+@pytest.mark.parametrize(("real", "fault", "code"), REAL_SOCKET_MATRIX, indirect=["real"])
+def test_fault_over_a_real_socket_fails_a_first_load_and_serves_a_refresh_stale(
+    real: Upstream,
+    fault: Fault,
+    code: str,
+    request: pytest.FixtureRequest,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    logs: pytest.LogCaptureFixture,
+) -> None:
+    settings = settings_from_environment(monkeypatch, REAL_TIMEOUT_MS)
+    answers = first_load_under_fault(real, fault, code, settings, clock, logs)
+    if fault == "refused":
+        assert "is the extension layer attached?" in logs.text
+    if request.node.callspec.params["real"] == "aws":
+        moto: MotoServer = request.getfixturevalue("moto")
+        moto.reset()  # the refresh half seeds version 1 afresh
+    answers += refresh_under_fault(real, fault, code, settings, clock, logs)
     assert_no_value_leaked(logs, answers)
 
 

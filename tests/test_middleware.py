@@ -35,7 +35,7 @@ from parameters_secrets import (
 from parameters_secrets._sources.extension import ExtensionSource as _ExtensionSource
 from parameters_secrets.fastapi import Value
 from tests.conftest import TOKEN, FakeClock, detail_503
-from tests.extension_server import FakeExtension
+from tests.extension_server import FakeExtension, FaultMode
 from tests.lambda_events import EVENT_KINDS, EventKind, LambdaContext, invoke
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
@@ -311,19 +311,40 @@ def test_environment_bypasses_the_cache_as_the_extension_does(
     assert extension.calls("secret", "prod/db") == secret_calls
 
 
-def test_cache_size_bounds_entries_least_recently_used_first(
-    extension: FakeExtension,
-) -> None:
+def test_cache_size_bounds_entries_least_recently_used_first(extension: FakeExtension) -> None:
     for name in ("a", "b", "c"):
-        extension.put_parameter(f"/{name}", name)
-    settings = Settings(cache_size=2)
-    values: dict[str, Parameter | Secret] = {n: Parameter(f"/{n}") for n in ("a", "b", "c")}
-    middleware = wrap(extension, values, settings=settings)
-    handler = Mangum(middleware, lifespan="off")
-    invoke(handler, "http_api_v2", "/")
-    invoke(handler, "http_api_v2", "/")
-    assert middleware.stats.size == 2
-    assert extension.total_calls > 3  # three keys cannot all stay in two entries
+        extension.put_parameter(f"/{name}", f"value-{name}")
+    store = ParametersSecrets(
+        {n: Parameter(f"/{n}") for n in ("a", "b", "c")},
+        source=extension_source(extension.port),
+        settings=Settings(cache_size=2),
+    )
+
+    def use(key: str) -> dict[str, int]:
+        """Read ``key``; then what upstream has been asked for each key so far."""
+        assert store.get_sync(key) == f"value-{key}"
+        return {n: extension.calls("parameter", f"/{n}") for n in ("a", "b", "c")}
+
+    assert use("a") == {"a": 1, "b": 0, "c": 0}
+    assert use("b") == {"a": 1, "b": 1, "c": 0}
+    assert use("a") == {"a": 1, "b": 1, "c": 0}  # a hit: b is now the least recently used
+    assert use("c") == {"a": 1, "b": 1, "c": 1}  # full: b is evicted, not a (first in)
+    assert store.stats.size == 2
+    assert use("a") == {"a": 1, "b": 1, "c": 1}  # a was kept
+    assert use("b") == {"a": 1, "b": 2, "c": 1}  # b fetched again; c (older than a) goes
+    assert use("a") == {"a": 1, "b": 2, "c": 1}
+    assert use("c") == {"a": 1, "b": 2, "c": 2}  # c fetched again; b goes
+    assert use("b") == {"a": 1, "b": 3, "c": 2}  # and again: a goes
+    assert store.stats.size == 2
+    # A request through the middleware reads the same bounded cache: only a is fetched.
+    app = ParametersSecretsMiddleware(PlainTextResponse("ok"), values=store, on_failure=detail_503)
+    assert invoke(Mangum(app, lifespan="off"), "http_api_v2", "/").status == 200
+    assert {n: extension.calls("parameter", f"/{n}") for n in ("a", "b", "c")} == {
+        "a": 2,
+        "b": 3,
+        "c": 2,
+    }
+    assert store.stats.size == 2
 
 
 def test_not_ready_extension_is_retried_briefly(extension: FakeExtension) -> None:
@@ -407,9 +428,21 @@ def test_slow_upstream_is_bounded_by_the_lambdas_remaining_time(
     assert response.json() == {"detail": "could not load 'db' (Timeout)"}
 
 
-@pytest.mark.parametrize("mode", ["error_500", "throttle", "slow", "malformed_json"])
+@pytest.mark.parametrize(
+    ("mode", "code"),
+    [
+        ("error_500", "InternalServerError"),
+        ("throttle", "ThrottlingException"),
+        ("slow", "Timeout"),
+        ("malformed_json", "MalformedResponse"),
+    ],
+)
 def test_transient_refresh_failure_serves_the_previous_value(
-    extension: FakeExtension, clock: FakeClock, caplog: pytest.LogCaptureFixture, mode: str
+    extension: FakeExtension,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+    mode: FaultMode,
+    code: str,
 ) -> None:
     seed(extension)
     settings = Settings(secret_timeout_ms=200)
@@ -417,13 +450,23 @@ def test_transient_refresh_failure_serves_the_previous_value(
     handler = Mangum(middleware, lifespan="off")
     assert invoke(handler, "http_api_v2", "/").status == 200
     clock.advance(301)
-    extension.fail(mode, name="prod/db", delay=2.0)  # type: ignore[arg-type]
+    asked_before = len(extension.call_log())
+    # Only "slow" waits (past the 200 ms bound): every other fault must answer at once,
+    # or the refresh would time out before meeting it.
+    extension.fail(mode, name="prod/db", delay=2.0 if mode == "slow" else 0.0)
     with caplog.at_level(logging.WARNING, logger="parameters_secrets"):
         response = invoke(handler, "http_api_v2", "/")
     assert response.status == 200
     assert response.json()["user"] == "app"
     assert middleware.stats.stale_serves == 1
-    assert "serving the previous value" in caplog.text
+    # The refresh met the injected fault, every time it asked, and the warning names it.
+    asked = [entry for entry in extension.call_log()[asked_before:] if entry[0] == "secret"]
+    assert asked
+    assert set(asked) == {("secret", "prod/db", mode)}
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "prod/db" in warnings[0]
+    assert f"({code}); serving the previous value" in warnings[0]
     # Recovery: once the fault clears and the retry pause passes, the new value is fetched.
     extension.clear_faults()
     extension.put_secret("prod/db", string='{"username": "rotated"}')
