@@ -94,6 +94,12 @@ class _Flight(Generic[K, V]):
         self.outcomes: dict[K, Outcome[V]] | None = None
 
 
+def _described(key: object) -> object:
+    # The library's keys describe themselves ("secret prod/db (AWSPREVIOUS)").
+    describe = getattr(key, "describe", None)
+    return describe() if callable(describe) else key
+
+
 class Cache(Generic[K, V]):
     """A bounded, TTL'd cache in front of an upstream ``fetch``.
 
@@ -320,7 +326,9 @@ class Cache(Generic[K, V]):
             previous.longest_ttl = max(previous.longest_ttl, ttl)
             self._entries.move_to_end(key)
             logger.warning(
-                "refreshing %s failed (%s); serving the previous value", key, result.code
+                "refreshing %s failed (%s); serving the previous value",
+                _described(key),
+                result.code,
             )
             return previous.value
         if not result.transient:

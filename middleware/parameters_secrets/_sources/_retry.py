@@ -27,8 +27,10 @@ class RetryPolicy:
 
     Throttling is retried until the fetch's time bound, not a fixed number of times: at
     scale-out a fleet's first requests get slower instead of failing. Other transient
-    failures (5xx, connection errors, malformed answers) are tried ``max_attempts`` times
-    in all. Before the n-th retry the call waits a random time between 0 and
+    failures of a call (5xx, connection errors, an answer that is not JSON) are tried
+    ``max_attempts`` times in all. (A well-formed answer without a usable value is not
+    retried at once: it is a ``MalformedResponse``, asked again on a later request.)
+    Before the n-th retry the call waits a random time between 0 and
     ``min(max_delay, base_delay * 2**n)`` (full jitter: a fleet that failed together does
     not retry together).
 
