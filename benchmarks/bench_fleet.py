@@ -90,7 +90,8 @@ QUICK_FLEET_SIZES = (20,)
 QUICK_UNBATCHED_FLEET_SIZES = (10,)
 # At N = 1,000, the 9,000 GetSecretValue calls of the BatchGetSecretValue fallback keep
 # this one CPU busy (harness CPU 75%): every first request then takes about 6 s, all
-# alike, which measures the harness, not the quota.
+# alike, which measures the harness, not the quota. At N = 200 the harness is still
+# 70-85% busy: those times are an upper bound.
 HIGHER_THROUGHPUT_SIZE = 200
 DEFAULT_QUOTAS = (SSM_DEFAULT_THROUGHPUT, SECRETS_BATCH_QUOTA, SECRETS_GET_QUOTA)
 HIGHER_THROUGHPUT = (("AmazonSSM.", 3000.0, 3000.0), SECRETS_BATCH_QUOTA, SECRETS_GET_QUOTA)
