@@ -613,8 +613,11 @@ async def ok_app(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": b"ok"})
 
 
-async def timed_request(app: Any) -> tuple[int, float]:
-    """Send one GET straight through ``app`` (no server); returns (status, seconds)."""
+async def timed_request(app: Any, scope: Scope | None = None) -> tuple[int, float]:
+    """Send one GET straight through ``app`` (no server); returns (status, seconds).
+
+    ``scope``: default ``http_scope()``; the fleet benchmark adds a Lambda context to it,
+    as Mangum does."""
     status = 0
 
     async def receive() -> MutableMapping[str, Any]:
@@ -626,7 +629,7 @@ async def timed_request(app: Any) -> tuple[int, float]:
             status = int(message["status"])
 
     start = time.perf_counter()
-    await app(http_scope(), receive, send)
+    await app(http_scope() if scope is None else scope, receive, send)
     return status, time.perf_counter() - start
 
 
