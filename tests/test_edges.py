@@ -420,6 +420,30 @@ def test_a_new_loop_per_invocation_leaves_no_socket_open_and_no_warning(
     assert extension.open_connections == 0
 
 
+@pytest.mark.parametrize("runner", ["asyncio.run", "anyio.run on asyncio", "anyio.run on trio"])
+def test_pools_close_when_their_loop_ends_without_aclose(
+    extension: FakeExtension, runner: str
+) -> None:
+    extension.put_parameter("/p", "v")
+    app = middleware({"p": Parameter("/p")}, ExtensionSource(extension.port, TOKEN))
+
+    async def one_invocation() -> int:  # no store.aclose(): the loop's end must do it
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            return (await client.get("/")).status_code
+
+    if runner == "asyncio.run":
+        status = asyncio.run(one_invocation())
+    else:
+        status = anyio.run(one_invocation, backend=runner.rsplit(" ", 1)[1])
+    assert (status, extension.connections) == (200, 1)
+    for _ in range(100):  # the server sees the client's close shortly after it happens
+        if extension.open_connections == 0:
+            break
+        time.sleep(0.01)
+    assert extension.open_connections == 0
+
+
 # --- 6. each declaration keeps its own TTL ---------------------------------------------
 
 
@@ -489,4 +513,5 @@ def test_a_binary_secret_is_read_only_bytes() -> None:
     store = ParametersSecrets(
         {"cert": Secret("cert")}, source=StaticSource(secrets={"cert": {"binary": raw}})
     )
-    assert store.load_sync()["cert"] == b"\x00\x01"
+    value = store.load_sync()["cert"]
+    assert (type(value), value) == (bytes, b"\x00\x01")

@@ -157,7 +157,40 @@ def test_refresh_by_fifty_concurrent_callers_makes_one_upstream_call_per_key(
     assert extension.calls("parameter", "/app/api-key") == 2
 
 
+def test_a_load_that_began_before_a_refresh_does_not_keep_its_older_values(
+    extension: FakeExtension,
+) -> None:
+    seed(extension)
+    extension.fail("trickle", delay=0.005, times=2)  # the load's answers, slowly
+    store = on_extension(extension)
+    loaded: list[str] = []
+
+    async def main() -> str:
+        async with anyio.create_task_group() as group:
+
+            async def load() -> None:
+                loaded.append((await store.load()).db["password"])
+
+            group.start_soon(load)
+            with anyio.fail_after(5):
+                while extension.total_calls < 2:  # noqa: ASYNC110 - a server thread counts
+                    await anyio.sleep(0.01)
+            seed(extension, version=2)  # rotated while the load is in flight
+            group.start_soon(store.refresh)
+        after: str = (await store.load()).db["password"]
+        await store.aclose()
+        return after
+
+    after = asyncio.get_event_loop().run_until_complete(main())
+    assert loaded == [f"{CANARY}-pw-1"]  # the load answers with what it fetched
+    assert after == f"{CANARY}-pw-2"  # but does not keep it over the refresh's value
+
+
 # --- sync methods, and a plain handler beside a Mangum handler ------------------------------
+
+
+def no_event_loop() -> asyncio.AbstractEventLoop:
+    raise AssertionError("a warm load_sync() must not run an event loop")
 
 
 def test_plain_handler_with_load_sync_shares_the_mangum_handlers_cache(
@@ -174,7 +207,9 @@ def test_plain_handler_with_load_sync_shares_the_mangum_handlers_cache(
     sqs_event = {"Records": [{"messageId": "1", "body": "{}"}, {"messageId": "2", "body": "{}"}]}
     assert sqs_handler(sqs_event, None)["processed"] == 2  # first: loads
     assert invoke(http_handler, "http_api_v2").status == 200  # then served from that cache
-    assert sqs_handler(sqs_event, None)["processed"] == 2
+    with pytest.MonkeyPatch.context() as patch:  # warm: no network and no event loop
+        patch.setattr(asyncio, "new_event_loop", no_event_loop)
+        assert sqs_handler(sqs_event, None)["processed"] == 2
     assert invoke(http_handler, "api_gateway_v1").status == 200
     assert store.get_sync("db")["password"] == f"{CANARY}-pw-1"
     assert extension.total_calls == 2  # one per value, whoever asked

@@ -189,15 +189,16 @@ class Cache(Generic[K, V]):
                     lookups[index] = (entry.value, fresh_until)
                     continue
             pending.setdefault(key, []).append(index)
-        # A key asked twice in one lookup (two declarations, two TTLs) gets one value.
-        for index, (key, _) in enumerate(items):
-            if key in pending and lookups[index] is not None:
-                lookups[index] = None
-                pending[key].append(index)
-        hits = [key for (key, _), found in zip(items, lookups, strict=True) if found is not None]
-        for key in hits:
-            self._entries.move_to_end(key)
-        self._hits += len(hits)
+        if pending:
+            # A key asked twice in one lookup (two declarations, two TTLs) gets one value.
+            for index, (key, _) in enumerate(items):
+                if key in pending and lookups[index] is not None:
+                    lookups[index] = None
+                    pending[key].append(index)
+        for (key, _), found in zip(items, lookups, strict=True):
+            if found is not None:
+                self._entries.move_to_end(key)
+                self._hits += 1
         if not pending:  # the warm path: nothing awaited
             return lookups  # type: ignore[return-value]
 

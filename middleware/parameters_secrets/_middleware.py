@@ -91,11 +91,12 @@ class ParametersSecretsMiddleware:
             await self.app(scope, receive, send)
             return
         store = self.store
-        values = store._current()
+        values = store._current()  # the warm path: no await
         if values is None:
-            values, failures = await store._load_for_request(_deadline(scope))
-            if failures:
-                await self._refuse(scope, receive, send, LoadError(failures))
+            try:
+                values = await store._load_expired(_deadline(scope))
+            except LoadError as error:
+                await self._refuse(scope, receive, send, error)
                 return
         scope.setdefault("state", {}).update(values)
         token = _current.set(Values(values))

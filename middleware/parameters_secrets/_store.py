@@ -66,8 +66,11 @@ class ParametersSecrets:
         logger.info("parameters_secrets: values from %r (%s)", source, reason)
         logger.debug("parameters_secrets: %r", self.settings)
         self._ttls = {key: self._ttl(d) for key, d in self._declarations.items()}
+        # The built-in sources check their answers (checks_records); a custom one's are
+        # checked here, so that it is held to the same.
+        fetch = source.fetch if getattr(source, "checks_records", False) else self._fetch_checked
         self._cache: Cache[ValueRequest, Record] = Cache(
-            self._fetch,
+            fetch,
             max_size=self.settings.cache_size,
             enabled=self.settings.cache_enabled,
             stale_if_error=self.settings.stale_if_error,
@@ -88,11 +91,6 @@ class ParametersSecrets:
         return f"ParametersSecrets(keys={list(self._declarations)}, source={self.source!r})"
 
     @property
-    def keys(self) -> tuple[str, ...]:
-        """The declared keys, in declaration order."""
-        return tuple(self._declarations)
-
-    @property
     def stats(self) -> CacheStats:
         """The cache's counters: hits, upstream fetches, refreshes, stale serves, errors."""
         stats = self._cache.stats
@@ -106,7 +104,10 @@ class ParametersSecrets:
         Raises:
             LoadError: A required value could not be loaded (and has no previous value).
         """
-        return Values(await self._load_all(None))
+        snapshot = self._current()
+        if snapshot is None:
+            snapshot = await self._load_expired(None)
+        return Values(snapshot)
 
     async def get(self, key: str) -> Any:
         """One declared value.
@@ -210,19 +211,13 @@ class ParametersSecrets:
             return snapshot
         return None
 
-    async def _load_for_request(
-        self, deadline: float | None
-    ) -> tuple[dict[str, Any], dict[str, FetchError]]:
-        """Every value, and the required keys that failed (none: the request may go on)."""
-        try:
-            return await self._load_all(deadline), {}
-        except LoadError as error:
-            return {}, error.failures
+    async def _load_expired(self, deadline: float | None) -> dict[str, Any]:
+        """Every value through the cache (the snapshot is gone); a new snapshot if all are
+        cached and no refresh ran meanwhile.
 
-    async def _load_all(self, deadline: float | None) -> dict[str, Any]:
-        snapshot = self._current()
-        if snapshot is not None:
-            return snapshot
+        Raises:
+            LoadError: A required value could not be loaded.
+        """
         refreshes = self._refreshes
         values, failures, until = await self._resolve(list(self._declarations), deadline=deadline)
         if failures:
@@ -294,11 +289,10 @@ class ParametersSecrets:
             return self.settings.parameter_ttl
         return self.settings.secret_ttl
 
-    async def _fetch(
+    async def _fetch_checked(
         self, requests: Sequence[ValueRequest], deadline: float | None
     ) -> list[Outcome]:
         outcomes = await self.source.fetch(requests, deadline)
-        # The built-in sources check their answers; a custom one is held to the same.
         return [
             outcome if isinstance(outcome, FetchError) else checked_record(request, outcome)
             for request, outcome in zip(requests, outcomes, strict=True)

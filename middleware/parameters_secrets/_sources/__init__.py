@@ -22,7 +22,9 @@ class Source(Protocol):
     one outcome per request, in order: the AWS API's JSON for the value (the ``Parameter``
     object of ``GetParameter``, or the ``GetSecretValue`` response), or a
     :class:`FetchError`. It must not raise for a failure of one value, and must not
-    touch the network before it is first called.
+    touch the network before it is first called. The store checks that each record holds
+    a usable value for its request (else ``MalformedResponse``), unless the source says it
+    does so itself with a true ``checks_records`` attribute, as the built-in ones do.
     """
 
     async def fetch(

@@ -82,6 +82,9 @@ class AwsSource:
             ``httpx.MockTransport``); default a connection pool per service.
     """
 
+    # Its records hold a usable value for what was asked: the store need not check.
+    checks_records = True
+
     def __init__(
         self,
         region: str | None = None,

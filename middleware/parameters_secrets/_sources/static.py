@@ -45,6 +45,9 @@ class StaticSource:
         ConfigurationError: An entry is not of a shape above.
     """
 
+    # Its records are built and validated here: the store need not check them.
+    checks_records = True
+
     def __init__(
         self,
         parameters: Mapping[str, Any] | None = None,
