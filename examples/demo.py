@@ -33,6 +33,7 @@ from parameters_secrets import (
     ParametersSecrets,
     ParametersSecretsMiddleware,
     Settings,
+    Source,
     StaticSource,
 )
 
@@ -223,10 +224,11 @@ class DemoClock:
         return self.now
 
 
-class Upstream:
+class Upstream(Source):
     """Stands in for Parameter Store and Secrets Manager, so the demo can change a value.
 
-    A source is anything with async ``fetch`` and ``aclose``; this one delegates to a
+    A source implements the ``Source`` protocol (async ``fetch`` and ``aclose``); this one
+    delegates to a
     :class:`StaticSource` that :meth:`update_parameter` replaces.
     """
 

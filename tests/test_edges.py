@@ -14,7 +14,7 @@ import json
 import time
 import warnings
 from collections import namedtuple
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import anyio
@@ -36,6 +36,7 @@ from parameters_secrets import (
     RetryPolicy,
     Secret,
     Settings,
+    Source,
     StaticSource,
 )
 from parameters_secrets import _sources as sources_module
@@ -263,14 +264,17 @@ async def test_aws_parameter_batch_answering_another_name_asks_that_name_alone(
     assert targets == ["AmazonSSM.GetParameters"]
 
 
-class Flaky:
-    """A source answering "/p" from ``records``, one fetch at a time, counting them."""
+class Flaky(Source):
+    """A source answering "/p" from ``records``, one fetch at a time, counting them (it
+    subclasses the public protocol, so it inherits ``checks_records = False``)."""
 
     def __init__(self) -> None:
         self.records: list[dict[str, Any]] = []
         self.fetches = 0
 
-    async def fetch(self, requests: list[ValueRequest], deadline: float | None = None) -> list[Any]:
+    async def fetch(
+        self, requests: Sequence[ValueRequest], deadline: float | None = None
+    ) -> list[Any]:
         self.fetches += 1
         return [self.records[min(self.fetches, len(self.records)) - 1] for _ in requests]
 

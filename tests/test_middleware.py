@@ -16,8 +16,8 @@ from mangum.types import LifespanMode
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import WebSocketRoute
-from starlette.testclient import TestClient
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.testclient import TestClient, WebSocketDenialResponse
+from starlette.websockets import WebSocket
 
 from parameters_secrets import (
     AwsSource,
@@ -560,7 +560,7 @@ def test_fastapi_injection_gives_the_declared_value(extension: FakeExtension) ->
     assert response.json() == {"user": "app", "origins": 2}
 
 
-def test_websocket_is_closed_with_1011_when_a_value_cannot_load(
+def test_websocket_is_refused_with_a_retryable_503_where_the_server_can_deny(
     extension: FakeExtension,
 ) -> None:
     async def endpoint(websocket: WebSocket) -> None:
@@ -573,13 +573,40 @@ def test_websocket_is_closed_with_1011_when_a_value_cannot_load(
     with TestClient(wrap(extension, app=app)) as client, client.websocket_connect("/ws") as ws:
         assert ws.receive_text() == "app"
     extension.delete_secret("prod/db")
+    # Starlette's test client, like uvicorn, offers the "websocket.http.response" extension.
     with (
         TestClient(wrap(extension, app=app)) as client,
-        pytest.raises(WebSocketDisconnect) as closed,
+        pytest.raises(WebSocketDenialResponse) as refused,
         client.websocket_connect("/ws"),
     ):
         pass
-    assert closed.value.code == 1011
+    assert refused.value.status_code == 503
+    assert refused.value.headers["retry-after"] == "5"
+    assert refused.value.json() == {"detail": "Service Unavailable"}
+
+
+def test_websocket_is_accepted_and_closed_with_1011_where_the_server_cannot_deny(
+    extension: FakeExtension, event_loop_per_test: asyncio.AbstractEventLoop
+) -> None:
+    seed(extension)
+    extension.delete_secret("prod/db")
+    app = wrap(extension, app=PlainTextResponse("never reached"))
+    sent: list[dict[str, Any]] = []
+    incoming = [{"type": "websocket.connect"}]
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0)
+
+    async def send(message: Any) -> None:
+        sent.append(dict(message))
+
+    scope = {"type": "websocket", "path": "/ws", "headers": [], "query_string": b""}
+    event_loop_per_test.run_until_complete(app(scope, receive, send))
+    # Closing before accepting would be a 403 "forbidden": accept, then close with 1011.
+    assert sent == [
+        {"type": "websocket.accept"},
+        {"type": "websocket.close", "code": 1011, "reason": "Service Unavailable"},
+    ]
 
 
 # The connections of a client whose loop has closed can only be dropped, not closed:

@@ -52,6 +52,8 @@ VALUES_FILE: dict[str, dict[str, Any]] = {
 class CountingSource:
     """A StaticSource that counts fetches, or answers with a given error."""
 
+    checks_records = True  # StaticSource's records, or errors
+
     def __init__(self, error: FetchError | None = None) -> None:
         data = {**VALUES_FILE, "secrets": {"prod/db": {"json": {"username": "app"}}}}
         self.inner = StaticSource(parameters=data["parameters"], secrets=data["secrets"])

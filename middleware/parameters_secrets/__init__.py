@@ -8,10 +8,17 @@ from __future__ import annotations
 
 from ._cache import CacheStats
 from ._context import Values, current_values
-from ._declarations import Parameter, Secret
+from ._declarations import (
+    Parameter,
+    ParameterRequest,
+    Record,
+    Secret,
+    SecretRequest,
+    ValueRequest,
+)
 from ._middleware import ParametersSecretsMiddleware
 from ._settings import Settings
-from ._sources import Source
+from ._sources import Outcome, Source
 from ._sources._retry import RetryPolicy
 from ._sources.aws import AwsSource
 from ._sources.extension import ExtensionSource
@@ -28,15 +35,20 @@ __all__ = [
     "ExtensionSource",
     "FetchError",
     "LoadError",
+    "Outcome",
     "Parameter",
+    "ParameterRequest",
     "ParametersSecrets",
     "ParametersSecretsError",
     "ParametersSecretsMiddleware",
+    "Record",
     "RetryPolicy",
     "Secret",
+    "SecretRequest",
     "Settings",
     "Source",
     "StaticSource",
+    "ValueRequest",
     "Values",
     "__version__",
     "current_values",

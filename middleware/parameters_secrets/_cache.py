@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Sequence
@@ -11,7 +13,7 @@ from typing import Generic, TypeAlias, TypeVar, Union
 
 import anyio
 
-from ._loops import current_loop
+from ._concurrency import STALLED_AFTER_SECONDS, Flight
 from .exceptions import FetchError
 
 logger = logging.getLogger("parameters_secrets")
@@ -22,6 +24,15 @@ Outcome: TypeAlias = Union[V, FetchError]  # noqa: UP007 - a generic alias: mypy
 Fetch: TypeAlias = Callable[[Sequence[K], float | None], Awaitable[Sequence[Outcome[V]]]]
 """Fetch several keys from upstream at once: ``fetch(keys, deadline) -> outcomes``, one per
 key, in order. ``deadline`` is a ``time.monotonic()`` instant, or ``None``."""
+TimeBound: TypeAlias = Callable[[K, Union[float, None]], float]  # noqa: UP007
+"""``bound(key, deadline)``: when a fetch of ``key`` must end (``time.monotonic()``), given
+the caller's deadline; a caller waiting for another's fetch waits no longer."""
+
+# Without a time bound, a fetch and a wait for one still end (as sources' fetches do).
+DEFAULT_BOUND_SECONDS = 10.0
+# A lookup that keeps finding its fetch abandoned (leaders cancelled one after another)
+# stops after this many tries: it is bounded by count as well as by time.
+MAX_ROUNDS = 8
 
 # A value that does not exist is remembered this long (or the TTL, if shorter), so that
 # a missing optional value, or a missing required one answering 503, does not cost every
@@ -61,11 +72,12 @@ cache again (``None``: it is not cached, so the next lookup fetches)."""
 
 
 class _Entry(Generic[V]):
-    __slots__ = ("fetched_at", "hold_until", "longest_ttl", "value")
+    __slots__ = ("fetch_number", "fetched_at", "hold_until", "longest_ttl", "value")
 
-    def __init__(self, value: Outcome[V], fetched_at: float, ttl: float) -> None:
+    def __init__(self, value: Outcome[V], fetched_at: float, ttl: float, fetch_number: int) -> None:
         self.value = value
         self.fetched_at = fetched_at
+        self.fetch_number = fetch_number
         # Set after a failed refresh: the previous value is served until then.
         self.hold_until = 0.0
         # The longest TTL any lookup gave this key: when it counts as expired for eviction.
@@ -82,16 +94,17 @@ class _Entry(Generic[V]):
         return f"<cache entry fetched_at={self.fetched_at:.3f}>"
 
 
-class _Flight(Generic[K, V]):
-    """One upstream fetch under way, which other lookups of its keys wait for."""
+class _Fetch(Flight[dict[K, Outcome[V]]]):
+    """One upstream fetch under way, which lookups of its keys on any thread or loop
+    wait for. Its outcome is ``None`` if its leader stopped without one."""
 
-    __slots__ = ("done", "forced", "outcomes")
+    __slots__ = ("forced", "number")
 
-    def __init__(self, *, forced: bool) -> None:
-        self.done = anyio.Event()
+    def __init__(self, give_up_at: float, *, forced: bool, number: int) -> None:
+        super().__init__(give_up_at)
         self.forced = forced
-        # None until the fetch settles; still None once done if its leader was cancelled.
-        self.outcomes: dict[K, Outcome[V]] | None = None
+        # Fetches are numbered as they begin: an answer never replaces one asked later.
+        self.number = number
 
 
 def _described(key: object) -> object:
@@ -100,16 +113,23 @@ def _described(key: object) -> object:
     return describe() if callable(describe) else key
 
 
+def default_bound(key: object, deadline: float | None) -> float:
+    """The deadline, else :data:`DEFAULT_BOUND_SECONDS` from now."""
+    return deadline if deadline is not None else time.monotonic() + DEFAULT_BOUND_SECONDS
+
+
 class Cache(Generic[K, V]):
-    """A bounded, TTL'd cache in front of an upstream ``fetch``.
+    """A bounded, TTL'd cache in front of an upstream ``fetch``, for any thread and loop.
 
     * A TTL is given with each lookup; a TTL of 0 bypasses the cache for that lookup, as
       do ``enabled=False`` and ``max_size=0``.
-    * One upstream fetch per key at a time on an event loop: concurrent lookups of a
-      missing or expired key wait for the same fetch (single flight), on asyncio or trio.
-      Keys missing together are fetched together, so a source can batch them. The fetch
-      runs in the first caller's task; if that caller is cancelled, a waiting caller
-      fetches instead, so nobody is left waiting for a fetch that stopped.
+    * One upstream fetch per key at a time, across every thread and event loop:
+      concurrent lookups of a missing or expired key wait for the same fetch (single
+      flight; see ``_concurrency``). Keys missing together are fetched together, so a
+      source can batch them. The fetch runs in the first caller's task; if that caller is
+      cancelled, a waiting caller fetches instead. A waiter waits no longer than its own
+      time bound (``bound``), and then gets the previous value (``stale_if_error``) or a
+      ``Timeout``.
     * "Not found" answers are remembered for ``NOT_FOUND_TTL_SECONDS`` at most; other
       errors are not cached.
     * An expired entry is kept until it is refreshed or evicted. If its refresh fails for a
@@ -121,7 +141,9 @@ class Cache(Generic[K, V]):
         max_size: The most entries to hold.
         enabled: False bypasses the cache for every key.
         stale_if_error: Serve an expired value when its refresh fails transiently.
-        clock: Seconds, monotonic; injectable for tests.
+        clock: Seconds, monotonic, for TTLs; injectable for tests. (Time bounds are
+            always ``time.monotonic()``: they are real waits.)
+        bound: When a fetch of a key must end, given a caller's deadline.
     """
 
     def __init__(
@@ -132,32 +154,55 @@ class Cache(Generic[K, V]):
         enabled: bool = True,
         stale_if_error: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        bound: TimeBound[K] = default_bound,
     ) -> None:
         self._fetch = fetch
         self._max_size = max_size
         self._enabled = enabled and max_size > 0
         self._stale_if_error = stale_if_error
         self._clock = clock
+        self._bound = bound
+        # Everything below is shared by every thread and loop, and only touched under
+        # this lock (never held across an await).
+        self._lock = threading.Lock()
         self._entries: OrderedDict[K, _Entry[V]] = OrderedDict()
-        # Events belong to the loop that made them: fetches in flight, per loop.
-        self._flights: dict[object, dict[K, _Flight[K, V]]] = {}
+        self._flights: dict[K, _Fetch[K, V]] = {}
+        self._numbers = itertools.count(1)
         self._hits = self._fetches = self._refreshes = self._stale_serves = self._errors = 0
 
     @property
     def stats(self) -> CacheStats:
         """The counters now."""
-        return CacheStats(
-            hits=self._hits,
-            fetches=self._fetches,
-            refreshes=self._refreshes,
-            stale_serves=self._stale_serves,
-            errors=self._errors,
-            size=len(self._entries),
-        )
+        with self._lock:
+            return CacheStats(
+                hits=self._hits,
+                fetches=self._fetches,
+                refreshes=self._refreshes,
+                stale_serves=self._stale_serves,
+                errors=self._errors,
+                size=len(self._entries),
+            )
 
     def clear(self) -> None:
         """Forget every entry (counters stay)."""
-        self._entries.clear()
+        with self._lock:
+            self._entries.clear()
+
+    def count_hits(self, hits: int) -> None:
+        """Count values served from a copy of fresh entries (the store's snapshot)."""
+        with self._lock:
+            self._hits += hits
+
+    def peek(
+        self, items: Sequence[tuple[K, float]], *, read: bool = True
+    ) -> list[Lookup[V]] | None:
+        """Every ``(key, ttl)`` if each is cached and fresh, else ``None``. Never fetches,
+        never waits: a warm read. ``read=False``: not counted as hits nor as a use for
+        the LRU order (a look, not a read)."""
+        now = self._clock()
+        with self._lock:
+            lookups, pending = self._look_up(items, now, force=False, count=read)
+        return None if pending else lookups  # type: ignore[return-value]
 
     async def get_many(
         self,
@@ -179,6 +224,30 @@ class Cache(Generic[K, V]):
             that prevented loading it, and until when it is fresh.
         """
         now = self._clock()
+        with self._lock:
+            lookups, pending = self._look_up(items, now, force)
+        if not pending:  # the warm path: nothing awaited
+            return lookups  # type: ignore[return-value]
+        ttls: dict[K, float] = {}
+        for key, ttl in items:
+            if key in pending:
+                ttls[key] = max(ttl, ttls.get(key, 0.0))
+        outcomes = await self._load(list(pending), ttls, deadline, force)
+        with self._lock:
+            entries = {key: self._entries.get(key) for key in pending}
+        for key, indexes in pending.items():
+            outcome, entry = outcomes[key], entries[key]
+            for index in indexes:
+                ttl = items[index][1]
+                cached = entry is not None and entry.value is outcome and self._caches(ttl)
+                until = entry.fresh_until(ttl) if cached and entry is not None else None
+                lookups[index] = (outcome, until)
+        return lookups  # type: ignore[return-value]
+
+    def _look_up(
+        self, items: Sequence[tuple[K, float]], now: float, force: bool, *, count: bool = True
+    ) -> tuple[list[Lookup[V] | None], dict[K, list[int]]]:
+        """The fresh lookups, and the indexes of each key to fetch. Under the lock."""
         lookups: list[Lookup[V] | None] = [None] * len(items)
         pending: dict[K, list[int]] = {}
         for index, (key, ttl) in enumerate(items):
@@ -195,27 +264,12 @@ class Cache(Generic[K, V]):
                 if key in pending and lookups[index] is not None:
                     lookups[index] = None
                     pending[key].append(index)
-        for (key, _), found in zip(items, lookups, strict=True):
-            if found is not None:
-                self._entries.move_to_end(key)
-                self._hits += 1
-        if not pending:  # the warm path: nothing awaited
-            return lookups  # type: ignore[return-value]
-
-        ttls: dict[K, float] = {}
-        for key, ttl in items:
-            if key in pending:
-                ttls[key] = max(ttl, ttls.get(key, 0.0))
-        outcomes = await self._load(list(pending), ttls, deadline, force)
-        for key, indexes in pending.items():
-            outcome = outcomes[key]
-            entry = self._entries.get(key)
-            for index in indexes:
-                ttl = items[index][1]
-                cached = entry is not None and entry.value is outcome and self._caches(ttl)
-                until = entry.fresh_until(ttl) if cached and entry is not None else None
-                lookups[index] = (outcome, until)
-        return lookups  # type: ignore[return-value]
+        if count:
+            for (key, _), found in zip(items, lookups, strict=True):
+                if found is not None:
+                    self._entries.move_to_end(key)
+                    self._hits += 1
+        return lookups, pending
 
     def _caches(self, ttl: float) -> bool:
         return self._enabled and ttl > 0
@@ -223,33 +277,38 @@ class Cache(Generic[K, V]):
     async def _load(
         self, keys: list[K], ttls: dict[K, float], deadline: float | None, force: bool
     ) -> dict[K, Outcome[V]]:
-        loop = current_loop()
         got: dict[K, Outcome[V]] = {}
         remaining = keys
-        first = True
-        while remaining:
-            if not first and not force:
-                # A fetch we waited for was abandoned; another waiter may have fetched since.
-                remaining = self._take_fresh(remaining, ttls, got)
-            first = False
-            flights = self._flights.setdefault(loop, {})
-            lead = [key for key in remaining if key not in flights]
-            waits: dict[_Flight[K, V], list[K]] = {}
-            for key in remaining:
-                if key in flights:
-                    waits.setdefault(flights[key], []).append(key)
+        for round_ in range(MAX_ROUNDS):
+            lead: list[K] = []
+            waits: dict[_Fetch[K, V], list[K]] = {}
+            with self._lock:
+                if round_ and not force:
+                    # A fetch we waited for was abandoned; another waiter may have fetched.
+                    remaining = self._take_fresh(remaining, ttls, got)
+                for key in remaining:
+                    flight = self._flights.get(key)
+                    if flight is None or flight.stalled():
+                        lead.append(key)
+                    else:
+                        waits.setdefault(flight, []).append(key)
+                if lead:
+                    mine: _Fetch[K, V] = _Fetch(
+                        max(self._bound(key, deadline) for key in lead),
+                        forced=force,
+                        number=next(self._numbers),
+                    )
+                    for key in lead:
+                        self._flights[key] = mine
             if lead:
-                got.update(await self._lead(loop, flights, lead, ttls, deadline, force))
+                got.update(await self._lead(mine, lead, ttls, deadline))
             remaining = []
             for flight, waiting in waits.items():
-                await flight.done.wait()
-                outcomes = flight.outcomes
-                if outcomes is None or (force and not flight.forced):
-                    # Its leader was cancelled, or it began before this refresh was asked.
-                    remaining += waiting
-                else:
-                    for key in waiting:
-                        got[key] = outcomes[key]
+                remaining += await self._wait(flight, waiting, deadline, force, got)
+            if not remaining:
+                return got
+        for key in remaining:  # leaders kept stopping without an answer
+            got[key] = self._gave_up(key, "its fetch was abandoned repeatedly")
         return got
 
     def _take_fresh(self, keys: list[K], ttls: dict[K, float], got: dict[K, Outcome[V]]) -> list[K]:
@@ -263,41 +322,83 @@ class Cache(Generic[K, V]):
                 missing.append(key)
         return missing
 
-    async def _lead(
+    async def _wait(
         self,
-        loop: object,
-        flights: dict[K, _Flight[K, V]],
+        flight: _Fetch[K, V],
         keys: list[K],
-        ttls: dict[K, float],
         deadline: float | None,
         force: bool,
+        got: dict[K, Outcome[V]],
+    ) -> list[K]:
+        """Wait for ``flight``'s outcome for ``keys``, each no longer than its own time
+        bound. Returns the keys to fetch again (their leader stopped without an answer, or
+        began before this refresh was asked)."""
+        bounds = {key: self._bound(key, deadline) for key in keys}
+        waiting = keys
+        for until in sorted(set(bounds.values())):
+            settled, outcomes = await flight.wait(until)
+            if settled:
+                if outcomes is None or (force and not flight.forced):
+                    return waiting
+                for key in waiting:
+                    got[key] = outcomes[key]
+                return []
+            for key in [key for key in waiting if bounds[key] <= until]:
+                got[key] = self._gave_up(key, "another caller's fetch of it did not end in time")
+            waiting = [key for key in waiting if bounds[key] > until]
+        return []
+
+    def _gave_up(self, key: K, why: str) -> Outcome[V]:
+        """What a caller that could not get a fresh answer in time gets: the previous
+        value (``stale_if_error``), else a ``Timeout``."""
+        with self._lock:
+            entry = self._entries.get(key)
+        if self._stale_if_error and entry is not None and not isinstance(entry.value, FetchError):
+            return entry.value
+        return FetchError(f"{_described(key)}: {why}", code="Timeout", transient=True)
+
+    async def _lead(
+        self, flight: _Fetch[K, V], keys: list[K], ttls: dict[K, float], deadline: float | None
     ) -> dict[K, Outcome[V]]:
-        flight: _Flight[K, V] = _Flight(forced=force)
-        for key in keys:
-            flights[key] = flight
         try:
-            results = await self._fetch_guarded(keys, deadline)
-            # No await from here to done.set(): a cancellation cannot split the settling.
-            now = self._clock()
-            settled = {
-                key: self._settle(key, result, ttls[key], now)
-                for key, result in zip(keys, results, strict=True)
-            }
-            flight.outcomes = settled
+            results = await self._fetch_guarded(keys, deadline, flight.give_up_at)
+            # No await from here to settle(): a cancellation cannot split the settling.
+            warnings: list[tuple[K, str]] = []
+            with self._lock:
+                now = self._clock()
+                settled = {
+                    key: self._settle(key, result, ttls[key], now, flight.number, warnings)
+                    for key, result in zip(keys, results, strict=True)
+                }
+                self._land(flight, keys)
+            flight.settle(settled)
+            for key, code in warnings:
+                logger.warning(
+                    "refreshing %s failed (%s); serving the previous value", _described(key), code
+                )
             return settled
         finally:
-            for key in keys:
-                if flights.get(key) is flight:
-                    del flights[key]
-            if not flights and self._flights.get(loop) is flights:
-                del self._flights[loop]
-            flight.done.set()  # cancelled: outcomes is None, and a waiter fetches instead
+            if not flight.settled:  # cancelled: a waiter fetches instead
+                with self._lock:
+                    self._land(flight, keys)
+                flight.settle(None)
 
-    async def _fetch_guarded(self, keys: list[K], deadline: float | None) -> Sequence[Outcome[V]]:
+    def _land(self, flight: _Fetch[K, V], keys: list[K]) -> None:
+        """Take ``flight`` off its keys (those another caller did not take over)."""
+        for key in keys:
+            if self._flights.get(key) is flight:
+                del self._flights[key]
+
+    async def _fetch_guarded(
+        self, keys: list[K], deadline: float | None, give_up_at: float
+    ) -> Sequence[Outcome[V]]:
         try:
-            results = await self._fetch(keys, deadline)
-            if len(results) != len(keys):
-                raise RuntimeError("source returned a wrong number of results")
+            # Sources end their fetches by the bound; this is for one that does not.
+            with anyio.move_on_after(give_up_at + STALLED_AFTER_SECONDS - time.monotonic()):
+                results = await self._fetch(keys, deadline)
+                if len(results) != len(keys):
+                    raise RuntimeError("source returned a wrong number of results")
+                return results
         except Exception as exc:
             # A source must return FetchErrors, not raise; if one raises anyway, every key
             # fails with a code that says so, and nothing else breaks.
@@ -305,32 +406,43 @@ class Cache(Generic[K, V]):
             logger.error("source %r failed unexpectedly: %s", self._fetch, type(exc).__name__)
             error = FetchError(f"source failed: {type(exc).__name__}", code="SourceError")
             return [error] * len(keys)
-        return results
+        logger.error("source %r did not end its fetch by its time bound", self._fetch)
+        return [
+            FetchError("the source did not answer in time", code="Timeout", transient=True)
+        ] * len(keys)
 
-    def _settle(self, key: K, result: Outcome[V], ttl: float, now: float) -> Outcome[V]:
+    def _settle(
+        self,
+        key: K,
+        result: Outcome[V],
+        ttl: float,
+        now: float,
+        number: int,
+        warnings: list[tuple[K, str]],
+    ) -> Outcome[V]:
+        """Record one fetched outcome; what the callers get. Under the lock."""
         self._fetches += 1
         entry = self._entries.get(key)
+        if entry is not None and entry.fetch_number > number:
+            # A fetch asked later already answered (this one's leader was taken over).
+            return result
         previous = entry if entry is not None and not isinstance(entry.value, FetchError) else None
         if not isinstance(result, FetchError):
             if previous is not None:
                 self._refreshes += 1
             if self._caches(ttl):
-                self._store(key, _Entry(result, now, ttl))
+                self._store(key, _Entry(result, now, ttl, number))
             return result
         self._errors += 1
         if result.not_found and self._caches(ttl):
-            self._store(key, _Entry(result, now, ttl))
+            self._store(key, _Entry(result, now, ttl, number))
             return result
         if result.transient and self._stale_if_error and previous is not None and self._caches(ttl):
             self._stale_serves += 1
             previous.hold_until = now + min(ttl, STALE_RETRY_SECONDS)
             previous.longest_ttl = max(previous.longest_ttl, ttl)
             self._entries.move_to_end(key)
-            logger.warning(
-                "refreshing %s failed (%s); serving the previous value",
-                _described(key),
-                result.code,
-            )
+            warnings.append((key, result.code))
             return previous.value
         if not result.transient:
             # The value is gone or forbidden now: the old one must not be served again.

@@ -21,17 +21,23 @@ file), else ``AWS_CONTAINER_AUTHORIZATION_TOKEN``, and may not contain a line br
 refresh follows botocore's ``RefreshableCredentials``: from 15 minutes before expiry one
 caller refreshes while the others keep using the current keys, and a failure then is
 only logged; from 10 minutes before, every caller waits for the refresh and a failure is
-an error. One refresh at a time: concurrent callers share one call to the endpoint and
-its outcome, success or failure. Where botocore tries 3 times, 2 s each, 1 s apart, one
-call here is bounded by 2 s in all: a web request waits for it, and a failure is tried
-again by the next request.
+an error. One refresh at a time, whatever the thread or event loop: concurrent callers
+share one call to the endpoint and its outcome, success or failure. The call runs in a
+worker thread of its own (``_concurrency.in_thread``), bounded by 2 s in all with its
+answer capped at 64 KiB; each caller waits for it no longer than its own fetch's time
+bound, and a caller that stops waiting leaves the answer to the next one. Where botocore
+tries 3 times, 2 s each, 1 s apart, a failure here is tried again by the next request.
+botocore's chain, when it is used, runs the same way: off every event loop, one call at a
+time, abandoned by a caller at its time bound.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
@@ -40,6 +46,7 @@ from typing import Any
 
 import httpx
 
+from ._concurrency import Flight, in_thread, run_blocking
 from ._sigv4 import Credentials
 from .exceptions import FetchError
 
@@ -58,7 +65,13 @@ ADVISORY_REFRESH_SECONDS = 15 * 60
 MANDATORY_REFRESH_SECONDS = 10 * 60
 # botocore's ContainerMetadataFetcher.TIMEOUT_SECONDS, here the bound of the whole call.
 ENDPOINT_TIMEOUT_SECONDS = 2.0
-_MAX_ROUNDS = 3  # a caller waits again only if the one refreshing was cancelled
+# The endpoint answers a few hundred bytes: a body this long is not credentials.
+MAX_ENDPOINT_ANSWER_BYTES = 64 * 1024
+# botocore's chain may try instance metadata or SSO: a caller waits for it only within its
+# own time bound, and a call still running after this long is presumed stuck.
+BOTOCORE_SECONDS = 30.0
+# botocore's frozen credentials are good for 10 minutes at least: reuse them for 5.
+BOTOCORE_REUSE_SECONDS = 5 * 60.0
 
 
 class CredentialsProvider:
@@ -82,19 +95,28 @@ class CredentialsProvider:
         self._fixed = credentials
         self._clock = clock
         self._timeout = timeout
+        # Shared by every thread and loop; _refresh only changes under the lock.
+        self._lock = threading.Lock()
         self._botocore: Any = None  # botocore's credentials object, once resolved
+        # What botocore last gave, and until when it is used without asking again.
+        self._botocore_frozen: tuple[Credentials, float] | None = None
         self._container: _Temporary | None = None  # the endpoint's last answer
-        self._refresh: _Refresh | None = None  # the call to the endpoint under way
+        self._refresh: Flight[Any] | None = None  # the call under way (endpoint or botocore)
 
-    async def get(self) -> Credentials:
+    async def get(self, give_up_at: float | None = None) -> Credentials:
         """Credentials to sign with now.
+
+        Args:
+            give_up_at: When to stop waiting for credentials being fetched
+                (``time.monotonic()``); default: as long as the call to fetch them lasts.
 
         Raises:
             FetchError: ``NoCredentials``: none in the environment, no container endpoint,
                 and botocore has none (or is not installed). ``CredentialsError``: the
                 container endpoint is misconfigured, cannot be reached, refuses the
                 token or answers something else than credentials (transient when trying
-                again may help). The message never holds a key or a token.
+                again may help). ``Timeout``: they were not fetched by ``give_up_at``.
+                The message never holds a key or a token.
         """
         if self._fixed is not None:
             return self._fixed
@@ -103,45 +125,53 @@ class CredentialsProvider:
         if access_key and secret_key:
             return Credentials(access_key, secret_key, os.environ.get("AWS_SESSION_TOKEN") or None)
         if os.environ.get(RELATIVE_URI) or os.environ.get(FULL_URI):
-            return await self._from_container()
-        import anyio.to_thread
+            return await self._from_container(give_up_at)
+        return await self._from_botocore(give_up_at)
 
-        # botocore may read files or call the metadata service: keep it off the loop.
-        return await anyio.to_thread.run_sync(self._from_botocore)
+    def _refreshing(self, work: Callable[[], object], seconds: float) -> tuple[Flight[Any], bool]:
+        """The call under way, or a new one started in a worker thread; and whether it was
+        started now."""
+        with self._lock:
+            flight = self._refresh
+            if flight is not None and not flight.settled and not flight.stalled():
+                return flight, False
+            flight = self._refresh = in_thread(work, time.monotonic() + seconds)
+            return flight, True
+
+    @staticmethod
+    async def _wait(flight: Flight[Any], give_up_at: float | None) -> object:
+        until = flight.give_up_at if give_up_at is None else min(give_up_at, flight.give_up_at)
+        settled, outcome = await flight.wait(until)
+        if not settled:
+            return FetchError(
+                "AWS credentials were not ready within the fetch's time bound",
+                code="Timeout",
+                transient=True,
+            )
+        return outcome
 
     # -- the container endpoint ---------------------------------------------------
 
-    async def _from_container(self) -> Credentials:
-        import anyio
-
-        for _ in range(_MAX_ROUNDS):
-            usable = self._current(ADVISORY_REFRESH_SECONDS)
+    async def _from_container(self, give_up_at: float | None) -> Credentials:
+        usable = self._current(ADVISORY_REFRESH_SECONDS)
+        if usable is not None:
+            return usable
+        flight, started = self._refreshing(self._refresh_container, self._timeout + 1.0)
+        if not started:
+            # Someone is refreshing early: the current keys are good for 10 more minutes.
+            usable = self._current(MANDATORY_REFRESH_SECONDS)
             if usable is not None:
                 return usable
-            flight = self._refresh
-            if flight is None:
-                flight = self._refresh = _Refresh(anyio.Event())
-                await self._lead(flight)
-            else:
-                # Someone is refreshing early: the current keys are good for 10 more minutes.
-                usable = self._current(MANDATORY_REFRESH_SECONDS)
-                if usable is not None:
-                    return usable
-                await flight.done.wait()
-            if flight.result is not None:
-                return flight.result.credentials
-            if flight.error is not None:
-                # An early refresh failed: the current keys serve until 10 minutes before.
-                usable = self._current(MANDATORY_REFRESH_SECONDS)
-                if usable is not None:
-                    return usable
-                raise flight.error
-            # The caller refreshing was cancelled: refresh again.
-        raise FetchError(
-            "refreshing AWS credentials was cancelled repeatedly",
-            code="CredentialsError",
-            transient=True,
-        )
+        outcome = await self._wait(flight, give_up_at)
+        if isinstance(outcome, _Temporary):
+            return outcome.credentials
+        # An early refresh failed: the current keys serve until 10 minutes before.
+        usable = self._current(MANDATORY_REFRESH_SECONDS)
+        if usable is not None:
+            return usable
+        if isinstance(outcome, BaseException):
+            raise outcome
+        raise FetchError("no AWS credentials", code="CredentialsError", transient=True)
 
     def _current(self, window: float) -> Credentials | None:
         """The endpoint's last credentials, if they do not expire within ``window`` s."""
@@ -150,10 +180,10 @@ class CredentialsProvider:
             return None
         return current.credentials
 
-    async def _lead(self, flight: _Refresh) -> None:
-        """Call the endpoint for everyone waiting on ``flight``, and tell them the outcome."""
+    def _refresh_container(self) -> _Temporary | FetchError:
+        """Call the endpoint (in a worker thread); its answer, kept for every caller."""
         try:
-            fresh = await self._fetch_container(os.environ)
+            fresh = run_blocking("credentials", self._fetch_container, os.environ)
             if fresh.expired(self._clock()):
                 raise FetchError(
                     "the container credentials endpoint answered with credentials that have "
@@ -161,28 +191,26 @@ class CredentialsProvider:
                     code="CredentialsError",
                     transient=True,
                 )
-            self._container = flight.result = fresh
         except FetchError as error:
-            flight.error = error
+            current = self._container
+            if current is not None and current.expires_at is not None:
+                left = current.expires_at - self._clock()
+                if left >= MANDATORY_REFRESH_SECONDS:
+                    logger.warning(
+                        "refreshing AWS credentials failed; the current ones, valid %d s "
+                        "more, are used meanwhile: %s",
+                        left,
+                        error,
+                    )
+            return error
         except Exception as exc:  # whatever happens, the waiters get an outcome
-            flight.error = FetchError(
+            return FetchError(
                 f"reading the container credentials endpoint failed ({type(exc).__name__})",
                 code="CredentialsError",
                 transient=True,
             )
-        finally:
-            self._refresh = None
-            flight.done.set()
-        current = self._container
-        if flight.error is not None and current is not None and current.expires_at is not None:
-            left = current.expires_at - self._clock()
-            if left >= MANDATORY_REFRESH_SECONDS:
-                logger.warning(
-                    "refreshing AWS credentials failed; the current ones, valid %d s more, "
-                    "are used meanwhile: %s",
-                    left,
-                    flight.error,
-                )
+        self._container = fresh
+        return fresh
 
     async def _fetch_container(self, environ: Mapping[str, str]) -> _Temporary:
         import anyio
@@ -195,13 +223,26 @@ class CredentialsProvider:
         where = f"the container credentials endpoint ({endpoint.variable})"
         try:
             with anyio.fail_after(self._timeout):
-                async with httpx.AsyncClient(
-                    # A TLS context only for https; no proxy may ever see this token.
-                    verify=httpx.create_ssl_context() if endpoint.url.scheme == "https" else False,
-                    trust_env=False,
-                    timeout=self._timeout,
-                ) as client:
-                    response = await client.get(endpoint.url, headers=headers)
+                async with (
+                    httpx.AsyncClient(
+                        # A TLS context only for https; no proxy may ever see this token.
+                        verify=httpx.create_ssl_context()
+                        if endpoint.url.scheme == "https"
+                        else False,
+                        trust_env=False,
+                        timeout=self._timeout,
+                    ) as client,
+                    client.stream("GET", endpoint.url, headers=headers) as response,
+                ):
+                    status = response.status_code
+                    body = await _capped_body(response)
+        except _TooLong:
+            raise FetchError(
+                f"{where} answered more than {MAX_ENDPOINT_ANSWER_BYTES // 1024} KiB: "
+                "not credentials",
+                code="CredentialsError",
+                transient=True,
+            ) from None
         except (TimeoutError, httpx.TimeoutException):
             raise FetchError(
                 f"{where} did not answer within {self._timeout:g} s",
@@ -214,8 +255,7 @@ class CredentialsProvider:
                 code="CredentialsError",
                 transient=True,
             ) from exc
-        if response.status_code != 200:
-            status = response.status_code
+        if status != 200:
             hint = f": check {TOKEN_FILE} or {TOKEN}" if status in (401, 403) else ""
             raise FetchError(
                 f"{where} answered HTTP {status}{hint}",
@@ -224,7 +264,7 @@ class CredentialsProvider:
                 status=status,
             )
         try:
-            return _parse_credentials(response.json())
+            return _parse_credentials(json.loads(body))
         except ValueError:
             # Never the body itself: it holds the keys.
             raise FetchError(
@@ -236,7 +276,19 @@ class CredentialsProvider:
 
     # -- botocore -----------------------------------------------------------------
 
-    def _from_botocore(self) -> Credentials:
+    async def _from_botocore(self, give_up_at: float | None) -> Credentials:
+        frozen = self._botocore_frozen
+        if frozen is not None and time.monotonic() < frozen[1]:
+            return frozen[0]
+        flight, _ = self._refreshing(self._call_botocore, BOTOCORE_SECONDS)
+        outcome = await self._wait(flight, give_up_at)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        assert isinstance(outcome, Credentials)
+        return outcome
+
+    def _call_botocore(self) -> Credentials:
+        """botocore's credentials now (in a worker thread)."""
         if self._botocore is None:
             try:
                 import botocore.session
@@ -250,9 +302,26 @@ class CredentialsProvider:
             self._botocore = botocore.session.get_session().get_credentials()
             if self._botocore is None:
                 raise FetchError("no AWS credentials found", code="NoCredentials")
-        # For refreshable credentials this refreshes them when they are about to expire.
+        # For refreshable credentials this refreshes them when they are about to expire;
+        # what it returns is good for 10 minutes at least (botocore's mandatory window).
         frozen = self._botocore.get_frozen_credentials()
-        return Credentials(frozen.access_key, frozen.secret_key, frozen.token or None)
+        credentials = Credentials(frozen.access_key, frozen.secret_key, frozen.token or None)
+        self._botocore_frozen = (credentials, time.monotonic() + BOTOCORE_REUSE_SECONDS)
+        return credentials
+
+
+class _TooLong(Exception):
+    """An answer longer than the cap."""
+
+
+async def _capped_body(response: httpx.Response) -> bytes:
+    """The body, read as it comes, refused once it passes the cap (whatever it claims)."""
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > MAX_ENDPOINT_ANSWER_BYTES:
+            raise _TooLong
+    return bytes(body)
 
 
 class _Temporary:
@@ -271,15 +340,6 @@ class _Temporary:
 
     def expired(self, now: float) -> bool:
         return self.expires_at is not None and self.expires_at <= now
-
-
-class _Refresh:
-    """One call to the endpoint, its outcome shared by every caller that waits for it."""
-
-    def __init__(self, done: Any) -> None:
-        self.done = done  # an anyio.Event
-        self.result: _Temporary | None = None
-        self.error: FetchError | None = None
 
 
 class ContainerEndpoint:

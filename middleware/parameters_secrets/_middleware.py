@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
+import math
 import time
 from collections.abc import Callable, Collection, Mapping
+from typing import Any
 
 from ._cache import CacheStats
-from ._context import Values, _current
+from ._context import _current
 from ._declarations import Declaration
 from ._settings import Settings
 from ._sources import Source
 from ._store import ParametersSecrets
-from ._types import ASGIApp, Receive, Scope, Send
+from ._types import ASGIApp, Message, Receive, Scope, Send
 from .exceptions import ConfigurationError, LoadError
 
 logger = logging.getLogger("parameters_secrets")
@@ -21,7 +24,13 @@ logger = logging.getLogger("parameters_secrets")
 _DEADLINE_MARGIN_SECONDS = 0.05
 # What a refused request is told to wait: about when a failed value is asked again.
 RETRY_AFTER_SECONDS = 5
-_UNAVAILABLE = b'{"detail":"Service Unavailable"}'
+UNAVAILABLE_BODY = b'{"detail":"Service Unavailable"}'
+UNAVAILABLE_HEADERS = [
+    (b"content-type", b"application/json"),
+    (b"content-length", str(len(UNAVAILABLE_BODY)).encode()),
+    (b"retry-after", str(RETRY_AFTER_SECONDS).encode()),
+    (b"cache-control", b"no-store"),
+]
 
 OnFailure = Callable[[LoadError], ASGIApp]
 
@@ -46,7 +55,10 @@ class ParametersSecretsMiddleware:
         on_failure: Given the :class:`LoadError`, returns the ASGI app (a Starlette
             ``Response`` is one) that answers an HTTP request whose values could not be
             loaded; default a 503 ``{"detail": "Service Unavailable"}`` with
-            ``Retry-After``. A websocket is closed with code 1011 either way.
+            ``Retry-After``. If it raises, or returns something that is not an ASGI app,
+            the default answer is sent and an ERROR logged. A websocket handshake is
+            refused with the same 503 where the server supports denial responses
+            (uvicorn, hypercorn, daphne), else accepted and closed with code 1011.
 
     Raises:
         ConfigurationError: A key, declaration or argument is not valid, or a setting is
@@ -91,15 +103,15 @@ class ParametersSecretsMiddleware:
             await self.app(scope, receive, send)
             return
         store = self.store
-        values = store._current()  # the warm path: no await
+        values = store.cached()  # the warm path: no await
         if values is None:
             try:
-                values = await store._load_expired(_deadline(scope))
+                values = await store.load(deadline=deadline(scope.get("aws.context")))
             except LoadError as error:
                 await self._refuse(scope, receive, send, error)
                 return
         scope.setdefault("state", {}).update(values)
-        token = _current.set(Values(values))
+        token = _current.set(values)
         try:
             await self.app(scope, receive, send)
         finally:
@@ -121,25 +133,77 @@ class ParametersSecretsMiddleware:
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, error: LoadError) -> None:
         # The keys and codes were logged (ERROR) by the store; the caller learns nothing.
         if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1011, "reason": "Service Unavailable"})
+            await _refuse_websocket(scope, receive, send)
             return
-        if self._on_failure is not None:
-            answer = self._on_failure(error)
-            await answer(scope, receive, send)
-            return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 503,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(_UNAVAILABLE)).encode()),
-                    (b"retry-after", str(RETRY_AFTER_SECONDS).encode()),
-                    (b"cache-control", b"no-store"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": _UNAVAILABLE})
+        answer = self._failure_answer(error)
+        if answer is not None:
+            sent = _Sent(send)
+            try:
+                await answer(scope, receive, sent)
+                return
+            except Exception as exc:
+                logger.error("on_failure's answer raised %s", type(exc).__name__)
+                if sent.started:
+                    return  # the response began: nothing else can be sent
+        await _send_unavailable(send, "http.")
+
+    def _failure_answer(self, error: LoadError) -> ASGIApp | None:
+        """What ``on_failure`` returns, if it is an ASGI app; else ``None`` (logged)."""
+        if self._on_failure is None:
+            return None
+        try:
+            answer: Any = self._on_failure(error)
+        except Exception as exc:
+            logger.error("on_failure raised %s; answering 503", type(exc).__name__)
+            return None
+        if inspect.isawaitable(answer):
+            if inspect.iscoroutine(answer):
+                answer.close()  # never awaited: no "coroutine was never awaited" warning
+            logger.error(
+                "on_failure must return an ASGI app (such as a Response), not an awaitable: "
+                "is it an async function? answering 503"
+            )
+            return None
+        if not callable(answer):
+            logger.error(
+                "on_failure must return an ASGI app (such as a Response), not %s; answering 503",
+                type(answer).__name__,
+            )
+            return None
+        return answer  # type: ignore[no-any-return]
+
+
+class _Sent:
+    """A ``send`` that notes whether a response has begun."""
+
+    __slots__ = ("send", "started")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        self.started = True
+        await self.send(message)
+
+
+async def _refuse_websocket(scope: Scope, receive: Receive, send: Send) -> None:
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return  # the client went away
+    if "websocket.http.response" in scope.get("extensions", {}):
+        # The server can answer the handshake with an HTTP response: the same retryable 503.
+        await _send_unavailable(send, "websocket.http.")
+        return
+    # Closing before accepting would make the server answer 403 (forbidden): accept, then
+    # close with 1011 (the server met an unexpected condition).
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.close", "code": 1011, "reason": "Service Unavailable"})
+
+
+async def _send_unavailable(send: Send, prefix: str) -> None:
+    await send({"type": f"{prefix}response.start", "status": 503, "headers": UNAVAILABLE_HEADERS})
+    await send({"type": f"{prefix}response.body", "body": UNAVAILABLE_BODY})
 
 
 def _paths(exclude_paths: Collection[str]) -> tuple[frozenset[str], tuple[str, ...]]:
@@ -155,9 +219,9 @@ def _paths(exclude_paths: Collection[str]) -> tuple[frozenset[str], tuple[str, .
     return exact, prefixes
 
 
-def _deadline(scope: Scope) -> float | None:
-    """When the Lambda invocation runs out of time, if Mangum passed a usable context."""
-    context = scope.get("aws.context")
+def deadline(context: object) -> float | None:
+    """When the Lambda invocation runs out of time (``time.monotonic()``), less a margin
+    to answer 503 in, if ``context`` is a usable Lambda context; else ``None``."""
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     if remaining is None:
         return None
@@ -165,6 +229,6 @@ def _deadline(scope: Scope) -> float | None:
         milliseconds = float(remaining())
     except Exception:  # any context: Mangum's own test context raises NotImplementedError
         return None
-    if milliseconds != milliseconds:  # NaN
+    if not math.isfinite(milliseconds):  # NaN or infinite: no deadline
         return None
     return time.monotonic() + milliseconds / 1000 - _DEADLINE_MARGIN_SECONDS

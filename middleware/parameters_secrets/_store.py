@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import keyword
 import logging
 import math
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import replace
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
-import sniffio
-
-from ._cache import Cache, CacheStats
+from ._cache import Cache, CacheStats, Lookup
+from ._concurrency import run_blocking
 from ._context import Values
 from ._declarations import Declaration, Parameter, Record, Secret, ValueRequest, apply_transform
 from ._settings import Settings, logger
-from ._sources import Outcome, Source, choose_source
+from ._sources import Outcome, Source, choose_source, give_up_time
 from ._sources._records import checked_record
-from .exceptions import ConfigurationError, FetchError, LoadError, ParametersSecretsError
-
-T = TypeVar("T")
+from .exceptions import ConfigurationError, FetchError, LoadError
 
 
 class ParametersSecrets:
@@ -31,6 +26,11 @@ class ParametersSecrets:
     The middleware loads them for each request; a lifespan, a background task, a script
     or a plain Lambda handler in the same process reads the same values from the same
     cache. Nothing touches the network before the first load.
+
+    One store may be used at once from any number of threads and event loops (Mangum's,
+    ``asyncio.run``, trio, worker threads through the sync methods): however many callers
+    miss a value at once, the source is asked once, and a caller waiting for another's
+    fetch never blocks its own loop nor waits beyond its own time bound.
 
     Args:
         values: Key (a Python identifier) to :class:`Parameter` or :class:`Secret`.
@@ -60,32 +60,29 @@ class ParametersSecrets:
             reason = "passed as source="
         if not isinstance(source, Source):
             raise ConfigurationError(
-                f"source must have async fetch() and aclose() methods, not {source!r}"
+                "source must have async fetch() and aclose() methods and a checks_records "
+                f"attribute (subclass parameters_secrets.Source to inherit it), not {source!r}"
             )
         self.source = source
         logger.info("parameters_secrets: values from %r (%s)", source, reason)
         logger.debug("parameters_secrets: %r", self.settings)
         self._ttls = {key: self._ttl(d) for key, d in self._declarations.items()}
-        # The built-in sources check their answers (checks_records); a custom one's are
-        # checked here, so that it is held to the same.
-        fetch = source.fetch if getattr(source, "checks_records", False) else self._fetch_checked
         self._cache: Cache[ValueRequest, Record] = Cache(
-            fetch,
+            # A source that does not check its answers is held to the same check here.
+            source.fetch if source.checks_records else self._fetch_checked,
             max_size=self.settings.cache_size,
             enabled=self.settings.cache_enabled,
             stale_if_error=self.settings.stale_if_error,
             clock=clock,
+            bound=self._time_bound,
         )
         self._clock = clock
         # key -> (record, value): a transform runs once per fetched record, not per read.
         self._transformed: dict[str, tuple[Record, Any]] = {}
-        # The warm path: the last complete set of values, good until the first of them
-        # expires. Shared, read-only, by every request until then.
-        self._snapshot: dict[str, Any] | None = None
-        self._snapshot_until = 0.0
-        self._snapshot_hits = 0
-        # Bumped by every refresh: a load that began before it must not keep its values.
-        self._refreshes = 0
+        # The warm path: every value, and until when all of them are fresh, rebuilt from
+        # the cache whenever a lookup leaves every value fresh. Shared, read-only, by every
+        # caller until then; replaced whole, so any thread reads a consistent pair.
+        self._snapshot: tuple[dict[str, Any], float] | None = None
 
     def __repr__(self) -> str:
         return f"ParametersSecrets(keys={list(self._declarations)}, source={self.source!r})"
@@ -93,21 +90,38 @@ class ParametersSecrets:
     @property
     def stats(self) -> CacheStats:
         """The cache's counters: hits, upstream fetches, refreshes, stale serves, errors."""
-        stats = self._cache.stats
-        return replace(stats, hits=stats.hits + self._snapshot_hits)
+        return self._cache.stats
+
+    def cached(self) -> Values | None:
+        """Every declared value if all are cached and fresh, else ``None``.
+
+        Never fetches, never waits, never runs an event loop: the warm path of a request.
+        """
+        snapshot = self._fresh_snapshot()
+        if snapshot is None:
+            return None
+        self._cache.count_hits(len(snapshot))
+        return Values(snapshot)
 
     # -- async ------------------------------------------------------------------------
 
-    async def load(self) -> Values:
+    async def load(self, *, deadline: float | None = None) -> Values:
         """Every declared value, fetched (all at once) where not cached.
+
+        Args:
+            deadline: When loading must end (a ``time.monotonic()`` instant), such as the
+                Lambda invocation's end; the timeout settings bound it too.
 
         Raises:
             LoadError: A required value could not be loaded (and has no previous value).
         """
-        snapshot = self._current()
-        if snapshot is None:
-            snapshot = await self._load_expired(None)
-        return Values(snapshot)
+        values = self.cached()
+        if values is not None:
+            return values
+        resolved, failures, _ = await self._resolve(list(self._declarations), deadline=deadline)
+        if failures:
+            raise LoadError(failures)
+        return Values(resolved)
 
     async def get(self, key: str) -> Any:
         """One declared value.
@@ -116,11 +130,10 @@ class ParametersSecrets:
             KeyError: ``key`` is not declared.
             LoadError: It is required and could not be loaded.
         """
-        snapshot = self._snapshot_values()
-        if snapshot is not None:
-            self._snapshot_hits += 1
-            return snapshot[self._declared(key)]
-        values, failures, _ = await self._resolve([self._declared(key)])
+        found = self._fresh_value(self._declared(key))
+        if found:
+            return found[0]
+        values, failures, _ = await self._resolve([key])
         if failures:
             raise LoadError(failures)
         return values[key]
@@ -144,110 +157,104 @@ class ParametersSecrets:
         return Values(values)
 
     async def aclose(self) -> None:
-        """Release the source's connections."""
+        """Release the source's connections (those of the running event loop; the others
+        close with their loops)."""
         await self.source.aclose()
 
     # -- sync ---------------------------------------------------------------------------
 
-    def load_sync(self) -> Values:
+    def load_sync(self, *, deadline: float | None = None) -> Values:
         """:meth:`load` for code with no running event loop (a plain Lambda handler, a
-        script). Shares the store's cache; never calls ``asyncio.run``.
+        script, a WSGI app, a thread). Shares the store's cache; a warm read runs no event
+        loop; a cache miss runs one privately in this thread (never ``asyncio.run``).
 
         Raises:
             ParametersSecretsError: Called from inside a running event loop.
         """
-        snapshot = self._current()
-        if snapshot is not None:
-            return Values(snapshot)
-        return self._run_sync("load", self.load)
+        values = self.cached()
+        if values is not None:
+            return values
+        return run_blocking("load", self._load_cold, deadline)
 
     def get_sync(self, key: str) -> Any:
         """:meth:`get` for code with no running event loop."""
-        snapshot = self._snapshot_values()
-        if snapshot is not None:
-            self._snapshot_hits += 1
-            return snapshot[self._declared(key)]
-        return self._run_sync("get", self.get, key)
+        found = self._fresh_value(self._declared(key))
+        if found:
+            return found[0]
+        return run_blocking("get", self.get, key)
 
     def refresh_sync(self, *keys: str) -> Values:
         """:meth:`refresh` for code with no running event loop."""
-        return self._run_sync("refresh", self.refresh, *keys)
+        return run_blocking("refresh", self.refresh, *keys)
 
-    def _run_sync(self, name: str, method: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
-        try:
-            library: str | None = sniffio.current_async_library()
-        except sniffio.AsyncLibraryNotFoundError:
-            library = None
-        if library is not None:
-            raise ParametersSecretsError(
-                f"{name}_sync() was called inside a running event loop ({library}): "
-                f"use 'await store.{name}()' there"
-            )
-        # A private loop, never made the thread's current one, so that a Mangum handler
-        # in the same process keeps its own (asyncio.run would unset it). Connections
-        # opened here close with this loop (shutdown_asyncgens).
-        loop = asyncio.new_event_loop()
-        try:
-            return loop.run_until_complete(method(*args))
-        finally:
-            try:
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            finally:
-                loop.close()
+    async def _load_cold(self, deadline: float | None) -> Values:
+        return await self.load(deadline=deadline)
 
-    # -- for the middleware -----------------------------------------------------------
+    # -- reading what is cached, without waiting ----------------------------------------
 
-    def _current(self) -> dict[str, Any] | None:
-        """Every value, if all are loaded and none has expired; else ``None``. No await:
-        the warm path of a request."""
-        snapshot = self._snapshot_values()
-        if snapshot is not None:
-            self._snapshot_hits += len(snapshot)
-        return snapshot
-
-    def _snapshot_values(self) -> dict[str, Any] | None:
+    def _fresh_snapshot(self) -> dict[str, Any] | None:
         snapshot = self._snapshot
-        if snapshot is not None and self._clock() < self._snapshot_until:
-            return snapshot
+        if snapshot is not None and self._clock() < snapshot[1]:
+            return snapshot[0]
         return None
 
-    async def _load_expired(self, deadline: float | None) -> dict[str, Any]:
-        """Every value through the cache (the snapshot is gone); a new snapshot if all are
-        cached and no refresh ran meanwhile.
+    def _fresh_value(self, key: str) -> tuple[Any] | tuple[()]:
+        """``(value,)`` if ``key``'s value is cached and fresh, else ``()``."""
+        snapshot = self._fresh_snapshot()
+        if snapshot is None:
+            lookups = self._cache.peek([(self._declarations[key].request, self._ttls[key])])
+            if lookups is None:
+                return ()
+            values, failures, _ = self._interpret([key], lookups, log=False)
+            return () if failures else (values[key],)
+        self._cache.count_hits(1)
+        return (snapshot[key],)
 
-        Raises:
-            LoadError: A required value could not be loaded.
-        """
-        refreshes = self._refreshes
-        values, failures, until = await self._resolve(list(self._declarations), deadline=deadline)
-        if failures:
-            self._snapshot = None
-            raise LoadError(failures)
-        if refreshes == self._refreshes and until is not None:
-            self._snapshot, self._snapshot_until = values, until
-        return values
+    def _take_snapshot(self) -> None:
+        """Keep every value as the warm path's snapshot, if every one is fresh now: read
+        from the cache, so a lookup that began before a refresh cannot put back the
+        older values it got."""
+        keys = list(self._declarations)
+        lookups = self._cache.peek(
+            [(self._declarations[k].request, self._ttls[k]) for k in keys], read=False
+        )
+        if lookups is None:
+            return
+        values, failures, until = self._interpret(keys, lookups, log=False)
+        if not failures and until is not None:
+            self._snapshot = (values, until)
+
+    # -- loading ------------------------------------------------------------------------
 
     async def _resolve(
         self, keys: Sequence[str], *, deadline: float | None = None, force: bool = False
     ) -> tuple[dict[str, Any], dict[str, FetchError], float | None]:
         """The values of ``keys``; the required ones that failed, with their errors; and
         until when all of them are fresh (``None``: one is not cached)."""
-        declarations = [(key, self._declarations[key]) for key in keys]
         if force:
-            self._refreshes += 1
             self._snapshot = None
         before = self._cache.stats if logger.isEnabledFor(logging.DEBUG) else None
         lookups = await self._cache.get_many(
-            [(d.request, self._ttls[key]) for key, d in declarations],
+            [(self._declarations[key].request, self._ttls[key]) for key in keys],
             deadline=deadline,
             force=force,
         )
         if before is not None and self._cache.stats != before:
             logger.debug("parameters_secrets: cache %s", self._cache.stats)
+        resolved = self._interpret(keys, lookups, log=True)
+        self._take_snapshot()
+        return resolved
+
+    def _interpret(
+        self, keys: Sequence[str], lookups: Sequence[Lookup[Record]], *, log: bool
+    ) -> tuple[dict[str, Any], dict[str, FetchError], float | None]:
+        """What the app sees of the cache's lookups: values (transformed, or defaults),
+        the required ones that failed, and until when all are fresh."""
         values: dict[str, Any] = {}
         failures: dict[str, FetchError] = {}
         until = math.inf
-        for (key, declaration), (outcome, fresh_until) in zip(declarations, lookups, strict=True):
+        for key, (outcome, fresh_until) in zip(keys, lookups, strict=True):
+            declaration = self._declarations[key]
             until = min(until, -math.inf if fresh_until is None else fresh_until)
             if not isinstance(outcome, FetchError):
                 try:
@@ -257,15 +264,16 @@ class ParametersSecrets:
                     outcome = exc
             if declaration.required:
                 failures[key] = outcome
-                logger.error(
-                    "required value %r (%s) could not be loaded (%s): %s",
-                    key,
-                    declaration.request.describe(),
-                    outcome.code,
-                    outcome,
-                )
+                if log:
+                    logger.error(
+                        "required value %r (%s) could not be loaded (%s): %s",
+                        key,
+                        declaration.request.describe(),
+                        outcome.code,
+                        outcome,
+                    )
             else:
-                if not outcome.not_found:
+                if log and not outcome.not_found:
                     logger.warning(
                         "optional value %r (%s) could not be loaded (%s); using its default",
                         key,
@@ -289,6 +297,13 @@ class ParametersSecrets:
             return self.settings.parameter_ttl
         return self.settings.secret_ttl
 
+    def _time_bound(self, request: ValueRequest, deadline: float | None) -> float:
+        """When a fetch of ``request`` must end: its timeout setting, the deadline, else
+        the default ceiling (the same bound the sources apply)."""
+        if request.kind == "parameter":
+            return give_up_time(self.settings.parameter_timeout_ms, deadline)
+        return give_up_time(self.settings.secret_timeout_ms, deadline)
+
     async def _fetch_checked(
         self, requests: Sequence[ValueRequest], deadline: float | None
     ) -> list[Outcome]:
@@ -303,6 +318,7 @@ class ParametersSecrets:
         if memo is not None and memo[0] is record:
             return memo[1]
         value = apply_transform(declaration, record)
+        # Two threads may transform one record at once: either result is the same value.
         self._transformed[key] = (record, value)
         return value
 

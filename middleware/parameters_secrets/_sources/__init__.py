@@ -12,6 +12,8 @@ from .._settings import Settings
 from ..exceptions import FetchError
 
 Outcome = Record | FetchError
+"""What a source returns for one request: its record, or the :class:`FetchError` that
+says why there is none."""
 
 
 @runtime_checkable
@@ -21,11 +23,17 @@ class Source(Protocol):
     ``fetch`` gets several requests at once (so that a source may batch them) and returns
     one outcome per request, in order: the AWS API's JSON for the value (the ``Parameter``
     object of ``GetParameter``, or the ``GetSecretValue`` response), or a
-    :class:`FetchError`. It must not raise for a failure of one value, and must not
-    touch the network before it is first called. The store checks that each record holds
-    a usable value for its request (else ``MalformedResponse``), unless the source says it
-    does so itself with a true ``checks_records`` attribute, as the built-in ones do.
+    :class:`FetchError`. It must not raise for a failure of one value, must end by the
+    fetch's time bound, and must not touch the network before it is first called. It may
+    be called from several threads and event loops at once.
+
+    ``checks_records`` says whether the source itself makes sure each record holds a
+    usable value for its request (the built-in ones do); if false, the store checks them
+    (a record without one is a transient ``MalformedResponse``). Subclass this protocol to
+    inherit ``checks_records = False``.
     """
+
+    checks_records: bool = False
 
     async def fetch(
         self, requests: Sequence[ValueRequest], deadline: float | None = None

@@ -6,16 +6,16 @@ import functools
 import json
 import os
 import ssl
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import anyio
 import httpx
 
 from .. import __name__ as _package
+from .._concurrency import PerLoop
 from .._credentials import CredentialsProvider
 from .._declarations import ParameterRequest, SecretRequest, ValueRequest
-from .._loops import PerLoop
 from .._settings import Settings
 from .._sigv4 import Credentials, sign
 from ..exceptions import ConfigurationError, FetchError
@@ -122,25 +122,43 @@ class AwsSource:
     async def fetch(
         self, requests: Sequence[ValueRequest], deadline: float | None = None
     ) -> list[Outcome]:
-        """Fetch every request, batching what can be batched, all calls concurrently."""
+        """Fetch every request, batching what can be batched, all calls concurrently.
+
+        Each kind of value (parameters, secrets) ends by its own time bound, the wait for
+        credentials included.
+        """
         outcomes: dict[ValueRequest, Outcome] = {}
-        try:
-            credentials = await self._credentials.get()
-            self._resolve_services()
-        except FetchError as error:
-            return [error] * len(requests)
         parameters = [r for r in requests if isinstance(r, ParameterRequest)]
         secrets = [r for r in requests if isinstance(r, SecretRequest)]
-        # Every call for one kind of value, retries and fallbacks included, ends by then.
-        parameters_by = give_up_time(self._settings.parameter_timeout_ms, deadline)
-        secrets_by = give_up_time(self._settings.secret_timeout_ms, deadline)
-        await _concurrently(
-            [
-                *self._parameter_calls(parameters, credentials, parameters_by, outcomes),
-                *self._secret_calls(secrets, credentials, secrets_by, outcomes),
-            ]
-        )
+        calls = []
+        if parameters:
+            by = give_up_time(self._settings.parameter_timeout_ms, deadline)
+            calls.append(self._fetch_kind(parameters, by, self._parameter_calls, outcomes))
+        if secrets:
+            by = give_up_time(self._settings.secret_timeout_ms, deadline)
+            calls.append(self._fetch_kind(secrets, by, self._secret_calls, outcomes))
+        await _concurrently(calls)
         return [outcomes[r] for r in requests]
+
+    async def _fetch_kind(
+        self,
+        requests: list[R],
+        give_up_at: float,
+        plan: Callable[
+            [list[R], Credentials, float, dict[ValueRequest, Outcome]], list[Awaitable[None]]
+        ],
+        outcomes: dict[ValueRequest, Outcome],
+    ) -> None:
+        """Every call for one kind of value, ending by ``give_up_at`` (every call, retry,
+        fallback and the wait for credentials)."""
+        try:
+            credentials = await self._credentials.get(give_up_at)
+            self._resolve_services()
+        except FetchError as error:
+            for request in requests:
+                outcomes[request] = error
+            return
+        await _concurrently(plan(requests, credentials, give_up_at, outcomes))
 
     # -- planning -----------------------------------------------------------------
 
@@ -150,7 +168,7 @@ class AwsSource:
         credentials: Credentials,
         give_up_at: float,
         outcomes: dict[ValueRequest, Outcome],
-    ) -> list[Any]:
+    ) -> list[Awaitable[None]]:
         singles: list[ParameterRequest] = []
         batches: dict[bool, dict[str, ParameterRequest]] = {}
         for request in dict.fromkeys(requests):
@@ -165,7 +183,7 @@ class AwsSource:
                 batch[request.name] = request
             else:
                 singles.append(request)
-        calls: list[Any] = []
+        calls: list[Awaitable[None]] = []
         for batch in batches.values():
             chunks, alone = _batches(list(batch.values()), PARAMETERS_PER_BATCH)
             calls += [self._get_parameters(c, credentials, give_up_at, outcomes) for c in chunks]
@@ -179,7 +197,7 @@ class AwsSource:
         credentials: Credentials,
         give_up_at: float,
         outcomes: dict[ValueRequest, Outcome],
-    ) -> list[Any]:
+    ) -> list[Awaitable[None]]:
         # BatchGetSecretValue returns AWSCURRENT only: pinned versions go one by one.
         unique = list(dict.fromkeys(requests))
         current = [
@@ -188,7 +206,7 @@ class AwsSource:
         batchable = current if self.batch_secrets else []
         singles = [r for r in unique if r not in batchable]
         chunks, alone = _batches(batchable, SECRETS_PER_BATCH)
-        calls: list[Any] = [
+        calls: list[Awaitable[None]] = [
             self._batch_get_secrets(c, credentials, give_up_at, outcomes) for c in chunks
         ]
         calls += [self._get_secret(r, credentials, give_up_at, outcomes) for r in singles + alone]
@@ -461,7 +479,7 @@ def _service_client(
     )
 
 
-async def _concurrently(calls: list[Awaitable[None]]) -> None:
+async def _concurrently(calls: Sequence[Awaitable[None]]) -> None:
     """Await every call at once."""
     if len(calls) <= 1:
         for call in calls:

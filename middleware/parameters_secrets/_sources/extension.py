@@ -11,21 +11,22 @@ from urllib.parse import quote
 import anyio
 import httpx
 
+from .._concurrency import PerLoop
 from .._declarations import ParameterRequest, SecretRequest, ValueRequest
-from .._loops import PerLoop
 from .._settings import Settings
 from ..exceptions import ConfigurationError, FetchError
 from . import Outcome, give_up_time
 from ._errors import error_code, is_transient
 from ._records import checked_record
-from ._retry import RetryPolicy, is_throttling, within_time_bound
+from ._retry import RetryPolicy, within_time_bound
 
 TOKEN_HEADER = "X-Aws-Parameters-Secrets-Token"  # noqa: S105 - a header name
 # The extension answers "400 not ready to serve traffic, please wait" until its own
 # INIT is done, and a connection can be refused for a moment while it starts.
 NOT_READY_BUDGET_SECONDS = 1.0
-# Retries of a starting extension begin at 10 ms; throttling backs off up to 2 s.
-_RETRY = RetryPolicy(base_delay=0.01, max_delay=2.0)
+# Retries of a starting extension begin at 10 ms; throttling backs off up to 2 s. The
+# extension has retried AWS already: by default only throttling is asked again.
+DEFAULT_RETRY = RetryPolicy(base_delay=0.01, max_delay=2.0, max_attempts=1)
 
 
 class ExtensionSource:
@@ -38,6 +39,12 @@ class ExtensionSource:
             ``AWS_CONTAINER_AUTHORIZATION_TOKEN`` (Lambda SnapStart has no session
             token), read when a request is made.
         settings: Timeouts and the default port; default ``Settings.from_env()``.
+        retry: When and how long to wait before asking again: throttling (which the
+            extension passes on from AWS) until the fetch's time bound, other transient
+            failures ``max_attempts`` tries in all. The default waits from 10 ms up to 2 s
+            and tries other failures once (the extension has retried AWS itself). A
+            starting extension ("not ready", connection refused) is asked again for up to
+            1 s whatever the policy.
         transport: An httpx transport to send requests through (tests:
             ``httpx.MockTransport``); default a connection pool to the extension.
     """
@@ -51,9 +58,11 @@ class ExtensionSource:
         token: str | None = None,
         *,
         settings: Settings | None = None,
+        retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._settings = settings if settings is not None else Settings.from_env()
+        self.retry = retry if retry is not None else DEFAULT_RETRY
         port = self._settings.http_port if port is None else port
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
             raise ConfigurationError(f"port must be an integer 1 to 65535, not {port!r}")
@@ -148,13 +157,15 @@ class ExtensionSource:
             # A refused connection or "not ready": the extension may still be starting.
             if error.code == "ExtensionNotReady" or error in refused:
                 return time.monotonic() - started < NOT_READY_BUDGET_SECONDS
-            return is_throttling(error)  # the extension passes AWS's throttling on
+            if error.code == "MalformedResponse":
+                return False  # asked again on a later request, as RetryPolicy says
+            return self.retry.retries(error, tries)
 
         return await within_time_bound(
             attempt,
             give_up_at=give_up_time(timeout_ms, deadline),
             retries=retries,
-            delay=_RETRY.delay,
+            delay=self.retry.delay,
             timed_out=lambda: _timeout(request),
         )
 

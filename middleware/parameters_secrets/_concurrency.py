@@ -1,0 +1,280 @@
+"""What is shared between threads and event loops, what belongs to one loop, and what
+blocks. The whole concurrency model of the package is here; nothing else tracks loops.
+
+* **Shared by every thread and loop**: the cache's entries, counters and fetches in flight
+  (behind the cache's one lock), the store's snapshot of fresh values (one tuple, replaced
+  whole), the credentials (behind the provider's lock). No lock is held across an
+  ``await``, a network call, or a user's code.
+* **A fetch in flight** is a :class:`Flight`: its leader fetches in its own task and
+  settles it; everyone else who needs the same keys, on any thread or loop, waits for
+  that outcome. A waiter on an event loop waits on its own loop (the wake-up is posted to
+  it, thread-safe), so it never blocks that loop, and never beyond its own time bound. A
+  leader that is cancelled settles with no outcome, and a waiter leads instead; a leader
+  whose loop stopped running (an asyncio loop stopped or closed without cancelling its
+  tasks) is replaced.
+* **Belongs to one loop**: an ``httpx.AsyncClient`` and its connections. :class:`PerLoop`
+  keeps one per running loop and closes it when that loop finalises its async generators
+  (``asyncio.run``, ``asyncio.Runner``, ``anyio.run``, ``trio.run``), or on ``aclose()``.
+* **Blocks**: the sync methods on a cache miss (:func:`run_blocking`: the async code on a
+  private asyncio loop in the calling thread, never made its current loop, closed after;
+  so Mangum's loop in the same process is left alone). Credentials from the container
+  endpoint or botocore are fetched by a worker thread (:func:`in_thread`) that callers
+  wait for within their own time bound.
+* **Never blocks**: a warm read (sync or async), and an async caller's wait for a fetch
+  led elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+import weakref
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
+from typing import Any, Generic, TypeVar
+
+import anyio
+import anyio.lowlevel
+import sniffio
+
+from .exceptions import ParametersSecretsError
+
+T = TypeVar("T")
+
+# A leader still unsettled this long after its own time bound is presumed gone (its loop
+# blocked or its thread stuck): the next caller leads instead.
+STALLED_AFTER_SECONDS = 1.0
+
+
+def current_loop() -> object:
+    """A hashable identity of the running event loop, asyncio's or trio's."""
+    return anyio.lowlevel.current_token()
+
+
+def _call_soon_threadsafe() -> Callable[[Callable[[], object]], object]:
+    """How to run a callback on the running loop from any thread, without blocking."""
+    native: Any = anyio.lowlevel.current_token().native_token
+    if isinstance(native, asyncio.AbstractEventLoop):
+        return native.call_soon_threadsafe
+    return native.run_sync_soon  # type: ignore[no-any-return]  # a trio.lowlevel.TrioToken
+
+
+def _running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+class Flight(Generic[T]):
+    """An outcome one caller produces and any number of callers, on any thread or event
+    loop, wait for.
+
+    Args:
+        give_up_at: When its leader's work ends at the latest (``time.monotonic()``).
+    """
+
+    __slots__ = ("__weakref__", "_lock", "_loop", "_outcome", "_settled", "_wakers", "give_up_at")
+
+    def __init__(self, give_up_at: float) -> None:
+        self._lock = threading.Lock()
+        self._settled = False
+        self._outcome: T | None = None
+        self._wakers: list[Callable[[], None]] = []
+        # The leader's asyncio loop: if it stops running, this flight will never settle.
+        self._loop = _running_asyncio_loop()
+        self.give_up_at = give_up_at
+
+    @property
+    def settled(self) -> bool:
+        return self._settled
+
+    def stalled(self) -> bool:
+        """Whether its leader can no longer settle it: its loop stopped, or it is long
+        past its time bound."""
+        if self._settled:
+            return False
+        loop = self._loop
+        if loop is not None and not loop.is_running():
+            return True
+        return time.monotonic() > self.give_up_at + STALLED_AFTER_SECONDS
+
+    def settle(self, outcome: T | None) -> None:
+        """Give every waiter ``outcome`` (``None``: the leader stopped without one)."""
+        with self._lock:
+            if self._settled:
+                return
+            self._outcome, self._settled = outcome, True
+            wakers, self._wakers = self._wakers, []
+        for wake in wakers:
+            wake()
+
+    async def wait(self, until: float) -> tuple[bool, T | None]:
+        """Wait on the running loop, never blocking it, until settled or ``until``
+        (``time.monotonic()``) passes.
+
+        Returns:
+            ``(settled, outcome)``.
+        """
+        event = anyio.Event()
+        post = _call_soon_threadsafe()
+
+        def wake() -> None:
+            # RuntimeError: that loop has closed (trio's RunFinishedError is one).
+            with contextlib.suppress(RuntimeError):
+                post(event.set)
+
+        with self._lock:
+            if self._settled:
+                return True, self._outcome
+            self._wakers.append(wake)
+        try:
+            with anyio.move_on_after(max(0.0, until - time.monotonic())):
+                await event.wait()
+        finally:
+            with self._lock:
+                if wake in self._wakers:
+                    self._wakers.remove(wake)
+        return self._settled, self._outcome
+
+
+def in_thread(work: Callable[[], T], give_up_at: float) -> Flight[T | BaseException]:
+    """Start ``work`` in a daemon thread; its result (or the exception it raised) settles
+    the returned flight. Nobody's cancellation stops it: a caller that stops waiting
+    leaves the outcome to the next one."""
+    flight: Flight[T | BaseException] = Flight(give_up_at)
+
+    def run() -> None:
+        try:
+            outcome: T | BaseException = work()
+        except BaseException as exc:  # handed to the waiters, whatever it is
+            outcome = exc
+        flight.settle(outcome)
+
+    threading.Thread(target=run, name="parameters-secrets-refresh", daemon=True).start()
+    return flight
+
+
+def run_blocking(name: str, method: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
+    """Run ``method(*args)`` to completion in this thread, on a private asyncio loop.
+
+    Never ``asyncio.run``: that would unset the thread's current loop, which Mangum keeps
+    for every invocation. Connections opened on the private loop close with it.
+
+    Raises:
+        ParametersSecretsError: Called inside a running event loop (it would block it):
+            the message names the async method to await instead.
+    """
+    try:
+        library: str | None = sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        library = None
+    if library is not None:
+        raise ParametersSecretsError(
+            f"{name}_sync() was called inside a running event loop ({library}): "
+            f"use 'await store.{name}()' there"
+        )
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(method(*args))
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
+
+
+# -- resources that belong to one loop ------------------------------------------------------
+
+
+def _is_closed(loop: object) -> bool:
+    native = getattr(loop, "native_token", None)
+    return isinstance(native, asyncio.AbstractEventLoop) and native.is_closed()
+
+
+# Every closer, by loop, held here as well as by its owner: an owner collected as part of
+# a reference cycle (a web app usually is one) must not take its pool into the same
+# garbage collection pass, where the pool's sockets would be finalised unclosed. Kept
+# here, a pool closes with its loop whatever became of its owner.
+_closers: dict[object, set[AsyncGenerator[None, None]]] = {}
+_closers_lock = threading.Lock()
+
+
+async def _release_with_loop(close: Callable[[], Awaitable[None]]) -> AsyncGenerator[None, None]:
+    # An async generator left suspended here is finalised by its loop when the loop ends
+    # (asyncio.run, asyncio.Runner, anyio.run and trio.run call aclose() on the generators
+    # still alive), which runs this ``finally`` on that loop while it can still close
+    # sockets cleanly.
+    try:
+        yield
+    finally:
+        await close()
+
+
+class _Held(dict[object, tuple[T, AsyncGenerator[None, None]]]):
+    """What a :class:`PerLoop` holds, per loop (a dict that can be weakly referenced)."""
+
+
+class PerLoop(Generic[T]):
+    """One ``T`` per running event loop, made on first use and closed when its loop ends.
+
+    Args:
+        make: Builds a ``T`` (called inside the loop that will use it).
+        close: Releases a ``T``; awaited on the loop that made it, when that loop shuts
+            down, or by :meth:`aclose`.
+    """
+
+    def __init__(self, make: Callable[[], T], close: Callable[[T], Awaitable[None]]) -> None:
+        self._make = make
+        self._close = close
+        self._lock = threading.Lock()
+        # loop -> (resource, the suspended generator that closes it with the loop)
+        self._held: _Held[T] = _Held()
+
+    async def get(self) -> T:
+        """The running loop's ``T``."""
+        loop = current_loop()
+        held = self._held.get(loop)
+        if held is not None:
+            return held[0]
+        # Only this loop's thread adds this loop's entries, and nothing from here to the
+        # end suspends: no other task of this loop can get in between.
+        resource = self._make()
+        # The closer refers to this object only weakly: it may outlive it.
+        holder, release, lock = weakref.ref(self._held), self._close, self._lock
+
+        async def close() -> None:
+            still_held = holder()
+            if still_held is not None:
+                with lock:
+                    if loop in still_held and still_held[loop][0] is resource:
+                        del still_held[loop]
+            with _closers_lock:
+                kept = _closers.get(loop)
+                if kept is not None:
+                    kept.discard(releaser)
+                    if not kept:
+                        del _closers[loop]
+            await release(resource)
+
+        releaser = _release_with_loop(close)
+        await releaser.__anext__()  # registers it with the running loop; never suspends
+        with _closers_lock:
+            # Forget loops that closed without finalising their generators (a bare
+            # loop.close()): nothing can run on them any more.
+            for gone in [other for other in _closers if _is_closed(other)]:
+                del _closers[gone]
+            _closers.setdefault(loop, set()).add(releaser)
+        with self._lock:
+            for gone in [other for other in self._held if _is_closed(other)]:
+                del self._held[gone]
+            self._held[loop] = (resource, releaser)
+        return resource
+
+    async def aclose(self) -> None:
+        """Close the running loop's ``T``; those of other loops close with their loops."""
+        with self._lock:
+            held = self._held.pop(current_loop(), None)
+        if held is not None:
+            await held[1].aclose()
