@@ -4,8 +4,11 @@ and the token ExtensionSource sends where there is no AWS_SESSION_TOKEN."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,15 @@ import pytest
 from anyio import wait_all_tasks_blocked
 from mangum import Mangum
 
-from parameters_secrets import ExtensionSource, FetchError, Parameter, ParametersSecretsMiddleware
+from parameters_secrets import (
+    AwsSource,
+    ExtensionSource,
+    FetchError,
+    LoadError,
+    Parameter,
+    ParametersSecrets,
+    ParametersSecretsMiddleware,
+)
 from parameters_secrets._credentials import (
     ECS_HOST,
     FULL_URI,
@@ -29,7 +40,8 @@ from parameters_secrets._sigv4 import Credentials
 from tests.conftest import FakeClock
 from tests.credentials_endpoint import CredentialsEndpoint
 from tests.extension_server import FakeExtension
-from tests.lambda_events import invoke
+from tests.lambda_events import LambdaContext, invoke
+from tests.moto_server import MotoServer, assume_role, put_parameter
 
 pytestmark = pytest.mark.anyio
 CONTAINER_TOKEN = "container-authorization-token"
@@ -505,3 +517,153 @@ def test_refused_extension_token_says_which_variable_was_sent(
     assert hint in caplog.text
     for value in environment.values():
         assert value not in caplog.text
+
+
+# -- any thread, any loop, within the fetch's time bound ---------------------------------
+
+
+def test_threads_sharing_fresh_stores_share_one_endpoint_call_each_with_no_error_or_hang(
+    moto_auth: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """8 threads at once on each of 4 fresh stores, keys only from the container endpoint,
+    against moto enforcing IAM: every value loads, nothing hangs, one endpoint call a store."""
+    keys = assume_role(moto_auth, ["ssm:GetParameter", "ssm:GetParameters"])
+    put_parameter(moto_auth, "/threads/value", "from-moto")
+    with CredentialsEndpoint(token=CONTAINER_TOKEN) as endpoint:
+        for _ in range(4):
+            endpoint.issue(*keys)
+        monkeypatch.setenv(FULL_URI, endpoint.url)
+        monkeypatch.setenv(TOKEN, CONTAINER_TOKEN)
+        monkeypatch.setitem(sys.modules, "botocore", None)  # the endpoint, not botocore's chain
+        monkeypatch.setitem(sys.modules, "botocore.session", None)
+        endpoint.hold()  # every thread arrives while the first call is under way
+        loaded: list[str] = []
+        hung = 0
+        for _ in range(4):
+            store = ParametersSecrets(
+                {"value": Parameter("/threads/value")},
+                source=AwsSource(region="us-east-1", endpoint_url=moto_auth.url),
+            )
+            go = threading.Event()
+
+            def load(store: ParametersSecrets = store, go: threading.Event = go) -> None:
+                go.wait(10)
+                loaded.append(store.load_sync()["value"])
+
+            threads = [threading.Thread(target=load, daemon=True) for _ in range(8)]
+            for thread in threads:
+                thread.start()
+            go.set()
+            threading.Timer(0.2, endpoint.release).start()
+            for thread in threads:
+                thread.join(30)
+            hung += sum(thread.is_alive() for thread in threads)
+            endpoint.hold()
+        endpoint.release()
+    assert hung == 0
+    assert loaded == ["from-moto"] * 32
+    assert endpoint.calls == 4
+
+
+def test_a_slow_endpoint_ends_the_fetch_by_its_timeout_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with CredentialsEndpoint(token=CONTAINER_TOKEN) as endpoint:
+        monkeypatch.setenv(FULL_URI, endpoint.url)
+        monkeypatch.setenv(TOKEN, CONTAINER_TOKEN)
+        monkeypatch.setenv("SSM_PARAMETER_STORE_TIMEOUT_MILLIS", "300")
+        store = ParametersSecrets(
+            {"value": Parameter("/slow/value")},
+            source=AwsSource(region="us-east-1", endpoint_url="http://127.0.0.1:9"),
+        )
+        endpoint.hold()
+        threading.Timer(1.5, endpoint.release).start()  # a 1.5 s endpoint
+        started = time.monotonic()
+        with pytest.raises(LoadError) as failed:
+            store.load_sync()
+        elapsed = time.monotonic() - started
+        assert endpoint.calls == 1
+    error = failed.value.failures["value"]
+    assert (error.code, error.transient) == ("Timeout", True)
+    assert "credentials were not ready" in str(error)
+    assert elapsed < 1.0  # a bound the 300 ms setting promises, not a measurement
+
+
+def test_a_slow_endpoint_ends_a_lambda_request_by_the_remaining_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with CredentialsEndpoint(token=CONTAINER_TOKEN) as endpoint:
+        monkeypatch.setenv(FULL_URI, endpoint.url)
+        monkeypatch.setenv(TOKEN, CONTAINER_TOKEN)
+        app = ParametersSecretsMiddleware(
+            _app,
+            values={"key": Parameter("/slow/value")},
+            source=AwsSource(region="us-east-1", endpoint_url="http://127.0.0.1:9"),
+        )
+        endpoint.hold()
+        threading.Timer(1.5, endpoint.release).start()
+        started = time.monotonic()
+        response = invoke(
+            Mangum(app, lifespan="off"), "http_api_v2", "/", context=LambdaContext(remaining_ms=300)
+        )
+        elapsed = time.monotonic() - started
+    assert response.status == 503
+    assert elapsed < 1.0  # the Lambda's 300 ms, not the endpoint's 1.5 s
+
+
+def test_a_slow_botocore_credential_process_is_abandoned_at_the_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = tmp_path / "slow_credentials.py"
+    script.write_text(
+        "import json, time\ntime.sleep(4)\n"
+        'print(json.dumps({"Version": 1, "AccessKeyId": "a", "SecretAccessKey": "b"}))\n'
+    )
+    config = tmp_path / "config"
+    config.write_text(f"[profile slow]\ncredential_process = {sys.executable} {script}\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_PROFILE", "slow")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("SSM_PARAMETER_STORE_TIMEOUT_MILLIS", "300")
+    store = ParametersSecrets(
+        {"value": Parameter("/slow/value")},
+        source=AwsSource(region="us-east-1", endpoint_url="http://127.0.0.1:9"),
+    )
+    started = time.monotonic()
+    with pytest.raises(LoadError) as failed:
+        store.load_sync()
+    elapsed = time.monotonic() - started
+    assert failed.value.failures["value"].code == "Timeout"
+    assert elapsed < 1.0  # the 300 ms setting, not the process's 4 s
+
+
+async def test_an_endpoint_answer_longer_than_64_kib_is_refused_without_reading_it_all(
+    endpoint: CredentialsEndpoint, wall_clock: FakeClock
+) -> None:
+    endpoint.fail(200, b'{"AccessKeyId": "' + b"A" * (300 * 1024) + b'"}')
+    error = await failure(provider(wall_clock))
+    assert (error.code, error.transient) == ("CredentialsError", True)
+    assert "more than 64 KiB" in str(error)
+
+
+async def test_callers_on_other_threads_share_one_endpoint_call(
+    endpoint: CredentialsEndpoint, wall_clock: FakeClock
+) -> None:
+    source = provider(wall_clock)
+    endpoint.hold()
+    got: list[Credentials] = []
+
+    def in_a_thread() -> None:
+        got.append(asyncio.run(source.get()))
+
+    threads = [threading.Thread(target=in_a_thread, daemon=True) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    threading.Timer(0.2, endpoint.release).start()
+    got.append(await source.get())  # and this loop's task too
+    for thread in threads:
+        thread.join(30)
+    assert not any(thread.is_alive() for thread in threads)
+    assert got == [Credentials("key-1", "secret-1", "session-1")] * 9
+    assert endpoint.calls == 1
