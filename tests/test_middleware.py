@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 import httpx
@@ -23,13 +23,16 @@ from parameters_secrets import (
     AwsSource,
     ConfigurationError,
     ExtensionSource,
+    Outcome,
     Parameter,
     ParametersSecrets,
     ParametersSecretsError,
     ParametersSecretsMiddleware,
     Secret,
     Settings,
+    Source,
     StaticSource,
+    ValueRequest,
     current_values,
 )
 from parameters_secrets._sources.extension import ExtensionSource as _ExtensionSource
@@ -711,3 +714,86 @@ def test_optional_value_that_fails_otherwise_gets_its_default_with_a_warning(
     assert response.status == 200
     assert seen == ["off"]
     assert "AccessDeniedException" in caplog.text
+
+
+# -- a Lambda context or an on_failure that misbehaves ------------------------------------
+
+
+class OddContext(LambdaContext):
+    def __init__(self, remaining: float) -> None:
+        super().__init__()
+        self.remaining = remaining
+
+    def get_remaining_time_in_millis(self) -> Any:
+        return self.remaining
+
+
+class DeadlineRecorder(Source):
+    """A source answering every parameter with "value", noting the deadline it was given."""
+
+    checks_records = True
+
+    def __init__(self) -> None:
+        self.deadlines: list[float | None] = []
+
+    async def fetch(
+        self, requests: Sequence[ValueRequest], deadline: float | None = None
+    ) -> list[Outcome]:
+        self.deadlines.append(deadline)
+        return [{"Name": "/key", "Value": "value"} for _ in requests]
+
+    async def aclose(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("remaining", [float("inf"), float("-inf"), float("nan")])
+def test_a_remaining_time_that_is_not_finite_counts_as_no_deadline(remaining: float) -> None:
+    source = DeadlineRecorder()
+    app = ParametersSecretsMiddleware(
+        PlainTextResponse("ok"), values={"key": Parameter("/key")}, source=source
+    )
+    context = OddContext(remaining)
+    response = invoke(Mangum(app, lifespan="off"), "http_api_v2", "/", context=context)
+    assert response.status == 200
+    # None: the fetch ends by the timeout settings or the default ceiling, not at once
+    # (-inf) and not never (inf).
+    assert source.deadlines == [None]
+
+
+async def _raising_app(scope: Any, receive: Any, send: Any) -> None:
+    raise RuntimeError("the failure page broke")
+
+
+def _raises(error: Exception) -> Any:
+    raise RuntimeError("on_failure broke")
+
+
+async def _async_on_failure(error: Exception) -> Any:
+    return PlainTextResponse("never sent", status_code=500)
+
+
+@pytest.mark.parametrize(
+    ("on_failure", "logged"),
+    [
+        (_raises, "on_failure raised RuntimeError"),
+        (_async_on_failure, "not an awaitable: is it an async function?"),
+        (lambda error: {"status": 500}, "not dict"),
+        (lambda error: _raising_app, "on_failure's answer raised RuntimeError"),
+    ],
+    ids=["raises", "async", "not-an-app", "app-raises"],
+)
+def test_an_on_failure_that_misbehaves_gives_the_default_503_and_an_error_naming_it(
+    on_failure: Any, logged: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = ParametersSecretsMiddleware(
+        PlainTextResponse("ok"),
+        values={"key": Parameter("/missing")},
+        source=StaticSource(parameters={}),
+        on_failure=on_failure,
+    )
+    with caplog.at_level(logging.ERROR, logger="parameters_secrets"):
+        response = invoke(Mangum(app, lifespan="off"), "http_api_v2", "/")
+    assert response.status == 503
+    assert response.json() == {"detail": "Service Unavailable"}
+    assert response.headers["retry-after"] == "5"
+    assert logged in caplog.text

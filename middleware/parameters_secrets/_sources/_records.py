@@ -47,14 +47,52 @@ def _parameter_problem(request: ParameterRequest, record: dict[str, Any]) -> str
     return None
 
 
+REFERENCE_PREFIX = "/aws/reference/secretsmanager/"
+
+
 def _same_parameter(asked: str, name: str) -> bool:
-    # GetParameter takes a name or an ARN, either with a ":version" or ":label" selector
-    # (a parameter name never contains ":"), and answers with the plain name.
-    if asked.startswith("arn:") and ":parameter/" in asked:
-        path = asked.split(":parameter/", 1)[1].split(":", 1)[0]
-        # arn:...:parameter/a/b names /a/b; arn:...:parameter/plain names plain.
-        return name.lstrip("/") == path
-    return name == asked.split(":", 1)[0]
+    """Whether an answer's ``Name`` can be the parameter asked for.
+
+    Every name AWS may answer with counts: the asked name with or without its ``:version``
+    or ``:label`` selector; for an ARN (a shared parameter), the ARN itself or the plain
+    name it holds; for ``/aws/reference/secretsmanager/ID``, the reference, or the
+    secret's own name or ARN. Only a name clearly about another value is refused.
+    """
+    plain = _without_selector(asked)
+    if name in (asked, plain):
+        return True
+    if plain.startswith(REFERENCE_PREFIX):
+        secret = _split_reference(plain.removeprefix(REFERENCE_PREFIX))
+        return _same_secret_name(secret, _split_reference(name.removeprefix(REFERENCE_PREFIX)))
+    return _parameter_path(plain) == _parameter_path(_without_selector(name))
+
+
+def _without_selector(name: str) -> str:
+    """The parameter name without a ``:version`` / ``:label`` selector (a parameter name
+    holds no ``:``, but an ARN and a reference to a secret's ARN do)."""
+    if name.startswith(REFERENCE_PREFIX):
+        return REFERENCE_PREFIX + _split_reference(name.removeprefix(REFERENCE_PREFIX))
+    if name.startswith("arn:") and ":parameter/" in name:
+        head, path = name.split(":parameter/", 1)
+        return f"{head}:parameter/{path.split(':', 1)[0]}"
+    return name.split(":", 1)[0]
+
+
+def _split_reference(secret_id: str) -> str:
+    """The secret id of a reference, without its selector."""
+    if secret_id.startswith("arn:"):
+        # arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME has six colons of its own.
+        return ":".join(secret_id.split(":")[:7])
+    return secret_id.split(":", 1)[0]
+
+
+def _parameter_path(name: str) -> str:
+    """The parameter's path without a leading slash, whether ``name`` is one or an ARN:
+    ``arn:...:parameter/a/b`` names ``/a/b``, and ``arn:...:parameter/plain`` names
+    ``plain``."""
+    if name.startswith("arn:") and ":parameter/" in name:
+        name = name.split(":parameter/", 1)[1]
+    return name.lstrip("/")
 
 
 def _secret_problem(request: SecretRequest, record: dict[str, Any]) -> str | None:
@@ -75,5 +113,24 @@ def _secret_problem(request: SecretRequest, record: dict[str, Any]) -> str | Non
 def _same_secret(asked: str, name: str, arn: object) -> bool:
     if asked in (name, arn):
         return True
-    # A partial ARN leaves out the "-" and six random characters that end the full one.
-    return isinstance(arn, str) and asked.startswith("arn:") and arn[:-7] == asked
+    return _same_secret_name(asked, name) or (
+        isinstance(arn, str) and _same_secret_name(asked, arn)
+    )
+
+
+def _same_secret_name(one: str, other: str) -> bool:
+    """Whether two secret ids (names, full or partial ARNs) can name the same secret."""
+    return bool(_secret_names(one) & _secret_names(other))
+
+
+def _secret_names(secret_id: str) -> set[str]:
+    """The names ``secret_id`` may stand for: itself, or for an ARN the name in it, with
+    and without the ``-`` and six random characters that end a full ARN (a partial ARN
+    leaves them out, and a name may itself end that way)."""
+    if not (secret_id.startswith("arn:") and ":secret:" in secret_id):
+        return {secret_id}
+    name = secret_id.split(":secret:", 1)[1]
+    names = {name}
+    if len(name) > 7 and name[-7] == "-":
+        names.add(name[:-7])
+    return names
