@@ -84,3 +84,30 @@ def test_starlette_example_websocket_works_under_uvicorn() -> None:
         output = server.output()
     assert " 101 " in status, f"uvicorn refused the websocket upgrade ({status}):\n{output}"
     assert json.loads(message) == {"user": "demo"}
+
+
+def test_websocket_whose_values_cannot_load_is_refused_with_a_retryable_503(
+    tmp_path: Path,
+) -> None:
+    """uvicorn offers ASGI's websocket denial response: the handshake gets the same 503
+    and Retry-After as an HTTP request (never a 403 "forbidden"), seen by a real client."""
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    values = json.loads((ROOT / "examples" / "local-values.json").read_text(encoding="utf-8"))
+    del values["secrets"]["demo-app/prod/db"]  # a required value that does not exist
+    values_file = tmp_path / "values.json"
+    values_file.write_text(json.dumps(values), encoding="utf-8")
+    command = [sys.executable, "-m", "uvicorn", "examples.starlette_app:app"]
+    server = ReadyLineProcess(
+        [*command, "--host", "127.0.0.1", "--port", "0"],
+        clean_environment({"PARAMETERS_SECRETS_SOURCE": f"file:{values_file}"}),
+        READY_PATTERN,
+        cwd=ROOT,
+    )
+    with server, pytest.raises(InvalidStatus) as refused:
+        connect(f"ws://127.0.0.1:{server.port}/ws", open_timeout=10)
+    response = refused.value.response
+    assert response.status_code == 503, server.output()
+    assert response.headers["Retry-After"] == "5"
+    assert json.loads(response.body) == {"detail": "Service Unavailable"}

@@ -24,6 +24,7 @@ from ._sources.aws import AwsSource
 from ._sources.extension import ExtensionSource
 from ._sources.static import StaticSource
 from ._store import ParametersSecrets
+from ._wsgi import ParametersSecretsWSGIMiddleware
 from .exceptions import ConfigurationError, FetchError, LoadError, ParametersSecretsError
 
 __version__ = "0.1.0"
@@ -41,6 +42,7 @@ __all__ = [
     "ParametersSecrets",
     "ParametersSecretsError",
     "ParametersSecretsMiddleware",
+    "ParametersSecretsWSGIMiddleware",
     "Record",
     "RetryPolicy",
     "Secret",

@@ -38,7 +38,8 @@ class Values(Mapping[str, Any]):
         return f"<Values keys={sorted(self._data)}>"
 
 
-_current: ContextVar[Values] = ContextVar("parameters_secrets_values")
+# None: outside a request (a WSGI worker thread between requests).
+_current: ContextVar[Values | None] = ContextVar("parameters_secrets_values", default=None)
 
 
 def current_values() -> Values:
@@ -46,14 +47,15 @@ def current_values() -> Values:
 
     Works in any framework under :class:`ParametersSecretsMiddleware`, Flask through
     ``asgiref.wsgi.WsgiToAsgi`` included (asgiref copies context variables into the WSGI
-    thread).
+    thread), and in any WSGI app under :class:`ParametersSecretsWSGIMiddleware`.
 
     Raises:
         ParametersSecretsError: Called outside a request the middleware handles.
     """
-    try:
-        return _current.get()
-    except LookupError:
+    values = _current.get()
+    if values is None:
         raise ParametersSecretsError(
-            "current_values() was called outside a request handled by ParametersSecretsMiddleware"
-        ) from None
+            "current_values() was called outside a request handled by "
+            "ParametersSecretsMiddleware or ParametersSecretsWSGIMiddleware"
+        )
+    return values

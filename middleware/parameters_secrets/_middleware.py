@@ -7,7 +7,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from ._cache import CacheStats
 from ._context import _current
@@ -33,6 +33,7 @@ UNAVAILABLE_HEADERS = [
 ]
 
 OnFailure = Callable[[LoadError], ASGIApp]
+T = TypeVar("T")
 
 
 class ParametersSecretsMiddleware:
@@ -76,19 +77,9 @@ class ParametersSecretsMiddleware:
         on_failure: OnFailure | None = None,
     ) -> None:
         self.app = app
-        if isinstance(values, ParametersSecrets):
-            if source is not None or settings is not None:
-                raise ConfigurationError(
-                    "give source= and settings= to the ParametersSecrets store, "
-                    "not to the middleware that uses it"
-                )
-            self.store = values
-        else:
-            self.store = ParametersSecrets(values, source=source, settings=settings)
-        self._exact_paths, self._path_prefixes = _paths(exclude_paths)
-        if on_failure is not None and not callable(on_failure):
-            raise ConfigurationError(f"on_failure must be a callable, not {on_failure!r}")
-        self._on_failure = on_failure
+        self.store = store_for(values, source, settings)
+        self._excluded_paths = ExcludedPaths(exclude_paths)
+        self._on_failure = checked_on_failure(on_failure)
 
     def __repr__(self) -> str:
         return f"ParametersSecretsMiddleware(store={self.store!r})"
@@ -99,7 +90,9 @@ class ParametersSecretsMiddleware:
         return self.store.stats
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or self._excluded(scope):
+        if scope["type"] not in ("http", "websocket") or self._excluded_paths.match(
+            scope.get("path", ""), scope.get("root_path", "")
+        ):
             await self.app(scope, receive, send)
             return
         store = self.store
@@ -116,19 +109,6 @@ class ParametersSecretsMiddleware:
             await self.app(scope, receive, send)
         finally:
             _current.reset(token)
-
-    def _excluded(self, scope: Scope) -> bool:
-        if not (self._exact_paths or self._path_prefixes):
-            return False
-        path = scope.get("path", "")
-        root = scope.get("root_path", "")
-        # Starlette puts the root path in "path"; some servers do not.
-        inner = path[len(root) :] if root and path.startswith(root) else path
-        return (
-            path in self._exact_paths
-            or inner in self._exact_paths
-            or any(p.startswith(self._path_prefixes) for p in (path, inner))
-        )
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, error: LoadError) -> None:
         # The keys and codes were logged (ERROR) by the store; the caller learns nothing.
@@ -206,17 +186,58 @@ async def _send_unavailable(send: Send, prefix: str) -> None:
     await send({"type": f"{prefix}response.body", "body": UNAVAILABLE_BODY})
 
 
-def _paths(exclude_paths: Collection[str]) -> tuple[frozenset[str], tuple[str, ...]]:
-    if isinstance(exclude_paths, (str, bytes)) or not all(
-        isinstance(p, str) and p.startswith("/") for p in exclude_paths
-    ):
-        raise ConfigurationError(
-            "exclude_paths must be a collection of paths starting with '/', "
-            f"such as ('/health', '/docs*'), not {exclude_paths!r}"
+def store_for(
+    values: Mapping[str, Declaration] | ParametersSecrets,
+    source: Source | None,
+    settings: Settings | None,
+) -> ParametersSecrets:
+    """The store a middleware reads: the one given, or one made of the declarations."""
+    if isinstance(values, ParametersSecrets):
+        if source is not None or settings is not None:
+            raise ConfigurationError(
+                "give source= and settings= to the ParametersSecrets store, "
+                "not to the middleware that uses it"
+            )
+        return values
+    return ParametersSecrets(values, source=source, settings=settings)
+
+
+def checked_on_failure(on_failure: T | None) -> T | None:
+    if on_failure is not None and not callable(on_failure):
+        raise ConfigurationError(f"on_failure must be a callable, not {on_failure!r}")
+    return on_failure
+
+
+class ExcludedPaths:
+    """``exclude_paths``: exact paths, and prefixes (an entry ending in ``*``)."""
+
+    __slots__ = ("exact", "prefixes")
+
+    def __init__(self, exclude_paths: Collection[str]) -> None:
+        if isinstance(exclude_paths, (str, bytes)) or not all(
+            isinstance(p, str) and p.startswith("/") for p in exclude_paths
+        ):
+            raise ConfigurationError(
+                "exclude_paths must be a collection of paths starting with '/', "
+                f"such as ('/health', '/docs*'), not {exclude_paths!r}"
+            )
+        self.exact = frozenset(p for p in exclude_paths if not p.endswith("*"))
+        self.prefixes = tuple(p[:-1] for p in exclude_paths if p.endswith("*"))
+
+    def match(self, path: str, root: str) -> bool:
+        """Whether a request for ``path`` under the app's ``root`` path is excluded.
+
+        ASGI servers differ on whether ``path`` includes ``root`` (Starlette puts it in;
+        some servers do not): either form matches.
+        """
+        if not (self.exact or self.prefixes):
+            return False
+        inner = path[len(root) :] if root and path.startswith(root) else path
+        return (
+            path in self.exact
+            or inner in self.exact
+            or any(p.startswith(self.prefixes) for p in (path, inner))
         )
-    exact = frozenset(p for p in exclude_paths if not p.endswith("*"))
-    prefixes = tuple(p[:-1] for p in exclude_paths if p.endswith("*"))
-    return exact, prefixes
 
 
 def deadline(context: object) -> float | None:

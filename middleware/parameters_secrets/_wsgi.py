@@ -1,0 +1,170 @@
+"""The WSGI middleware: a store's values on every request of a WSGI app (Flask, Django)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING
+
+from ._cache import CacheStats
+from ._context import Values, _current
+from ._declarations import Declaration
+from ._middleware import (
+    RETRY_AFTER_SECONDS,
+    UNAVAILABLE_BODY,
+    ExcludedPaths,
+    checked_on_failure,
+    deadline,
+    store_for,
+)
+from ._settings import Settings
+from ._sources import Source
+from ._store import ParametersSecrets
+from .exceptions import LoadError
+
+logger = logging.getLogger("parameters_secrets")
+
+ENVIRON_KEY = "parameters_secrets.values"
+# Where WSGI-on-Lambda adapters put the Lambda context: apig-wsgi, serverless-wsgi.
+CONTEXT_KEYS = ("apig_wsgi.context", "serverless.context")
+
+if TYPE_CHECKING:  # typeshed's WSGI types (PEP 3333), for type checkers only
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    OnFailure = Callable[[LoadError], WSGIApplication]
+
+_UNAVAILABLE_HEADERS = [
+    ("Content-Type", "application/json"),
+    ("Content-Length", str(len(UNAVAILABLE_BODY))),
+    ("Retry-After", str(RETRY_AFTER_SECONDS)),
+    ("Cache-Control", "no-store"),
+]
+
+
+class ParametersSecretsWSGIMiddleware:
+    """Put declared SSM parameters and Secrets Manager secrets on every request of a WSGI
+    app (Flask, Django), under any WSGI server or WSGI-on-Lambda adapter, without an ASGI
+    adapter.
+
+    The same store and semantics as :class:`ParametersSecretsMiddleware`. Before calling
+    the app it loads the values (the first request fetches them, however many arrive at
+    once; later ones read the cache), puts them in ``environ["parameters_secrets.values"]``
+    and makes :func:`current_values` return them while the request (its response body
+    included) is handled. A required value that cannot be loaded answers 503 without
+    calling the app. When the environ carries a Lambda context (apig-wsgi's
+    ``apig_wsgi.context``, serverless-wsgi's ``serverless.context``), loading ends in time
+    to answer before the invocation does.
+
+    Args:
+        app: The WSGI app to wrap.
+        values: Key (a Python identifier) to :class:`Parameter` or :class:`Secret`; or a
+            :class:`ParametersSecrets` store shared with the rest of the app.
+        source: Where values come from (only with a mapping).
+        settings: Cache settings (only with a mapping); default ``Settings.from_env()``.
+        exclude_paths: Paths whose requests reach the app without loading values; an
+            entry ending in ``*`` is a prefix.
+        on_failure: Given the :class:`LoadError`, returns the WSGI app that answers a
+            request whose values could not be loaded; default a 503
+            ``{"detail": "Service Unavailable"}`` with ``Retry-After``. If it raises or
+            returns something that is not callable, the default is sent and an ERROR
+            logged.
+
+    Raises:
+        ConfigurationError: A key, declaration or argument is not valid, or a setting is
+            out of range.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        *,
+        values: Mapping[str, Declaration] | ParametersSecrets,
+        source: Source | None = None,
+        settings: Settings | None = None,
+        exclude_paths: Collection[str] = (),
+        on_failure: OnFailure | None = None,
+    ) -> None:
+        self.app = app
+        self.store = store_for(values, source, settings)
+        self._excluded_paths = ExcludedPaths(exclude_paths)
+        self._on_failure = checked_on_failure(on_failure)
+
+    def __repr__(self) -> str:
+        return f"ParametersSecretsWSGIMiddleware(store={self.store!r})"
+
+    @property
+    def stats(self) -> CacheStats:
+        """The store's cache counters."""
+        return self.store.stats
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        script_name = environ.get("SCRIPT_NAME", "")
+        path = script_name + environ.get("PATH_INFO", "")
+        if self._excluded_paths.match(path, script_name):
+            return self.app(environ, start_response)
+        values = self.store.cached()
+        if values is None:
+            context = next((environ[k] for k in CONTEXT_KEYS if k in environ), None)
+            try:
+                values = self.store.load_sync(deadline=deadline(context))
+            except LoadError as error:
+                return self._refuse(environ, start_response, error)
+        environ[ENVIRON_KEY] = values
+        return _WithValues(self.app, environ, start_response, values)
+
+    def _refuse(
+        self, environ: WSGIEnvironment, start_response: StartResponse, error: LoadError
+    ) -> Iterable[bytes]:
+        # The keys and codes were logged (ERROR) by the store; the caller learns nothing.
+        if self._on_failure is not None:
+            try:
+                answer = self._on_failure(error)
+                if not callable(answer):
+                    logger.error(
+                        "on_failure must return a WSGI app, not %s; answering 503",
+                        type(answer).__name__,
+                    )
+                else:
+                    return answer(environ, start_response)
+            except Exception as exc:
+                logger.error(
+                    "on_failure or its answer raised %s; answering 503", type(exc).__name__
+                )
+        start_response("503 Service Unavailable", list(_UNAVAILABLE_HEADERS))
+        return [UNAVAILABLE_BODY]
+
+
+class _WithValues:
+    """The app's response, with :func:`current_values` set while it is produced: from the
+    call until the server closes the body (PEP 3333), so a streamed body sees them too."""
+
+    __slots__ = ("_body", "_previous")
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        values: Values,
+    ) -> None:
+        self._previous = _current.get(None)
+        _current.set(values)
+        try:
+            self._body = app(environ, start_response)
+        except BaseException:
+            self._restore()
+            raise
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._body)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._restore()
+
+    def _restore(self) -> None:
+        _current.set(self._previous)
