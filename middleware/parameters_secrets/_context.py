@@ -39,6 +39,12 @@ class Values(Mapping[str, Any]):
 
 
 # None: outside a request (a WSGI worker thread between requests).
+def values_dict(values: Values) -> dict[str, Any]:
+    """The dict behind ``values``, for the middleware to copy into a request's state at C
+    speed (``dict.update`` of a dict); never to be changed."""
+    return values._data
+
+
 _current: ContextVar[Values | None] = ContextVar("parameters_secrets_values", default=None)
 
 

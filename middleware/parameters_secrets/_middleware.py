@@ -10,7 +10,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeVar
 
 from ._cache import CacheStats
-from ._context import _current
+from ._context import _current, values_dict
 from ._declarations import Declaration
 from ._settings import Settings
 from ._sources import Source
@@ -103,7 +103,7 @@ class ParametersSecretsMiddleware:
             except LoadError as error:
                 await self._refuse(scope, receive, send, error)
                 return
-        scope.setdefault("state", {}).update(values)
+        scope.setdefault("state", {}).update(values_dict(values))
         token = _current.set(values)
         try:
             await self.app(scope, receive, send)

@@ -82,7 +82,7 @@ class ParametersSecrets:
         # The warm path: every value, and until when all of them are fresh, rebuilt from
         # the cache whenever a lookup leaves every value fresh. Shared, read-only, by every
         # caller until then; replaced whole, so any thread reads a consistent pair.
-        self._snapshot: tuple[dict[str, Any], float] | None = None
+        self._snapshot: tuple[Values, float] | None = None
 
     def __repr__(self) -> str:
         return f"ParametersSecrets(keys={list(self._declarations)}, source={self.source!r})"
@@ -98,10 +98,9 @@ class ParametersSecrets:
         Never fetches, never waits, never runs an event loop: the warm path of a request.
         """
         snapshot = self._fresh_snapshot()
-        if snapshot is None:
-            return None
-        self._cache.count_hits(len(snapshot))
-        return Values(snapshot)
+        if snapshot is not None:
+            self._cache.count_hits(len(snapshot))
+        return snapshot
 
     # -- async ------------------------------------------------------------------------
 
@@ -192,7 +191,7 @@ class ParametersSecrets:
 
     # -- reading what is cached, without waiting ----------------------------------------
 
-    def _fresh_snapshot(self) -> dict[str, Any] | None:
+    def _fresh_snapshot(self) -> Values | None:
         snapshot = self._snapshot
         if snapshot is not None and self._clock() < snapshot[1]:
             return snapshot[0]
@@ -222,7 +221,7 @@ class ParametersSecrets:
             return
         values, failures, until = self._interpret(keys, lookups, log=False)
         if not failures and until is not None:
-            self._snapshot = (values, until)
+            self._snapshot = (Values(values), until)
 
     # -- loading ------------------------------------------------------------------------
 
