@@ -28,6 +28,7 @@ DESIGN_DEFAULTS: dict[str, Any] = {
     "secret_timeout_ms": 0,
     "stale_if_error": True,
     "source": None,
+    "extension_fallback": "aws",
 }
 
 
@@ -52,6 +53,7 @@ def test_every_setting_has_its_environment_variable() -> None:
         "secret_timeout_ms": "SECRETS_MANAGER_TIMEOUT_MILLIS",
         "stale_if_error": "PARAMETERS_SECRETS_STALE_IF_ERROR",
         "source": "PARAMETERS_SECRETS_SOURCE",
+        "extension_fallback": "PARAMETERS_SECRETS_EXTENSION_FALLBACK",
     }
 
 

@@ -31,7 +31,7 @@ import contextlib
 import threading
 import time
 import weakref
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Generic, TypeVar
 
 import anyio
@@ -137,6 +137,21 @@ class Flight(Generic[T]):
                 if wake in self._wakers:
                     self._wakers.remove(wake)
         return self._settled, self._outcome
+
+
+async def concurrently(calls: Sequence[Awaitable[None]]) -> None:
+    """Await every call at once, in this task's task group (a single call, directly)."""
+    if len(calls) <= 1:
+        for call in calls:
+            await call
+        return
+    async with anyio.create_task_group() as group:
+        for call in calls:
+            group.start_soon(_awaited, call)
+
+
+async def _awaited(call: Awaitable[None]) -> None:
+    await call
 
 
 def in_thread(work: Callable[[], T], give_up_at: float) -> Flight[T | BaseException]:

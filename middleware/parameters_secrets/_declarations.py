@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ._frozen import FrozenList, freeze
+from ._frozen import FrozenDict, FrozenList, freeze
 from .exceptions import ConfigurationError, FetchError
 
 TransformName = Literal["json", "binary", "list"]
@@ -53,7 +53,33 @@ class SecretRequest:
         return f"secret {self.secret_id}" + "".join(f" ({s})" for s in selectors)
 
 
-ValueRequest = ParameterRequest | SecretRequest
+@dataclass(frozen=True)
+class PathRequest:
+    """The identity of one ``GetParametersByPath`` walk (every page): the cache key for a
+    path. ``path`` has no trailing slash (but ``"/"`` itself)."""
+
+    path: str
+    recursive: bool = True
+    decrypt: bool = True
+
+    kind = "parameter"  # Parameter Store's: its TTL and its timeout setting
+
+    def describe(self) -> str:
+        return f"parameters under {self.path}" + ("" if self.recursive else " (not recursive)")
+
+    def relative_name(self, name: str) -> str | None:
+        """``name`` relative to the path, without a leading slash (``"db/host"``); ``None``
+        if it is not under the path, or (not recursive) not a direct child."""
+        prefix = "/" if self.path == "/" else self.path + "/"
+        if not name.startswith(prefix) or len(name) == len(prefix):
+            return None
+        relative = name[len(prefix) :]
+        if not self.recursive and "/" in relative:
+            return None
+        return relative
+
+
+ValueRequest = ParameterRequest | SecretRequest | PathRequest
 
 
 def _check_transform(transform: object) -> None:
@@ -175,7 +201,62 @@ class Secret:
         return SecretRequest(self.secret_id, self.version_stage, self.version_id)
 
 
-Declaration = Parameter | Secret
+@dataclass(frozen=True)
+class ParametersByPath:
+    """Every SSM parameter under a path (``GetParametersByPath``), as one value.
+
+    The value is a read-only mapping of each parameter's name relative to the path,
+    without a leading slash, to its value: under ``/app/prod``, ``/app/prod/db/host`` is
+    ``"db/host"``. A path with no parameters gives an empty mapping.
+
+    Args:
+        path: The hierarchy, starting with ``/``; a trailing slash changes nothing.
+        recursive: Every level below the path; ``False``: only its direct children.
+        decrypt: Decrypt ``SecureString`` parameters.
+        transform: Applied to each value, as for :class:`Parameter`.
+        required: If false, a path that cannot be read gives an empty mapping instead of
+            failing the request.
+        ttl: Seconds to cache the whole path (0 to 3600); ``None`` uses
+            ``SSM_PARAMETER_STORE_TTL``.
+    """
+
+    path: str
+    recursive: bool = True
+    decrypt: bool = True
+    transform: Transform = None
+    required: bool = True
+    ttl: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, str) or not self.path.startswith("/"):
+            raise ConfigurationError(
+                f"ParametersByPath path must be a hierarchy starting with '/', not {self.path!r}"
+            )
+        if ":" in self.path or "//" in self.path:
+            raise ConfigurationError(
+                f"ParametersByPath path must be a plain hierarchy (no ':' or '//'), "
+                f"not {self.path!r}"
+            )
+        for flag in ("recursive", "decrypt", "required"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigurationError(
+                    f"ParametersByPath {flag} must be True or False, not {getattr(self, flag)!r}"
+                )
+        _check_transform(self.transform)
+        _check_ttl(self.ttl)
+
+    @property
+    def default(self) -> FrozenDict:
+        """What an optional path that cannot be read gives: an empty mapping."""
+        return FrozenDict()
+
+    @property
+    def request(self) -> PathRequest:
+        """The cache key: the path (without a trailing slash), recursion and decryption."""
+        return PathRequest(self.path.rstrip("/") or "/", self.recursive, self.decrypt)
+
+
+Declaration = Parameter | Secret | ParametersByPath
 
 
 def raw_value(record: Record) -> str | bytes:
@@ -194,14 +275,30 @@ def raw_value(record: Record) -> str | bytes:
 
 
 def apply_transform(declaration: Declaration, record: Record) -> Any:
-    """Turn a record into what the app sees, read-only.
+    """Turn a record into what the app sees, read-only: for a path, a mapping of each
+    parameter's relative name to its transformed value.
 
     Raises:
         FetchError: ``TransformFailed``. The message names the transform and the kind of
-            failure, never the value, and the original exception is not chained because
-            its message may quote the value.
+            failure (and for a path, the parameter), never the value, and the original
+            exception is not chained because its message may quote the value.
     """
-    transform = declaration.transform
+    if isinstance(declaration, ParametersByPath):
+        request = declaration.request
+        values = {}
+        for parameter in record["Parameters"]:
+            relative = request.relative_name(parameter["Name"])
+            if relative is None:
+                continue  # checked records hold none; a custom source's extra is left out
+            try:
+                values[relative] = _transformed(declaration.transform, parameter)
+            except FetchError as error:
+                raise FetchError(f"{relative!r}: {error}", code=error.code) from None
+        return FrozenDict(values)
+    return _transformed(declaration.transform, record)
+
+
+def _transformed(transform: Transform, record: Record) -> Any:
     try:
         raw = raw_value(record)
         if transform is None:

@@ -65,6 +65,10 @@ class Settings:
             when a refresh fails for a transient reason.
         source: ``PARAMETERS_SECRETS_SOURCE``: ``extension``, ``aws`` or ``file:PATH``;
             ``None`` picks the extension in Lambda and AWS elsewhere.
+        extension_fallback: ``PARAMETERS_SECRETS_EXTENSION_FALLBACK``: on Lambda, where
+            the default source asks for values while the extension is not serving yet
+            (Lambda's INIT phase): ``"aws"`` (AWS directly, with the function's
+            credentials) or ``"none"`` (ask the extension again for up to 1 s, then fail).
     """
 
     parameter_ttl: int = 300
@@ -78,6 +82,7 @@ class Settings:
     secret_timeout_ms: int = 0
     stale_if_error: bool = True
     source: str | None = None
+    extension_fallback: Literal["aws", "none"] = "aws"
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -151,6 +156,7 @@ ENVIRONMENT: dict[str, str] = {
     "secret_timeout_ms": "SECRETS_MANAGER_TIMEOUT_MILLIS",
     "stale_if_error": "PARAMETERS_SECRETS_STALE_IF_ERROR",
     "source": "PARAMETERS_SECRETS_SOURCE",
+    "extension_fallback": "PARAMETERS_SECRETS_EXTENSION_FALLBACK",
 }
 
 
@@ -253,6 +259,15 @@ def _log_level(setting: str, value: Any) -> Any:
     return value if normalised == value else normalised
 
 
+def _one_of(*allowed: str) -> Callable[[str, Any], Any]:
+    def check(setting: str, value: Any) -> Any:
+        if not isinstance(value, str) or value.lower() not in allowed:
+            raise _InvalidSetting(setting, value)
+        return value if value == value.lower() else value.lower()
+
+    return check
+
+
 def _source(setting: str, value: Any) -> Any:
     if value is None or value in ("extension", "aws"):
         return value
@@ -278,4 +293,5 @@ _RULES: dict[str, _Rule] = {
     ),
     "stale_if_error": _Rule(_parse_bool, _boolean, "True or False", "TRUE or FALSE"),
     "source": _Rule(_parse_text, _source, "'extension', 'aws' or 'file:PATH'"),
+    "extension_fallback": _Rule(_parse_text, _one_of("aws", "none"), "'aws' or 'none'"),
 }

@@ -12,7 +12,15 @@ from typing import Any
 from ._cache import Cache, CacheStats, Lookup
 from ._concurrency import run_blocking
 from ._context import Values
-from ._declarations import Declaration, Parameter, Record, Secret, ValueRequest, apply_transform
+from ._declarations import (
+    Declaration,
+    Parameter,
+    ParametersByPath,
+    Record,
+    Secret,
+    ValueRequest,
+    apply_transform,
+)
 from ._settings import Settings, logger
 from ._sources import Outcome, Source, choose_source, give_up_time
 from ._sources._records import checked_record
@@ -33,7 +41,8 @@ class ParametersSecrets:
     fetch never blocks its own loop nor waits beyond its own time bound.
 
     Args:
-        values: Key (a Python identifier) to :class:`Parameter` or :class:`Secret`.
+        values: Key (a Python identifier) to :class:`Parameter`, :class:`Secret` or
+            :class:`ParametersByPath`.
         source: Where values come from; default: ``PARAMETERS_SECRETS_SOURCE``, else the
             extension in Lambda, else AWS directly.
         settings: Cache settings; default ``Settings.from_env()``.
@@ -292,9 +301,9 @@ class ParametersSecrets:
     def _ttl(self, declaration: Declaration) -> float:
         if declaration.ttl is not None:
             return declaration.ttl
-        if isinstance(declaration, Parameter):
-            return self.settings.parameter_ttl
-        return self.settings.secret_ttl
+        if isinstance(declaration, Secret):
+            return self.settings.secret_ttl
+        return self.settings.parameter_ttl
 
     def _time_bound(self, request: ValueRequest, deadline: float | None) -> float:
         """When a fetch of ``request`` must end: its timeout setting, the deadline, else
@@ -331,8 +340,9 @@ def _validated(values: Mapping[str, Declaration]) -> dict[str, Declaration]:
         if key.startswith("_"):
             # Starlette's State keeps its own attributes under "_" names.
             raise ConfigurationError(f"values key {key!r} must not start with an underscore")
-        if not isinstance(declaration, (Parameter, Secret)):
+        if not isinstance(declaration, (Parameter, Secret, ParametersByPath)):
             raise ConfigurationError(
-                f"values[{key!r}] must be a Parameter or a Secret, not {type(declaration).__name__}"
+                f"values[{key!r}] must be a Parameter, a Secret or a ParametersByPath, "
+                f"not {type(declaration).__name__}"
             )
     return dict(values)

@@ -71,15 +71,21 @@ def default_source(settings: Settings) -> Source:
 def choose_source(settings: Settings) -> tuple[Source, str]:
     """The default source, and why it was chosen (for the log)."""
     choice = settings.source
+    on_lambda = bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
     if choice is not None:
         reason = f"PARAMETERS_SECRETS_SOURCE={choice}"
-    elif os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+    elif on_lambda:
         choice, reason = "extension", "running on Lambda (AWS_LAMBDA_FUNCTION_NAME is set)"
     else:
         choice, reason = "aws", "not on Lambda and PARAMETERS_SECRETS_SOURCE is unset"
     if choice == "extension":
         from .extension import ExtensionSource
 
+        # Only on Lambda: off it, an extension that does not answer (a local server not
+        # started) must not send a developer's requests to AWS instead.
+        if on_lambda and settings.extension_fallback == "aws":
+            reason += "; AWS directly while the extension is not serving (INIT)"
+            return ExtensionSource(settings=settings, fallback="aws"), reason
         return ExtensionSource(settings=settings), reason
     if choice == "aws":
         from .aws import AwsSource

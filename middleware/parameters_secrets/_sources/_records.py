@@ -11,7 +11,7 @@ import base64
 import binascii
 from typing import Any
 
-from .._declarations import ParameterRequest, SecretRequest, ValueRequest
+from .._declarations import ParameterRequest, PathRequest, SecretRequest, ValueRequest
 from ..exceptions import FetchError
 
 
@@ -29,6 +29,8 @@ def checked_record(request: ValueRequest, record: Any, *, origin: str = "answer"
         problem = "is not a JSON object"
     elif isinstance(request, ParameterRequest):
         problem = _parameter_problem(request, record)
+    elif isinstance(request, PathRequest):
+        problem = _path_problem(request, record)
     else:
         problem = _secret_problem(request, record)
     if problem is None:
@@ -44,6 +46,19 @@ def _parameter_problem(request: ParameterRequest, record: dict[str, Any]) -> str
     name = record.get("Name")
     if isinstance(name, str) and not _same_parameter(request.name, name):
         return "is about another parameter"
+    return None
+
+
+def _path_problem(request: PathRequest, record: dict[str, Any]) -> str | None:
+    parameters = record.get("Parameters")
+    if not isinstance(parameters, list):
+        return "has no Parameters"
+    for parameter in parameters:
+        if not isinstance(parameter, dict) or not isinstance(parameter.get("Value"), str):
+            return "has a parameter without a Value"
+        name = parameter.get("Name")
+        if not isinstance(name, str) or request.relative_name(name) is None:
+            return "holds a parameter outside the path"
     return None
 
 

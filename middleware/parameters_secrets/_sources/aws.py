@@ -9,13 +9,12 @@ import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-import anyio
 import httpx
 
 from .. import __name__ as _package
-from .._concurrency import PerLoop
+from .._concurrency import PerLoop, concurrently
 from .._credentials import CredentialsProvider
-from .._declarations import ParameterRequest, SecretRequest, ValueRequest
+from .._declarations import ParameterRequest, PathRequest, SecretRequest, ValueRequest
 from .._settings import Settings
 from .._sigv4 import Credentials, sign
 from ..exceptions import ConfigurationError, FetchError
@@ -26,11 +25,14 @@ from ._records import checked_record
 from ._retry import RetryPolicy, is_throttling, within_time_bound
 
 PARAMETERS_PER_BATCH = 10  # GetParameters' limit
+PARAMETERS_PER_PAGE = 10  # GetParametersByPath's MaxResults limit
+# A path of more pages than this (100,000 parameters) is not read to the end: bounded.
+MAX_PAGES = 10_000
 SECRETS_PER_BATCH = 20  # BatchGetSecretValue's limit
 _NOT_ALLOWED = frozenset({"AccessDeniedException", "AccessDenied", "UnauthorizedOperation"})
 _USER_AGENT = f"{_package}/0.1"
 _ssl_context: ssl.SSLContext | None = None
-R = TypeVar("R", ParameterRequest, SecretRequest)
+R = TypeVar("R", ParameterRequest, SecretRequest, PathRequest)
 
 
 def _shared_ssl_context() -> ssl.SSLContext:
@@ -129,15 +131,19 @@ class AwsSource:
         """
         outcomes: dict[ValueRequest, Outcome] = {}
         parameters = [r for r in requests if isinstance(r, ParameterRequest)]
+        paths = [r for r in requests if isinstance(r, PathRequest)]
         secrets = [r for r in requests if isinstance(r, SecretRequest)]
         calls = []
         if parameters:
             by = give_up_time(self._settings.parameter_timeout_ms, deadline)
             calls.append(self._fetch_kind(parameters, by, self._parameter_calls, outcomes))
+        if paths:
+            by = give_up_time(self._settings.parameter_timeout_ms, deadline)
+            calls.append(self._fetch_kind(paths, by, self._path_calls, outcomes))
         if secrets:
             by = give_up_time(self._settings.secret_timeout_ms, deadline)
             calls.append(self._fetch_kind(secrets, by, self._secret_calls, outcomes))
-        await _concurrently(calls)
+        await concurrently(calls)
         return [outcomes[r] for r in requests]
 
     async def _fetch_kind(
@@ -158,7 +164,7 @@ class AwsSource:
             for request in requests:
                 outcomes[request] = error
             return
-        await _concurrently(plan(requests, credentials, give_up_at, outcomes))
+        await concurrently(plan(requests, credentials, give_up_at, outcomes))
 
     # -- planning -----------------------------------------------------------------
 
@@ -212,6 +218,17 @@ class AwsSource:
         calls += [self._get_secret(r, credentials, give_up_at, outcomes) for r in singles + alone]
         return calls
 
+    def _path_calls(
+        self,
+        requests: list[PathRequest],
+        credentials: Credentials,
+        give_up_at: float,
+        outcomes: dict[ValueRequest, Outcome],
+    ) -> list[Awaitable[None]]:
+        return [
+            self._get_parameters_by_path(r, credentials, give_up_at, outcomes) for r in requests
+        ]
+
     # -- single calls -------------------------------------------------------------
 
     async def _get_parameter(
@@ -242,6 +259,42 @@ class AwsSource:
         )
         outcomes[request] = _record(answer, request, lambda a: a)
 
+    async def _get_parameters_by_path(
+        self,
+        request: PathRequest,
+        credentials: Credentials,
+        give_up_at: float,
+        outcomes: dict[ValueRequest, Outcome],
+    ) -> None:
+        """Every page of ``GetParametersByPath``, each call retried as any other (its quota
+        is shared with ``GetParameter``), all of them within ``give_up_at``."""
+        body: dict[str, Any] = {
+            "Path": request.path,
+            "Recursive": request.recursive,
+            "WithDecryption": request.decrypt,
+            "MaxResults": PARAMETERS_PER_PAGE,
+        }
+        parameters: list[Any] = []
+        for _ in range(MAX_PAGES):
+            answer = await self._call(
+                self._ssm_service, "GetParametersByPath", body, credentials, give_up_at
+            )
+            if isinstance(answer, FetchError):
+                outcomes[request] = _record(answer, request, lambda a: a)
+                return
+            page = answer.get("Parameters")
+            parameters += page if isinstance(page, list) else []
+            token = answer.get("NextToken")
+            if not token:
+                record = {"Path": request.path, "Parameters": parameters}
+                outcomes[request] = checked_record(request, record)
+                return
+            body["NextToken"] = token
+        outcomes[request] = FetchError(
+            f"{request.describe()}: more than {MAX_PAGES} pages",
+            code="TooManyParameters",
+        )
+
     # -- batches ------------------------------------------------------------------
 
     async def _get_parameters(
@@ -264,7 +317,7 @@ class AwsSource:
                 return
             # Not allowed, or one bad name spoiling the call: one by one, so that a bad
             # name fails only its own key.
-            await _concurrently(
+            await concurrently(
                 [self._get_parameter(r, credentials, give_up_at, outcomes) for r in requests]
             )
             return
@@ -289,7 +342,7 @@ class AwsSource:
                 )
         # Anything the answer did not account for (a name spelled another way): ask alone.
         missing = [r for r in requests if r not in outcomes]
-        await _concurrently(
+        await concurrently(
             [self._get_parameter(r, credentials, give_up_at, outcomes) for r in missing]
         )
 
@@ -343,7 +396,7 @@ class AwsSource:
                 break
             body["NextToken"] = token
         missing = [r for r in requests if r not in outcomes]
-        await _concurrently(
+        await concurrently(
             [self._get_secret(r, credentials, give_up_at, outcomes) for r in missing]
         )
 
@@ -477,21 +530,6 @@ def _service_client(
         timeout=None,  # noqa: S113 - every fetch is bounded as a whole (within_time_bound)
         limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
     )
-
-
-async def _concurrently(calls: Sequence[Awaitable[None]]) -> None:
-    """Await every call at once."""
-    if len(calls) <= 1:
-        for call in calls:
-            await call
-        return
-    async with anyio.create_task_group() as group:
-        for call in calls:
-            group.start_soon(_awaited, call)
-
-
-async def _awaited(call: Awaitable[None]) -> None:
-    await call
 
 
 def _batches(items: list[R], size: int) -> tuple[list[list[R]], list[R]]:

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import threading
 import time
 from collections.abc import Sequence
+from typing import Literal
 from urllib.parse import quote
 
-import anyio
 import httpx
 
-from .._concurrency import PerLoop
-from .._declarations import ParameterRequest, SecretRequest, ValueRequest
+from .._concurrency import PerLoop, concurrently
+from .._declarations import ParameterRequest, PathRequest, SecretRequest, ValueRequest
 from .._settings import Settings
 from ..exceptions import ConfigurationError, FetchError
-from . import Outcome, give_up_time
+from . import Outcome, Source, give_up_time
 from ._errors import error_code, is_transient
 from ._records import checked_record
 from ._retry import RetryPolicy, within_time_bound
+
+logger = logging.getLogger("parameters_secrets")
 
 TOKEN_HEADER = "X-Aws-Parameters-Secrets-Token"  # noqa: S105 - a header name
 # The extension answers "400 not ready to serve traffic, please wait" until its own
@@ -45,8 +49,19 @@ class ExtensionSource:
             and tries other failures once (the extension has retried AWS itself). A
             starting extension ("not ready", connection refused) is asked again for up to
             1 s whatever the policy.
+        fallback: Where values come from while the extension is not serving ("not
+            ready", or the connection refused: Lambda's INIT phase, and a moment at the
+            start of the first invocation): ``"aws"``, an :class:`AwsSource` made on first
+            use with these settings (the function's own credentials, the role the
+            extension uses); a source; or ``None``: ask the extension again for up to 1 s,
+            then fail with ``ExtensionNotReady`` or ``ConnectionError``. Each fetch tries
+            the extension first, so values come through it again once it serves.
         transport: An httpx transport to send requests through (tests:
             ``httpx.MockTransport``); default a connection pool to the extension.
+
+    The extension has no by-path API: a :class:`ParametersByPath` is read from AWS
+    directly, from ``fallback`` if it is a source, else from an :class:`AwsSource` made on
+    first use.
     """
 
     # Its records hold a usable value for what was asked: the store need not check.
@@ -59,10 +74,19 @@ class ExtensionSource:
         *,
         settings: Settings | None = None,
         retry: RetryPolicy | None = None,
+        fallback: Source | Literal["aws"] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._settings = settings if settings is not None else Settings.from_env()
         self.retry = retry if retry is not None else DEFAULT_RETRY
+        if not (fallback is None or fallback == "aws" or isinstance(fallback, Source)):
+            raise ConfigurationError(f"fallback must be 'aws', a source or None, not {fallback!r}")
+        self.fallback = fallback
+        # AWS directly, for paths and (with a fallback) while the extension is not serving:
+        # made on first use, so a function that never needs it never imports it.
+        self._direct: Source | None = fallback if isinstance(fallback, Source) else None
+        self._direct_lock = threading.Lock()
+        self._fell_back = False
         port = self._settings.http_port if port is None else port
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
             raise ConfigurationError(f"port must be an integer 1 to 65535, not {port!r}")
@@ -76,28 +100,60 @@ class ExtensionSource:
         )
 
     def __repr__(self) -> str:
-        return f"ExtensionSource(port={self.port})"
+        fallback = "" if self.fallback is None else f", fallback={self.fallback!r}"
+        return f"ExtensionSource(port={self.port}{fallback})"
 
     async def fetch(
         self, requests: Sequence[ValueRequest], deadline: float | None = None
     ) -> list[Outcome]:
-        """Ask the extension for every request at once (it has no batch call)."""
-        client = await self._clients.get()
-        if len(requests) == 1:
-            return [await self._get(client, requests[0], deadline)]
-        outcomes: dict[int, Outcome] = {}
+        """Ask the extension for every value at once (it has no batch call); paths, and
+        with a fallback the values it is not ready to serve, from AWS directly."""
+        outcomes: dict[ValueRequest, Outcome] = {}
+        direct: list[ValueRequest] = [r for r in requests if isinstance(r, PathRequest)]
+        asked = [r for r in requests if not isinstance(r, PathRequest)]
+        if asked:
+            client = await self._clients.get()
+            await concurrently(
+                [self._get_into(outcomes, client, request, deadline) for request in asked]
+            )
+            if self.fallback is not None:
+                not_serving = [r for r in asked if isinstance(outcomes[r], _NotServing)]
+                if not_serving and not self._fell_back:
+                    self._fell_back = True
+                    logger.info(
+                        "parameters_secrets: the extension is not serving yet (%s): values "
+                        "come from AWS directly until it does",
+                        outcomes[not_serving[0]].code,  # type: ignore[union-attr]
+                    )
+                direct += not_serving
+        if direct:
+            answers = await self._direct_source().fetch(direct, deadline)
+            outcomes.update(zip(direct, answers, strict=True))
+        return [outcomes[r] for r in requests]
 
-        async def get(index: int, request: ValueRequest) -> None:
-            outcomes[index] = await self._get(client, request, deadline)
+    async def _get_into(
+        self,
+        outcomes: dict[ValueRequest, Outcome],
+        client: httpx.AsyncClient,
+        request: ParameterRequest | SecretRequest,
+        deadline: float | None,
+    ) -> None:
+        outcomes[request] = await self._get(client, request, deadline)
 
-        async with anyio.create_task_group() as group:
-            for index, request in enumerate(requests):
-                group.start_soon(get, index, request)
-        return [outcomes[index] for index in range(len(requests))]
+    def _direct_source(self) -> Source:
+        """AWS directly: ``fallback`` if it is a source, else an AwsSource made now."""
+        with self._direct_lock:
+            if self._direct is None:
+                from .aws import AwsSource  # imported only when first needed: cold starts
+
+                self._direct = AwsSource(settings=self._settings)
+            return self._direct
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool (and AWS's, if it was used)."""
         await self._clients.aclose()
+        if self._direct is not None:
+            await self._direct.aclose()
 
     def _token_value(self) -> str | None:
         """The ``X-Aws-Parameters-Secrets-Token``: ``token=``, else ``AWS_SESSION_TOKEN``,
@@ -113,7 +169,10 @@ class ExtensionSource:
         )
 
     async def _get(
-        self, client: httpx.AsyncClient, request: ValueRequest, deadline: float | None
+        self,
+        client: httpx.AsyncClient,
+        request: ParameterRequest | SecretRequest,
+        deadline: float | None,
     ) -> Outcome:
         if isinstance(request, ParameterRequest):
             path, timeout_ms = _parameter_path(request), self._settings.parameter_timeout_ms
@@ -122,21 +181,19 @@ class ExtensionSource:
         started = time.monotonic()
         token = self._token_value()
         headers = {TOKEN_HEADER: token} if token is not None else {}
-        refused: list[FetchError] = []
+        # With a fallback, a starting extension is not waited for: AWS answers instead.
+        starting_budget = 0.0 if self.fallback is not None else NOT_READY_BUDGET_SECONDS
 
         async def attempt() -> Outcome:
             try:
                 response = await client.get(path, headers=headers)
             except httpx.ConnectError:
-                refused.append(
-                    FetchError(
-                        f"{request.describe()}: nothing answers on 127.0.0.1:{self.port}: "
-                        "is the extension layer attached?",
-                        code="ConnectionError",
-                        transient=True,
-                    )
+                return _NotServing(
+                    f"{request.describe()}: nothing answers on 127.0.0.1:{self.port}: "
+                    "is the extension layer attached?",
+                    code="ConnectionError",
+                    transient=True,
                 )
-                return refused[-1]
             except httpx.TransportError as exc:
                 return FetchError(
                     f"{request.describe()}: the extension's answer was cut off "
@@ -145,7 +202,7 @@ class ExtensionSource:
                     transient=True,
                 )
             if response.status_code == 400 and b"not ready" in response.content.lower():
-                return FetchError(
+                return _NotServing(
                     f"{request.describe()}: the extension is not ready to serve traffic",
                     code="ExtensionNotReady",
                     transient=True,
@@ -155,8 +212,8 @@ class ExtensionSource:
 
         def retries(error: FetchError, tries: int) -> bool:
             # A refused connection or "not ready": the extension may still be starting.
-            if error.code == "ExtensionNotReady" or error in refused:
-                return time.monotonic() - started < NOT_READY_BUDGET_SECONDS
+            if isinstance(error, _NotServing):
+                return time.monotonic() - started < starting_budget
             if error.code == "MalformedResponse":
                 return False  # asked again on a later request, as RetryPolicy says
             return self.retry.retries(error, tries)
@@ -168,6 +225,10 @@ class ExtensionSource:
             delay=self.retry.delay,
             timed_out=lambda: _timeout(request),
         )
+
+
+class _NotServing(FetchError):
+    """The extension is not serving yet: "not ready", or the connection refused."""
 
 
 def _loopback_client(

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .._declarations import ParameterRequest, SecretRequest, ValueRequest
+from .._declarations import ParameterRequest, PathRequest, SecretRequest, ValueRequest
 from ..exceptions import ConfigurationError, FetchError
 from . import Outcome
 
@@ -103,7 +103,20 @@ class StaticSource:
     def _get(self, request: ValueRequest) -> Outcome:
         if isinstance(request, ParameterRequest):
             return self._get_parameter(request)
+        if isinstance(request, PathRequest):
+            return self._get_path(request)
         return self._get_secret(request)
+
+    def _get_path(self, request: PathRequest) -> Outcome:
+        """What every page of ``GetParametersByPath`` holds together: the parameters under
+        the path (its direct children only, if not recursive), each as ``GetParameter``
+        answers it. None is an empty list, not an error."""
+        parameters = []
+        for name in sorted(self._parameters):
+            if request.relative_name(name) is not None:
+                parameter = self._get_parameter(ParameterRequest(name, decrypt=request.decrypt))
+                parameters.append(parameter)
+        return {"Path": request.path, "Parameters": parameters}
 
     def _get_parameter(self, request: ParameterRequest) -> Outcome:
         # Answer what GetParameter would for the Name it is sent: the declared selector
