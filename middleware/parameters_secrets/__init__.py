@@ -6,6 +6,8 @@ a warm request pays nothing.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._cache import CacheStats
 from ._context import Values, current_values
 from ._declarations import (
@@ -22,12 +24,14 @@ from ._middleware import ParametersSecretsMiddleware
 from ._settings import Settings
 from ._sources import Outcome, Source
 from ._sources._retry import RetryPolicy
-from ._sources.aws import AwsSource
 from ._sources.extension import ExtensionSource
 from ._sources.static import StaticSource
 from ._store import ParametersSecrets
 from ._wsgi import ParametersSecretsWSGIMiddleware
 from .exceptions import ConfigurationError, FetchError, LoadError, ParametersSecretsError
+
+if TYPE_CHECKING:
+    from ._sources.aws import AwsSource
 
 __version__ = "0.1.0"
 
@@ -59,3 +63,13 @@ __all__ = [
     "__version__",
     "current_values",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # AWS-direct code (SigV4, credentials, AwsSource) loads on first use, not on import:
+    # a function whose source is the extension or a file never pays for it.
+    if name == "AwsSource":
+        from ._sources.aws import AwsSource
+
+        return AwsSource
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
