@@ -6,7 +6,7 @@ a warm request pays nothing.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import typing as _typing
 
 from ._cache import CacheStats
 from ._context import Values, current_values
@@ -30,7 +30,7 @@ from ._store import ParametersSecrets
 from ._wsgi import ParametersSecretsWSGIMiddleware
 from .exceptions import ConfigurationError, FetchError, LoadError, ParametersSecretsError
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from ._sources.aws import AwsSource
 
 __version__ = "0.1.0"
@@ -65,7 +65,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     # AWS-direct code (SigV4, credentials, AwsSource) loads on first use, not on import:
     # a function whose source is the extension or a file never pays for it.
     if name == "AwsSource":
