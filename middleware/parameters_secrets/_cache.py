@@ -184,9 +184,13 @@ class Cache(Generic[K, V]):
             )
 
     def clear(self) -> None:
-        """Forget every entry (counters stay)."""
+        """Forget every entry (counters stay), and abandon the fetches under way: whoever
+        waits for one fetches again."""
         with self._lock:
             self._entries.clear()
+            flights, self._flights = list(self._flights.values()), {}
+        for flight in flights:
+            flight.settle(None)
 
     def count_hits(self, hits: int) -> None:
         """Count values served from a copy of fresh entries (the store's snapshot)."""

@@ -22,6 +22,11 @@ blocks. The whole concurrency model of the package is here; nothing else tracks 
   wait for within their own time bound.
 * **Never blocks**: a warm read (sync or async), and an async caller's wait for a fetch
   led elsewhere.
+* **SnapStart**: what was made before a snapshot must not be used after a restore (cached
+  values may be long out of date, connections are dead, credentials expired). Each holder
+  registers with :func:`drop_after_restore`; when ``snapshot_restore_py`` is importable
+  (the Lambda runtime provides it), one after-restore hook drops all of it, without a
+  network call and whatever the clocks say: the next use fetches again.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -246,6 +251,7 @@ class PerLoop(Generic[T]):
         self._lock = threading.Lock()
         # loop -> (resource, the suspended generator that closes it with the loop)
         self._held: _Held[T] = _Held()
+        drop_after_restore(self)
 
     async def get(self) -> T:
         """The running loop's ``T``."""
@@ -293,3 +299,49 @@ class PerLoop(Generic[T]):
             held = self._held.pop(current_loop(), None)
         if held is not None:
             await held[1].aclose()
+
+    def drop_after_restore(self) -> None:
+        """Forget every loop's ``T`` (their connections died with the snapshot): each
+        loop makes a new one on next use; the old ones still close with their loops."""
+        with self._lock:
+            self._held.clear()
+
+
+# -- SnapStart --------------------------------------------------------------------------
+
+
+class _Restorable(Protocol):
+    def drop_after_restore(self) -> None: ...
+
+
+_restorables: weakref.WeakSet[_Restorable] = weakref.WeakSet()
+_restorables_lock = threading.Lock()
+_hooked: object = None  # the snapshot_restore_py module our hook is registered with
+
+
+def drop_after_restore(holder: _Restorable) -> None:
+    """Call ``holder.drop_after_restore()`` when a SnapStart snapshot is restored (the
+    holder is referred to weakly)."""
+    with _restorables_lock:
+        _restorables.add(holder)
+
+
+def hook_snapstart() -> None:
+    """Register the after-restore hook with ``snapshot_restore_py``, once, if importable."""
+    global _hooked
+    try:
+        import snapshot_restore_py
+    except ImportError:
+        return
+    with _restorables_lock:
+        if _hooked is snapshot_restore_py:
+            return
+        _hooked = snapshot_restore_py
+    snapshot_restore_py.register_after_restore(_restored)
+
+
+def _restored() -> None:
+    with _restorables_lock:
+        holders = list(_restorables)
+    for holder in holders:
+        holder.drop_after_restore()

@@ -46,7 +46,7 @@ from typing import Any
 
 import httpx
 
-from ._concurrency import Flight, in_thread, run_blocking
+from ._concurrency import Flight, drop_after_restore, in_thread, run_blocking
 from ._sigv4 import Credentials
 from .exceptions import FetchError
 
@@ -102,6 +102,13 @@ class CredentialsProvider:
         self._botocore_frozen: tuple[Credentials, float] | None = None
         self._container: _Temporary | None = None  # the endpoint's last answer
         self._refresh: Flight[Any] | None = None  # the call under way (endpoint or botocore)
+        drop_after_restore(self)
+
+    def drop_after_restore(self) -> None:
+        """Forget every credential fetched before a SnapStart snapshot was taken."""
+        with self._lock:
+            self._container = self._botocore_frozen = self._refresh = None
+            self._botocore = None
 
     async def get(self, give_up_at: float | None = None) -> Credentials:
         """Credentials to sign with now.

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ._cache import Cache, CacheStats, Lookup
-from ._concurrency import run_blocking
+from ._concurrency import drop_after_restore, hook_snapstart, run_blocking
 from ._context import Values
 from ._declarations import (
     Declaration,
@@ -92,9 +92,19 @@ class ParametersSecrets:
         # the cache whenever a lookup leaves every value fresh. Shared, read-only, by every
         # caller until then; replaced whole, so any thread reads a consistent pair.
         self._snapshot: tuple[Values, float] | None = None
+        # SnapStart: values loaded before a snapshot are never served after a restore.
+        drop_after_restore(self)
+        hook_snapstart()
 
     def __repr__(self) -> str:
         return f"ParametersSecrets(keys={list(self._declarations)}, source={self.source!r})"
+
+    def drop_after_restore(self) -> None:
+        """Forget every value loaded before a SnapStart snapshot (called by the restore
+        hook; no upstream call): the next use fetches again."""
+        self._snapshot = None
+        self._cache.clear()
+        self._transformed.clear()
 
     @property
     def stats(self) -> CacheStats:

@@ -1,0 +1,164 @@
+"""SnapStart restores never serve values from the snapshot (issue 13, part 3).
+
+``snapshot_restore_py`` is replaced by a stand-in that records the hooks registered with
+it, so a test can "restore" by running them; the upstreams are the fake extension and a
+container credentials endpoint on 127.0.0.1 with moto, counting what they are asked.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from parameters_secrets import (
+    AwsSource,
+    ExtensionSource,
+    LoadError,
+    Parameter,
+    ParametersSecrets,
+    Secret,
+    Settings,
+)
+from tests.conftest import TOKEN, FakeClock
+from tests.credentials_endpoint import CredentialsEndpoint
+from tests.extension_server import FakeExtension
+from tests.moto_server import MotoServer, assume_role, put_parameter
+
+VALUES: dict[str, Parameter | Secret] = {
+    "api_key": Parameter("/app/api-key"),
+    "db": Secret("prod/db", transform="json"),
+}
+
+
+class Runtime(types.ModuleType):
+    """A stand-in for the Lambda runtime's ``snapshot_restore_py``."""
+
+    def __init__(self) -> None:
+        super().__init__("snapshot_restore_py")
+        self.after_restore: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+
+    def register_after_restore(self, func: Callable[..., Any], *args: Any) -> Callable[..., Any]:
+        self.after_restore.append((func, args))
+        return func
+
+    def restore(self) -> None:
+        for func, args in self.after_restore:
+            func(*args)
+
+
+@pytest.fixture
+def runtime(monkeypatch: pytest.MonkeyPatch) -> Runtime:
+    stand_in = Runtime()
+    monkeypatch.setitem(sys.modules, "snapshot_restore_py", stand_in)
+    return stand_in
+
+
+@pytest.fixture
+def seeded(extension: FakeExtension) -> FakeExtension:
+    extension.put_parameter("/app/api-key", "key-1", type="SecureString")
+    extension.put_secret("prod/db", string=json.dumps({"password": "pw-1"}))
+    return extension
+
+
+def test_a_restore_drops_every_value_and_connection_without_calling_upstream(
+    runtime: Runtime, seeded: FakeExtension
+) -> None:
+    store = ParametersSecrets(VALUES, source=ExtensionSource(seeded.port, TOKEN))
+    assert len(runtime.after_restore) == 1
+    assert store.load_sync().db["password"] == "pw-1"  # at INIT: into the snapshot
+    store.load_sync()
+    assert (seeded.total_calls, seeded.connections) == (2, 2)
+    runtime.restore()
+    assert (seeded.total_calls, seeded.connections) == (2, 2)  # the hook made no call
+    assert store.cached() is None
+    seeded.put_secret("prod/db", string=json.dumps({"password": "pw-2"}))  # rotated meanwhile
+    assert store.load_sync().db["password"] == "pw-2"  # every value asked again
+    assert seeded.calls("parameter", "/app/api-key") == 2
+    assert seeded.calls("secret", "prod/db") == 2
+
+
+def test_after_a_restore_a_failing_upstream_never_gets_the_snapshot_value_served(
+    runtime: Runtime, seeded: FakeExtension, clock: FakeClock
+) -> None:
+    store = ParametersSecrets(VALUES, source=ExtensionSource(seeded.port, TOKEN), clock=clock)
+    store.load_sync()
+    runtime.restore()
+    seeded.fail("error_500")
+    # Stale-if-error would serve a previous value: after a restore there is none.
+    with pytest.raises(LoadError) as failed:
+        store.load_sync()
+    assert {e.code for e in failed.value.failures.values()} == {"InternalServerError"}
+
+
+def test_a_restore_drops_pooled_connections_so_the_next_use_opens_new_ones(
+    runtime: Runtime, seeded: FakeExtension, event_loop_per_test: Any
+) -> None:
+    store = ParametersSecrets(VALUES, source=ExtensionSource(seeded.port, TOKEN))
+
+    async def load() -> None:
+        await store.load()
+
+    event_loop_per_test.run_until_complete(load())  # one loop: its pool is kept
+    opened = seeded.connections
+    runtime.restore()
+    store.drop_after_restore()  # the values too, so that the next load fetches
+    event_loop_per_test.run_until_complete(load())
+    assert seeded.connections > opened  # new connections: the old pool was dropped
+    event_loop_per_test.run_until_complete(store.aclose())
+
+
+def test_a_restore_drops_container_credentials_so_they_are_fetched_again(
+    runtime: Runtime, moto_auth: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = assume_role(moto_auth, ["ssm:GetParameter"])
+    put_parameter(moto_auth, "/snap/value", "from-moto")
+    with CredentialsEndpoint(token="container-token") as endpoint:
+        endpoint.issue(*keys)
+        endpoint.issue(*keys)
+        monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", endpoint.url)
+        monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "container-token")
+        store = ParametersSecrets(
+            {"value": Parameter("/snap/value")},
+            source=AwsSource(region="us-east-1", endpoint_url=moto_auth.url),
+        )
+        assert store.load_sync().value == "from-moto"
+        assert endpoint.calls == 1
+        runtime.restore()
+        assert endpoint.calls == 1  # no call from the hook itself
+        assert store.load_sync().value == "from-moto"
+        assert endpoint.calls == 2  # the snapshot's credentials were not used
+
+
+def test_the_hook_is_registered_once_however_many_stores(
+    runtime: Runtime, seeded: FakeExtension
+) -> None:
+    stores = [
+        ParametersSecrets(VALUES, source=ExtensionSource(seeded.port, TOKEN)) for _ in range(5)
+    ]
+    for store in stores:
+        store.load_sync()
+    assert len(runtime.after_restore) == 1
+    runtime.restore()
+    assert all(store.cached() is None for store in stores)
+
+
+def test_without_snapshot_restore_py_nothing_is_registered(
+    monkeypatch: pytest.MonkeyPatch, seeded: FakeExtension
+) -> None:
+    monkeypatch.setitem(sys.modules, "snapshot_restore_py", None)  # not importable
+    store = ParametersSecrets(VALUES, source=ExtensionSource(seeded.port, TOKEN))
+    assert store.load_sync().db["password"] == "pw-1"
+
+
+def test_the_hook_is_registered_with_the_real_module_the_runtime_reads() -> None:
+    real = pytest.importorskip("snapshot_restore_py")
+    ParametersSecrets(VALUES, source=ExtensionSource(2773, TOKEN), settings=Settings())
+    hooks = [func for func, _args, _kwargs in real.get_after_restore()]
+    assert any(
+        getattr(func, "__module__", "") == "parameters_secrets._concurrency" for func in hooks
+    )
