@@ -285,7 +285,7 @@ def _parse(request: ValueRequest, response: httpx.Response) -> Outcome:
         if isinstance(outcome, FetchError):
             outcome.status = status
         return outcome  # type: ignore[no-any-return]
-    code, message = error_code(status, response.text)
+    code, message = error_code(status, response.text, response.headers.get("x-amzn-errortype"))
     if status == 401:
         message = _refused_token_hint(response.request.headers.get(TOKEN_HEADER))
     transient = is_transient(status, code)
