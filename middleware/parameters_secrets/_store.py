@@ -284,9 +284,10 @@ class ParametersSecrets:
                 failures[key] = outcome
                 if log:
                     logger.error(
-                        "required value %r (%s) could not be loaded (%s): %s",
+                        "required value %r (%s) could not be loaded from %r (%s): %s",
                         key,
                         declaration.request.describe(),
+                        self.source,
                         outcome.code,
                         outcome,
                     )
