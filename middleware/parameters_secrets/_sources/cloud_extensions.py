@@ -22,8 +22,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import httpx
-
 from .._concurrency import concurrently
 from .._declarations import ParameterRequest, ValueRequest
 from .._settings import Settings
@@ -33,6 +31,8 @@ from ._retry import RetryPolicy
 from .extension import ExtensionSource
 
 if TYPE_CHECKING:
+    import httpx
+
     from .._sigv4 import Credentials
 
 DEFAULT_PORT = 5333
