@@ -74,25 +74,19 @@ Kind = Literal["parameter", "secret"]
 
 DEFAULT_TOKEN = "test-session-token"
 TRICKLE_SECONDS = 0.2
-NOT_READY_BODY = b"not ready to serve traffic, please wait"
 _VALUE_FIELDS = frozenset({"Value", "SecretString", "SecretBinary"})
+_JSON = b"application/json"
+
+
+def _error(code: str, message: str) -> bytes:
+    return json.dumps({"__type": code, "message": f"{message} (injected)"}).encode()
+
+
 _FIXED_ANSWERS: dict[str, tuple[int, bytes, bytes]] = {  # mode: status, content type, body
-    "error_500": (
-        500,
-        b"application/json",
-        b'{"__type": "InternalServerError", "message": "Internal server error (injected)"}',
-    ),
-    "throttle": (
-        400,
-        b"application/json",
-        b'{"__type": "ThrottlingException", "message": "Rate exceeded (injected)"}',
-    ),
-    "access_denied": (
-        400,
-        b"application/json",
-        b'{"__type": "AccessDeniedException", "message": "User is not authorized (injected)"}',
-    ),
-    "not_ready": (400, b"text/plain; charset=utf-8", NOT_READY_BODY),
+    "error_500": (500, _JSON, _error("InternalServerError", "Internal server error")),
+    "throttle": (400, _JSON, _error("ThrottlingException", "Rate exceeded")),
+    "access_denied": (400, _JSON, _error("AccessDeniedException", "User is not authorized")),
+    "not_ready": (400, b"text/plain; charset=utf-8", b"not ready to serve traffic, please wait"),
 }
 
 
@@ -539,9 +533,7 @@ class FakeExtension(ServedInThread):
             self._cut_off += 1
 
 
-async def _answer(
-    send: Send, status: int, body: bytes, content_type: bytes = b"application/json"
-) -> None:
+async def _answer(send: Send, status: int, body: bytes, content_type: bytes = _JSON) -> None:
     headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
