@@ -349,7 +349,8 @@ class FakeExtension(ServedInThread):
 
     @property
     def cut_off(self) -> int:
-        """Slow or trickled answers the client stopped waiting for (its time bound held)."""
+        """Slow or trickled answers cut off before their end: the client stopped waiting
+        (its time bound held), or, over a socket, the server stopped."""
         with self._lock:
             return self._cut_off
 
