@@ -150,6 +150,8 @@ class _Versions:
     """The fake's values as a source: each request asked of the generations, newest first;
     the newest generation's error if none has it."""
 
+    checks_records = True  # StaticSource's records
+
     def __init__(self, fake: FakeExtension) -> None:
         self._fake = fake
 
