@@ -44,7 +44,8 @@ class ParametersSecrets:
         values: Key (a Python identifier) to :class:`Parameter`, :class:`Secret` or
             :class:`ParametersByPath`.
         source: Where values come from; default: ``PARAMETERS_SECRETS_SOURCE``, else the
-            extension in Lambda, else AWS directly.
+            extension in Lambda (with AWS directly while it is not serving, unless
+            ``PARAMETERS_SECRETS_EXTENSION_FALLBACK=none``), else AWS directly.
         settings: Cache settings; default ``Settings.from_env()``.
         clock: Monotonic seconds for TTLs; for tests.
 

@@ -87,6 +87,11 @@ class AwsSource:
             failures 3 tries in all).
         transport: An httpx transport to send requests through (tests:
             ``httpx.MockTransport``); default a connection pool per service.
+
+    Attributes:
+        batch_parameters: Whether to batch parameters (``GetParameters``); turns ``False``
+            by itself when the role may not call it. Set it to skip batching.
+        batch_secrets: Whether to batch secrets (``BatchGetSecretValue``); likewise.
     """
 
     # Its records hold a usable value for what was asked: the store need not check.
