@@ -145,13 +145,16 @@ def test_a_streamed_body_reads_the_values_while_it_is_produced(
         assert client.get(f"{url}/stream").text == "password=pw-1"
 
 
-def test_values_are_not_current_after_the_response_is_closed(upstream: FakeExtension) -> None:
+def test_values_are_never_left_current_in_the_servers_thread(upstream: FakeExtension) -> None:
     app = wrapped(on(upstream))
     with app.test_client() as client:
-        response = client.get("/")
-        assert response.status_code == 200
-        assert current_values()["db"]["password"] == "pw-1"  # the body is still open
-        response.close()  # as a WSGI server does once the body is sent (PEP 3333)
+        response = client.get("/stream", buffered=False)  # the body not read yet
+        with pytest.raises(ParametersSecretsError, match="outside a request"):
+            current_values()
+        assert response.get_data() == b"password=pw-1"  # set while each chunk is made
+        with pytest.raises(ParametersSecretsError, match="outside a request"):
+            current_values()
+        response.close()
     with pytest.raises(ParametersSecretsError, match="outside a request"):
         current_values()
 

@@ -7,7 +7,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Collection, Mapping
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from ._cache import CacheStats
 from ._context import _current, values_dict
@@ -33,10 +33,40 @@ UNAVAILABLE_HEADERS = [
 ]
 
 OnFailure = Callable[[LoadError], ASGIApp]
-T = TypeVar("T")
+AppT = TypeVar("AppT")
+FailureT = TypeVar("FailureT")
 
 
-class ParametersSecretsMiddleware:
+class StoreMiddleware(Generic[AppT, FailureT]):
+    """What both middlewares hold: the app, the store, the excluded paths, ``on_failure``."""
+
+    def __init__(
+        self,
+        app: AppT,
+        *,
+        values: Mapping[str, Declaration] | ParametersSecrets,
+        source: Source | None = None,
+        settings: Settings | None = None,
+        exclude_paths: Collection[str] = (),
+        on_failure: FailureT | None = None,
+    ) -> None:
+        self.app = app
+        self.store = store_for(values, source, settings)
+        self._excluded_paths = ExcludedPaths(exclude_paths)
+        if on_failure is not None and not callable(on_failure):
+            raise ConfigurationError(f"on_failure must be a callable, not {on_failure!r}")
+        self._on_failure = on_failure
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(store={self.store!r})"
+
+    @property
+    def stats(self) -> CacheStats:
+        """The store's cache counters."""
+        return self.store.stats
+
+
+class ParametersSecretsMiddleware(StoreMiddleware[ASGIApp, "OnFailure"]):
     """Put declared SSM parameters and Secrets Manager secrets on every request.
 
     Values are fetched on the first request (all at once), cached in process with the
@@ -67,29 +97,6 @@ class ParametersSecretsMiddleware:
         ConfigurationError: A key, declaration or argument is not valid, or a setting is
             out of range.
     """
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        values: Mapping[str, Declaration] | ParametersSecrets,
-        source: Source | None = None,
-        settings: Settings | None = None,
-        exclude_paths: Collection[str] = (),
-        on_failure: OnFailure | None = None,
-    ) -> None:
-        self.app = app
-        self.store = store_for(values, source, settings)
-        self._excluded_paths = ExcludedPaths(exclude_paths)
-        self._on_failure = checked_on_failure(on_failure)
-
-    def __repr__(self) -> str:
-        return f"ParametersSecretsMiddleware(store={self.store!r})"
-
-    @property
-    def stats(self) -> CacheStats:
-        """The store's cache counters."""
-        return self.store.stats
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or self._excluded_paths.match(
@@ -202,12 +209,6 @@ def store_for(
             )
         return values
     return ParametersSecrets(values, source=source, settings=settings)
-
-
-def checked_on_failure(on_failure: T | None) -> T | None:
-    if on_failure is not None and not callable(on_failure):
-        raise ConfigurationError(f"on_failure must be a callable, not {on_failure!r}")
-    return on_failure
 
 
 class ExcludedPaths:

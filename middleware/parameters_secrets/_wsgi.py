@@ -3,23 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from ._cache import CacheStats
 from ._context import Values, _current
-from ._declarations import Declaration
-from ._middleware import (
-    RETRY_AFTER_SECONDS,
-    UNAVAILABLE_BODY,
-    ExcludedPaths,
-    checked_on_failure,
-    deadline,
-    store_for,
-)
-from ._settings import Settings
-from ._sources import Source
-from ._store import ParametersSecrets
+from ._middleware import RETRY_AFTER_SECONDS, UNAVAILABLE_BODY, StoreMiddleware, deadline
 from .exceptions import LoadError
 
 logger = logging.getLogger("parameters_secrets")
@@ -41,7 +29,7 @@ _UNAVAILABLE_HEADERS = [
 ]
 
 
-class ParametersSecretsWSGIMiddleware:
+class ParametersSecretsWSGIMiddleware(StoreMiddleware["WSGIApplication", "OnFailure"]):
     """Put declared SSM parameters and Secrets Manager secrets on every request of a WSGI
     app (Flask, Django), under any WSGI server or WSGI-on-Lambda adapter, without an ASGI
     adapter.
@@ -74,29 +62,6 @@ class ParametersSecretsWSGIMiddleware:
         ConfigurationError: A key, declaration or argument is not valid, or a setting is
             out of range.
     """
-
-    def __init__(
-        self,
-        app: WSGIApplication,
-        *,
-        values: Mapping[str, Declaration] | ParametersSecrets,
-        source: Source | None = None,
-        settings: Settings | None = None,
-        exclude_paths: Collection[str] = (),
-        on_failure: OnFailure | None = None,
-    ) -> None:
-        self.app = app
-        self.store = store_for(values, source, settings)
-        self._excluded_paths = ExcludedPaths(exclude_paths)
-        self._on_failure = checked_on_failure(on_failure)
-
-    def __repr__(self) -> str:
-        return f"ParametersSecretsWSGIMiddleware(store={self.store!r})"
-
-    @property
-    def stats(self) -> CacheStats:
-        """The store's cache counters."""
-        return self.store.stats
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         script_name = environ.get("SCRIPT_NAME", "")
@@ -136,10 +101,11 @@ class ParametersSecretsWSGIMiddleware:
 
 
 class _WithValues:
-    """The app's response, with :func:`current_values` set while it is produced: from the
-    call until the server closes the body (PEP 3333), so a streamed body sees them too."""
+    """The app's response, with :func:`current_values` set whenever the app's code runs for
+    it: the call, each chunk of a streamed body, and ``close()``; and never in between, so
+    nothing is left set in a server's thread, whatever the server does with the body."""
 
-    __slots__ = ("_body", "_previous")
+    __slots__ = ("_body", "_values")
 
     def __init__(
         self,
@@ -148,24 +114,30 @@ class _WithValues:
         start_response: StartResponse,
         values: Values,
     ) -> None:
-        self._previous = _current.get(None)
-        _current.set(values)
+        self._values = values
+        token = _current.set(values)
         try:
             self._body = app(environ, start_response)
-        except BaseException:
-            self._restore()
-            raise
+        finally:
+            _current.reset(token)
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(self._body)
+        chunks = iter(self._body)
+        while True:
+            token = _current.set(self._values)
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                return
+            finally:
+                _current.reset(token)
+            yield chunk
 
     def close(self) -> None:
-        try:
-            close = getattr(self._body, "close", None)
-            if close is not None:
+        close = getattr(self._body, "close", None)
+        if close is not None:
+            token = _current.set(self._values)
+            try:
                 close()
-        finally:
-            self._restore()
-
-    def _restore(self) -> None:
-        _current.set(self._previous)
+            finally:
+                _current.reset(token)
