@@ -649,7 +649,9 @@ def test_bad_keys_are_rejected_at_construction(key: str) -> None:
 
 
 def test_declarations_must_be_parameters_or_secrets() -> None:
-    with pytest.raises(ConfigurationError, match="must be a Parameter, a Secret or a ParametersByPath"):
+    with pytest.raises(
+        ConfigurationError, match="must be a Parameter, a Secret or a ParametersByPath"
+    ):
         ParametersSecretsMiddleware(
             fastapi_app(),
             values={"x": "/p"},  # type: ignore[dict-item]
