@@ -1,9 +1,11 @@
-"""Sessions: tests (every installed Python from 3.10), lint, typecheck, demo, package,
-dist, template, bench."""
+"""Sessions: tests (every supported Python that is installed), lint, typecheck, demo,
+package, dist, template, coverage, bench."""
 
 from __future__ import annotations
 
+import re
 import shutil
+import sys
 from pathlib import Path
 
 import nox
@@ -11,7 +13,29 @@ import nox
 nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
 
-PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+ROOT = Path(__file__).resolve().parent
+_CLASSIFIER = "Programming Language :: Python :: "
+
+
+def supported_pythons(pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
+    """The Python versions pyproject.toml's classifiers list (``3.10``, ...): the one place
+    they are written; .ci/run reads them from here too."""
+    text = pyproject.read_text(encoding="utf-8")
+    if sys.version_info >= (3, 11):
+        import tomllib
+
+        classifiers: list[str] = tomllib.loads(text)["project"]["classifiers"]
+    else:
+        # nox may run on 3.10, which has no tomllib, in a virtualenv without tomli: the
+        # classifiers are plain quoted strings, one per line.
+        classifiers = re.findall(r'^\s*"([^"]+)",?\s*$', text, flags=re.MULTILINE)
+    versions = [
+        c.removeprefix(_CLASSIFIER) for c in classifiers if re.fullmatch(rf"{_CLASSIFIER}3\.\d+", c)
+    ]
+    return sorted(versions, key=lambda version: tuple(map(int, version.split("."))))
+
+
+PYTHONS = supported_pythons()
 
 
 @nox.session(python=PYTHONS)
@@ -64,7 +88,7 @@ def dist(session: nox.Session) -> None:
     session.run("python", "-m", "build", "--outdir", str(outdir))
     session.run("twine", "check", "--strict", *sorted(str(path) for path in outdir.iterdir()))
     (wheel,) = outdir.glob("*.whl")
-    root = Path(__file__).resolve().parent
+    root = ROOT
     installs = {"wheel": f"{wheel}[fastapi]", "checkout": f"{root}[fastapi]"}
     if (root / ".git").exists():  # what a git URL gives: the committed HEAD
         installs["git"] = f"asgi-parameters-secrets[fastapi] @ git+file://{root}"
