@@ -69,11 +69,14 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def package(session: nox.Session) -> None:
-    """build/lambda.zip: the FastAPI example for Lambda, built for the runtime, not this
-    machine. ``nox -s package -- --python-version 3.12 --arch arm64`` (defaults: the
-    template's, python3.12 on x86_64; ``--output`` for another path)."""
+    """A Lambda zip built for the runtime, not this machine: your app with
+    ``-- --app myapp.py --requirements requirements.txt``, else the FastAPI example
+    (build/lambda.zip). ``--python-version 3.12 --arch arm64`` (defaults: the template's,
+    python3.12 on x86_64), ``--output`` for another path; bytecode when that Python is
+    installed. Paths are relative to where nox was started."""
     session.install("packaging")  # the builder reads the wheels' metadata with it
-    session.run("python", "scripts/lambda_package.py", *session.posargs)
+    session.chdir(session.invoked_from)
+    session.run("python", str(ROOT / "scripts" / "lambda_package.py"), *session.posargs)
 
 
 @nox.session
