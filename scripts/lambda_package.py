@@ -304,9 +304,16 @@ def requirement_roots(
                 f"--requirements {path}:{number}: an editable install ({line!r}) cannot go"
                 " into a zip: name the distribution instead"
             )
+        if re.search(r"(^|\s)--(hash|require-hashes)\b", line):
+            # pip would then want a hash for this project's wheel too, which is built here.
+            raise PackageError(
+                f"--requirements {path}:{number}: hash-checking (--hash, --require-hashes)"
+                " is not supported: this package's wheel is built here and has no hash to"
+                " pin; list the requirements without hashes"
+            )
         if line.startswith("-"):
             continue  # --index-url, -c constraints.txt, --find-links...: pip reads them
-        text = _OPTION_AFTER_REQUIREMENT.split(line, 1)[0]  # "name==1.0 --hash=sha256:..."
+        text = _OPTION_AFTER_REQUIREMENT.split(line, 1)[0]  # "name --config-settings=..."
         try:
             requirement = Requirement(text)
         except InvalidRequirement:

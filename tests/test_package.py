@@ -553,6 +553,12 @@ def _package_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
             " ('-e ./lib') cannot go into a zip: name the distribution instead",
         ),
         (
+            ["--app", "myapp.py", "--requirements", "hashed.txt"],
+            "lambda_package: --requirements {tmp}/hashed.txt:1: hash-checking (--hash,"
+            " --require-hashes) is not supported: this package's wheel is built here and has"
+            " no hash to pin; list the requirements without hashes",
+        ),
+        (
             ["--app", "myapp.py", "--requirements", "unreadable.txt"],
             "lambda_package: --requirements {tmp}/unreadable.txt:1: cannot read"
             " 'https://example.com/lib.whl' as a requirement (write a URL or a path as"
@@ -574,6 +580,9 @@ def test_bad_inputs_are_refused_in_one_line(
     (tmp_path / "plain").mkdir()
     (tmp_path / "requirements.txt").write_text(APP_REQUIREMENTS, encoding="utf-8")
     (tmp_path / "editable.txt").write_text("fastapi\n-e ./lib\n", encoding="utf-8")
+    (tmp_path / "hashed.txt").write_text(
+        "mangum==0.22.0 \\\n    --hash=sha256:0000\n", encoding="utf-8"
+    )
     (tmp_path / "unreadable.txt").write_text("https://example.com/lib.whl\n", encoding="utf-8")
     # Refused before pip runs: nothing is built, nothing is written.
     monkeypatch.setattr(lambda_package, "_run", _no_pip)
@@ -612,7 +621,7 @@ def test_requirements_are_read_for_the_target_python(tmp_path: Path) -> None:
     (tmp_path / "base.txt").write_text(
         "--index-url https://pypi.org/simple\n"
         "fastapi>=0.110 \\\n"
-        "    --hash=sha256:0000  # pinned\n"
+        "    --config-settings=editable_mode=compat  # an option for pip\n"
         "tomli; python_version < '3.11'\n",
         encoding="utf-8",
     )
