@@ -26,13 +26,18 @@ def supported_pythons(pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
 
         classifiers: list[str] = tomllib.loads(text)["project"]["classifiers"]
     else:
-        # nox may run on 3.10, which has no tomllib, in a virtualenv without tomli: the
-        # classifiers are plain quoted strings, one per line.
-        classifiers = re.findall(r'^\s*"([^"]+)",?\s*$', text, flags=re.MULTILINE)
+        classifiers = quoted_lines(text)
     versions = [
         c.removeprefix(_CLASSIFIER) for c in classifiers if re.fullmatch(rf"{_CLASSIFIER}3\.\d+", c)
     ]
     return sorted(versions, key=lambda version: tuple(map(int, version.split("."))))
+
+
+def quoted_lines(text: str) -> list[str]:
+    """Every line of ``text`` that is one quoted string (``"...",``): pyproject.toml's
+    classifiers, read without a TOML parser. nox may run on Python 3.10, which has no
+    tomllib, in a virtualenv without tomli."""
+    return re.findall(r'^\s*"([^"]+)",?\s*$', text, flags=re.MULTILINE)
 
 
 PYTHONS = supported_pythons()
