@@ -120,6 +120,17 @@ def template(session: nox.Session) -> None:
 
 
 @nox.session
+def coverage(session: nox.Session) -> None:
+    """The test suite under coverage.py, Python subprocesses included (``[tool.coverage]``
+    in pyproject.toml); fails below its ``fail_under``. ``-- -k ...`` goes to pytest."""
+    session.install("-e", ".[test]", "coverage>=7.10.3")  # patch = subprocess, fixed
+    session.run("coverage", "erase")
+    session.run("coverage", "run", "--parallel-mode", "-m", "pytest", *session.posargs)
+    session.run("coverage", "combine", "--quiet")
+    session.run("coverage", "report")
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """Every benchmarks/bench_*.py: prints the tables, writes benchmarks/RESULTS.md and
     benchmarks/results.png. ``nox -s bench -- --quick`` for a short run."""
