@@ -86,7 +86,8 @@ def package(session: nox.Session) -> None:
 
 @nox.session
 def dist(session: nox.Session) -> None:
-    """Build the sdist and the wheel, ``twine check`` them, and install the wheel, the
+    """Build the sdist and the wheel, ``twine check`` them, check what they hold
+    (scripts/check_dist.py: license, changelog, version, URLs), and install the wheel, the
     checkout and the repository's git URL each into a fresh virtualenv that imports the
     FastAPI example and runs its handler once (scripts/check_install.py)."""
     session.install("build", "twine")
@@ -95,6 +96,7 @@ def dist(session: nox.Session) -> None:
     shutil.rmtree(outdir, ignore_errors=True)
     session.run("python", "-m", "build", "--outdir", str(outdir))
     session.run("twine", "check", "--strict", *sorted(str(path) for path in outdir.iterdir()))
+    session.run("python", "scripts/check_dist.py", str(outdir))  # license, changelog, version
     (wheel,) = outdir.glob("*.whl")
     root = ROOT
     installs = {"wheel": f"{wheel}[fastapi]", "checkout": f"{root}[fastapi]"}
