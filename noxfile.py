@@ -1,5 +1,5 @@
 """Sessions: tests (every supported Python that is installed), lint, typecheck, demo,
-package, dist, template, coverage, bench."""
+package, dist, template, docs, coverage, bench."""
 
 from __future__ import annotations
 
@@ -119,6 +119,16 @@ def template(session: nox.Session) -> None:
     --lint`` runs too (the SAM CLI is too big and too tightly pinned for the test extra)."""
     session.install("-e", ".[test]", "aws-sam-cli")
     session.run("pytest", "tests/test_template.py", env={"REQUIRE_SAM_CLI": "1"})
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The docs site from docs/ and the docstrings, in strict mode: a warning (a broken
+    link or anchor, a docstring mkdocstrings cannot read) fails the build."""
+    session.install("-e", ".[docs]")
+    site = Path(session.create_tmp()).resolve() / "site"
+    session.run("mkdocs", "build", "--strict", "--clean", "--site-dir", str(site))
+    session.log(f"built {site}")
 
 
 @nox.session

@@ -1,4 +1,5 @@
-"""Run every ``benchmarks/bench_*.py``; print each table; write RESULTS.md and results.png.
+"""Run every ``benchmarks/bench_*.py``; print each table; write RESULTS.md and results.png
+(and its copy in docs/, for the docs site).
 
     python -m benchmarks.run_all            # the full run (a few minutes on 2 cores)
     python -m benchmarks.run_all --quick    # fewer repetitions, well under a minute each
@@ -14,6 +15,7 @@ import datetime
 import importlib
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -27,6 +29,8 @@ from benchmarks._common import Table
 HERE = Path(__file__).resolve().parent
 RESULTS_MD = HERE / "RESULTS.md"
 RESULTS_PNG = HERE / "results.png"
+# The docs site shows the same chart; mkdocs only publishes what is under docs/.
+DOCS_PNG = HERE.parent / "docs" / "results.png"
 
 
 def discover() -> list[str]:
@@ -135,6 +139,7 @@ def write_chart(tables: Sequence[Table]) -> bool:
     figure.tight_layout()
     figure.savefig(RESULTS_PNG, dpi=110)
     plt.close(figure)
+    shutil.copyfile(RESULTS_PNG, DOCS_PNG)
     return True
 
 

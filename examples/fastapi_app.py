@@ -5,6 +5,7 @@ Locally, with the values in ``examples/local-values.json`` (no AWS account neede
     PARAMETERS_SECRETS_SOURCE=file:examples/local-values.json \\
         uvicorn examples.fastapi_app:app --reload
     curl localhost:8000/ localhost:8000/injected
+    curl -X POST localhost:8000/pay
 
 Locally against real AWS, drop ``PARAMETERS_SECRETS_SOURCE`` (or set it to ``aws``) and
 use your usual credentials (``AWS_PROFILE``...).
@@ -20,7 +21,7 @@ values come from the extension on the first request and are cached in process
 
 The values live in a store, ``config``, that the middleware and the rest of the app share:
 the lifespan builds a client from one of them, ``examples/sqs_handler.py`` (a plain
-Lambda handler for SQS events) reads them with ``config.load_sync()``, and ``/pay``
+Lambda handler for SQS events) reads them with ``config.load_sync()``, and ``POST /pay``
 refreshes the API key when the payment provider rejects it after a rotation.
 """
 

@@ -21,7 +21,13 @@ from asgiref.wsgi import WsgiToAsgi
 from flask import Flask
 from mangum import Mangum
 
-from parameters_secrets import Parameter, ParametersSecretsMiddleware, Secret, current_values
+from parameters_secrets import (
+    Parameter,
+    ParametersSecrets,
+    ParametersSecretsMiddleware,
+    Secret,
+    current_values,
+)
 
 # The names' prefix, read as in examples/fastapi_app.py.
 PREFIX = os.environ.get("APP_PREFIX", "demo-app/prod")
@@ -32,6 +38,8 @@ VALUES: dict[str, Parameter | Secret] = {
     "allowed_origins": Parameter(f"/{PREFIX}/allowed-origins", transform="list"),
     "db": Secret(f"{PREFIX}/db", transform="json"),
 }
+# Built at import, as in every example: a bad declaration or values file fails here.
+config = ParametersSecrets(VALUES)
 
 flask_app = Flask(__name__)
 
@@ -47,7 +55,7 @@ def index() -> dict[str, Any]:
 
 
 asgi_app = WsgiToAsgi(flask_app)  # type: ignore[no-untyped-call]  # asgiref leaves it unannotated
-app = ParametersSecretsMiddleware(asgi_app, values=VALUES)
+app = ParametersSecretsMiddleware(asgi_app, values=config)
 # lifespan="off": WsgiToAsgi rejects lifespan scopes, and Mangum would send one (and log
 # an ERROR) on every invocation.
 handler = Mangum(app, lifespan="off")

@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from parameters_secrets import Parameter, ParametersSecretsMiddleware, Secret
+from parameters_secrets import Parameter, ParametersSecrets, ParametersSecretsMiddleware, Secret
 
 # The names' prefix, read as in examples/fastapi_app.py.
 PREFIX = os.environ.get("APP_PREFIX", "demo-app/prod")
@@ -33,6 +33,9 @@ VALUES: dict[str, Parameter | Secret] = {
     "allowed_origins": Parameter(f"/{PREFIX}/allowed-origins", transform="list"),
     "db": Secret(f"{PREFIX}/db", transform="json"),
 }
+# Built at import: Starlette builds its middleware on the first request, where a bad
+# declaration or values file would answer 500 to every request instead of failing here.
+config = ParametersSecrets(VALUES)
 
 
 async def index(request: Request) -> JSONResponse:
@@ -54,6 +57,6 @@ async def ws(websocket: WebSocket) -> None:
 
 app = Starlette(
     routes=[Route("/", index), WebSocketRoute("/ws", ws)],
-    middleware=[Middleware(ParametersSecretsMiddleware, values=VALUES)],
+    middleware=[Middleware(ParametersSecretsMiddleware, values=config)],
 )
 handler = Mangum(app, lifespan="off")

@@ -3,7 +3,7 @@
     python scripts/check_install.py      (nox -s dist runs it in fresh virtualenvs)
 
 Run by an interpreter that has ``asgi-parameters-secrets[fastapi]`` installed (from the
-wheel, the checkout or a git URL, as the README's Install section says), never the
+wheel, the checkout or a git URL, as docs/index.md's Install section says), never the
 source tree: it fails if ``parameters_secrets`` is imported from ``middleware/``. The
 example reads ``examples/local-values.json``; no network, no AWS.
 """

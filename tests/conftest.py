@@ -99,7 +99,8 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def extension() -> Iterator[FakeExtension]:
-    """A real HTTP server on 127.0.0.1 speaking the extension's API, counting calls."""
+    """The fake extension (the package's own server behind a recording, fault-injecting
+    layer: ``tests/extension_server.py``), served on 127.0.0.1."""
     with FakeExtension(token=TOKEN) as server:
         yield server
 

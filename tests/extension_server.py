@@ -1,65 +1,103 @@
-"""A fake AWS Parameters and Secrets Lambda Extension for tests.
+"""A fake AWS Parameters and Secrets Lambda Extension for tests: the package's own local
+server, behind a layer that records requests and injects faults.
 
-A real HTTP/1.1 server on ``127.0.0.1`` (ephemeral port) that speaks the extension's
-HTTP API, holds versioned parameters and secrets in memory, counts what it is asked,
-and can be told to fail in the ways the real extension (or the AWS APIs behind it)
-fails. It runs in a daemon thread, so it works whatever event loop the client uses.
+The answers are ``parameters_secrets._server.ExtensionServer``'s, from values held in
+``StaticSource``, with the server's cache off (``Settings(cache_enabled=False)``): every
+request reaches the values, as every request to an extension whose cache is off reaches
+AWS, and a value put here is answered at once. In front of the server, an ASGI layer
+records each request (path, query, headers, method), counts requests per (kind, name),
+and injects faults. The same app is reached two ways:
+
+* in process, through ``transport()`` (``httpx.ASGITransport``): no socket and no thread,
+  for the tests of parsing, retries and time bounds;
+* over a socket on 127.0.0.1 (``start()``, or ``with``: an ephemeral port, a thread per
+  connection; ``tests/loopback_http.py``), where the socket is the point: a refused
+  connection (``stop()``), bodies that trickle or are cut off, a restart on the same port
+  (``start(port=old_port)``), connection counts.
 
     with FakeExtension() as ext:
         ext.put_parameter("/app/key", "v1", type="SecureString")
-        ...  # point the client at ext.url (or ext.port) with token ext.token
+        ...  # point the client at ext.port (or ext.url) with token ext.token
         assert ext.calls("parameter", "/app/key") == 1
 
-A fault can apply to a fraction of matching requests (``probability=``), drawn from its
-own seeded generator, and ``call_log()`` tells which requests a fault was applied to.
-``start(port=...)`` after ``stop()`` serves again on the same port (a restarted
-extension), so a client that was refused can recover.
+    ext = FakeExtension()
+    source = ExtensionSource(token=ext.token, transport=ext.transport())
 
-Standard library only.
+``StaticSource`` holds one version of each name; the fake keeps every version put and
+answers from one ``StaticSource`` per generation (the newest version of each name, then
+the one before, ...), asked newest first: a version, label, stage or version id that only
+an older version holds is answered by that version, as SSM and Secrets Manager answer it.
+
+A fault applies to matching requests (``name``, ``times``, and a ``probability`` drawn
+from its own seeded generator), and ``call_log()`` tells which requests it was applied
+to: a test asserts that the fault it injected is what happened. A slow or trickled answer
+that the client stopped waiting for counts in ``cut_off``.
 """
 
 from __future__ import annotations
 
 import base64
-import dataclasses
-import hashlib
-import hmac
 import json
 import random
 import threading
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
-from string import ascii_letters
-from typing import Any, Literal, cast
-from urllib.parse import parse_qsl, urlsplit
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+from urllib.parse import parse_qsl
 
-from tests.loopback_http import LoopbackHTTPServer, ServedInThread
+import anyio
+import httpx
+from starlette.types import Message, Receive, Scope, Send
 
-__all__ = ["FakeExtension", "FaultMode", "RecordedRequest"]
+from parameters_secrets import FetchError, Settings, StaticSource
+from parameters_secrets._declarations import Record, ValueRequest
+from parameters_secrets._server import PARAMETER_PATHS, SECRET_PATHS, ExtensionServer
+from tests.loopback_http import LoopbackASGIServer, ServedInThread
+
+__all__ = ["ConnectionCut", "FakeExtension", "FaultMode", "RecordedRequest"]
 
 FaultMode = Literal[
-    "error_500",
-    "throttle",
-    "slow",
-    "malformed_json",
-    "drop_mid_body",
-    "not_ready",
-    "access_denied",
+    "error_500",  # 500 InternalServerError
+    "throttle",  # 400 ThrottlingException
+    "slow",  # the right answer, after ``delay``
+    "malformed_json",  # a 200 with the first half of the right answer's JSON
+    "no_value",  # a 200 with the right answer's JSON, without its values
+    "drop_mid_body",  # the right answer's head and half its body, then the connection is cut
+    "not_ready",  # 400 "not ready to serve traffic, please wait", as text
+    "access_denied",  # 400 AccessDeniedException
     "trickle",  # the right answer, one byte every ``delay`` seconds (0.2 s by default)
+    # In process only (``transport()``): httpx.ConnectError. Over a socket, ``stop()``.
+    "refused",
 ]
 Kind = Literal["parameter", "secret"]
 
 DEFAULT_TOKEN = "test-session-token"
-TOKEN_HEADER = "X-Aws-Parameters-Secrets-Token"
-PARAMETER_PATHS = frozenset({"/systemsmanager/parameters/get", "/systemsmanager/parameters/get/"})
-SECRET_PATHS = frozenset({"/secretsmanager/get", "/secretsmanager/get/"})
-REGION = "us-east-1"
-ACCOUNT = "123456789012"
-TIMESTAMP = "2026-11-22T00:00:00.000Z"
-NOT_READY_BODY = "not ready to serve traffic, please wait"
-SECRET_NOT_FOUND = "Secrets Manager can't find the specified secret."
+TRICKLE_SECONDS = 0.2
+_VALUE_FIELDS = frozenset({"Value", "SecretString", "SecretBinary"})
+_JSON = b"application/json"
+
+
+def _error(code: str, message: str) -> bytes:
+    return json.dumps({"__type": code, "message": f"{message} (injected)"}).encode()
+
+
+_FIXED_ANSWERS: dict[str, tuple[int, bytes, bytes]] = {  # mode: status, content type, body
+    "error_500": (500, _JSON, _error("InternalServerError", "Internal server error")),
+    "throttle": (400, _JSON, _error("ThrottlingException", "Rate exceeded")),
+    "access_denied": (400, _JSON, _error("AccessDeniedException", "User is not authorized")),
+    "not_ready": (400, b"text/plain; charset=utf-8", b"not ready to serve traffic, please wait"),
+}
+
+
+class ConnectionCut(httpx.RemoteProtocolError):
+    """What httpx raises when a peer closes the connection before the whole body came.
+
+    The fake raises it after sending half a body (``drop_mid_body``): in process,
+    ``httpx.ASGITransport`` hands the app's exception to the client, so the client gets
+    this very error; over a socket, the server cuts the connection instead, and httpx
+    raises its own ``RemoteProtocolError``.
+    """
 
 
 @dataclass(frozen=True)
@@ -72,21 +110,6 @@ class RecordedRequest:
     headers: dict[str, str]
     raw_query: str = ""
     method: str = "GET"
-
-
-@dataclass
-class _ParameterVersion:
-    value: str
-    type: str
-    labels: set[str] = field(default_factory=set)
-
-
-@dataclass
-class _SecretVersion:
-    version_id: str
-    string: str | None
-    binary: bytes | None
-    stages: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -103,161 +126,111 @@ class _Fault:
         return self.rng is None or self.rng.random() < self.probability
 
 
-@dataclass
-class _Reply:
-    status: int
-    body: bytes
-    content_type: str = "application/json"
-    drop_mid_body: bool = False
-    trickle: float = 0.0  # seconds between bytes of the body
+def _recorded(
+    method: str, path: str, raw_query: str, headers: Iterable[tuple[str, str]]
+) -> RecordedRequest:
+    query: dict[str, str] = {}
+    for key, value in parse_qsl(raw_query, keep_blank_values=True):
+        query.setdefault(key, value)
+    return RecordedRequest(
+        path, query, {name.lower(): value for name, value in headers}, raw_query, method
+    )
 
 
-class _ApiError(Exception):
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
+def _route(request: RecordedRequest) -> tuple[Kind | None, str | None]:
+    """The API a request is for, and the name it asks for (``None``: none given)."""
+    if request.method == "GET" and request.path in PARAMETER_PATHS:
+        return "parameter", request.query.get("name")
+    if request.method == "GET" and request.path in SECRET_PATHS:
+        return "secret", request.query.get("secretId")
+    return None, None
 
 
-def _json_reply(status: int, payload: Any) -> _Reply:
-    return _Reply(status, json.dumps(payload).encode())
+class _Versions:
+    """The fake's values as a source: each request asked of the generations, newest first;
+    the newest generation's error if none has it."""
+
+    checks_records = True  # StaticSource's records
+
+    def __init__(self, fake: FakeExtension) -> None:
+        self._fake = fake
+
+    async def fetch(
+        self, requests: Sequence[ValueRequest], deadline: float | None = None
+    ) -> list[Record | FetchError]:
+        outcomes: list[Record | FetchError] = []
+        for request in requests:
+            generation, first_error = 0, None
+            while (source := self._fake._generation(generation)) is not None:
+                [outcome] = await source.fetch([request], deadline)
+                if not isinstance(outcome, FetchError):
+                    break
+                first_error = first_error or outcome
+                generation += 1
+            else:
+                assert first_error is not None  # generation 0 always exists
+                outcome = first_error
+            outcomes.append(outcome)
+        return outcomes
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
 
 
-def _error_reply(code: str, message: str, status: int = 400) -> _Reply:
-    return _json_reply(status, {"__type": code, "message": message})
+class _InProcess(httpx.AsyncBaseTransport):
+    """The fake without a socket: ``refused`` here, before the app; all else in the app."""
 
+    def __init__(self, fake: FakeExtension) -> None:
+        self._fake = fake
+        self._app = httpx.ASGITransport(app=fake)
 
-def _text_reply(status: int, text: str) -> _Reply:
-    return _Reply(status, text.encode(), content_type="text/plain; charset=utf-8")
-
-
-def _parameter_arn(name: str) -> str:
-    return f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/{name.lstrip('/')}"
-
-
-def _secret_arn(secret_id: str) -> str:
-    digest = hashlib.sha256(secret_id.encode()).digest()
-    suffix = "".join(ascii_letters[b % len(ascii_letters)] for b in digest[:6])
-    return f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{secret_id}-{suffix}"
-
-
-class _Server(LoopbackHTTPServer):
-    def __init__(self, fake: FakeExtension, port: int = 0) -> None:
-        self.fake = fake
-        super().__init__(_Handler, port, on_accept=fake._connection_accepted)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "FakeParametersSecretsExtension/1.0"
-    sys_version = ""
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """No stderr logging."""
-
-    @property
-    def _fake(self) -> FakeExtension:
-        return cast(_Server, self.server).fake
-
-    def _discard_body(self) -> None:
-        length = self.headers.get("Content-Length")
-        if length and length.isdigit() and int(length) > 0:
-            self.rfile.read(int(length))
-
-    def _send(
-        self, reply: _Reply, *, head: bool = False, extra: dict[str, str] | None = None
-    ) -> None:
-        self.send_response(reply.status)
-        self.send_header("Content-Type", reply.content_type)
-        for key, value in (extra or {}).items():
-            self.send_header(key, value)
-        if reply.drop_mid_body:
-            self.send_header("Content-Length", str(len(reply.body) + 4096))
-            self.end_headers()
-            self.wfile.write(reply.body[: max(1, len(reply.body) // 2)])
-            self.wfile.flush()
-            self.close_connection = True
-            return
-        self.send_header("Content-Length", str(len(reply.body)))
-        self.end_headers()
-        if head:
-            return
-        if not reply.trickle:
-            self.wfile.write(reply.body)
-            return
-        for index in range(len(reply.body)):  # bounded by the body's length
-            try:
-                self.wfile.write(reply.body[index : index + 1])
-                self.wfile.flush()
-            except OSError:  # the client gave up
-                self.close_connection = True
-                return
-            if self._fake._stopping.wait(reply.trickle):
-                self.close_connection = True
-                return
-
-    def _not_allowed(self) -> None:
-        self._discard_body()
-        split = urlsplit(self.path)
-        self._fake._record(self._recorded(split.path, split.query), None, None)
-        reply = _text_reply(405, "Method Not Allowed")
-        self._send(reply, head=self.command == "HEAD", extra={"Allow": "GET"})
-
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _not_allowed
-
-    def _recorded(self, path: str, raw_query: str) -> RecordedRequest:
-        query: dict[str, str] = {}
-        for key, value in parse_qsl(raw_query, keep_blank_values=True):
-            query.setdefault(key, value)
-        headers = {key.lower(): value for key, value in self.headers.items()}
-        return RecordedRequest(path, query, headers, raw_query, self.command)
-
-    def do_GET(self) -> None:
-        self._discard_body()
-        split = urlsplit(self.path)
-        recorded = self._recorded(split.path, split.query)
-        fake = self._fake
-        kind: Kind | None
-        if split.path in PARAMETER_PATHS:
-            kind, name = "parameter", recorded.query.get("name")
-        elif split.path in SECRET_PATHS:
-            kind, name = "secret", recorded.query.get("secretId")
-        else:
-            kind, name = None, None
-        fault = fake._record(recorded, kind, name)
-        if kind is None:
-            self._send(_text_reply(404, "Not Found"))
-            return
-        reply = fake._answer(kind, recorded, self.headers.get(TOKEN_HEADER), fault)
-        if reply is None:  # stopped while slow: drop the connection
-            self.close_connection = True
-            return
-        self._send(reply)
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        recorded = _recorded(
+            request.method,
+            request.url.path,
+            request.url.query.decode("latin-1"),
+            request.headers.multi_items(),
+        )
+        if self._fake._arrive(recorded, connecting=True) is not None:
+            raise httpx.ConnectError("[Errno 111] Connection refused (injected)", request=request)
+        return await self._app.handle_async_request(request)
 
 
 class FakeExtension(ServedInThread):
-    """The extension's HTTP API on an ephemeral loopback port. See the module doc."""
+    """The extension's HTTP API, in process or on a loopback port. See the module doc.
+
+    Args:
+        token: The ``X-Aws-Parameters-Secrets-Token`` it accepts.
+    """
+
+    thread_name = "fake-extension"
 
     def __init__(self, *, token: str = DEFAULT_TOKEN) -> None:
         self.token = token
         super().__init__()
-        self._lock = threading.RLock()
-        self._parameters: dict[str, list[_ParameterVersion]] = {}
-        self._secrets: dict[str, list[_SecretVersion]] = {}
+        self._lock = threading.Lock()
+        # name -> StaticSource's spec of each version, oldest first
+        self._parameters: dict[str, list[dict[str, Any]]] = {}
+        self._secrets: dict[str, list[dict[str, Any]]] = {}
+        self._generations: list[StaticSource] = []  # built when asked; reset by any change
+        self._answers = ExtensionServer(
+            _Versions(self), token=token, settings=Settings(cache_enabled=False)
+        )
         self._faults: list[_Fault] = []
         self._requests: list[RecordedRequest] = []
         self._calls: dict[tuple[str, str], int] = {}
         self._call_log: list[tuple[Kind, str, FaultMode | None]] = []
         self._connections = 0
+        self._cut_off = 0
 
-    # -- lifecycle -------------------------------------------------------------------
+    # -- reaching it -----------------------------------------------------------------
 
-    thread_name = "fake-extension"
+    def transport(self) -> httpx.AsyncBaseTransport:
+        """An httpx transport to this fake in process (no socket needed or used)."""
+        return _InProcess(self)
 
-    def _make_server(self, port: int) -> _Server:
-        return _Server(self, port)
+    def _make_server(self, port: int) -> LoopbackASGIServer:
+        return LoopbackASGIServer(self, port, on_accept=self._connection_accepted)
 
     @property
     def url(self) -> str:
@@ -265,27 +238,22 @@ class FakeExtension(ServedInThread):
 
     # -- data ------------------------------------------------------------------------
 
-    @staticmethod
-    def parameter_arn(name: str) -> str:
-        return _parameter_arn(name)
-
-    @staticmethod
-    def secret_arn(secret_id: str) -> str:
-        return _secret_arn(secret_id)
-
     def put_parameter(
         self, name: str, value: str, *, type: str = "String", labels: Sequence[str] = ()
     ) -> int:
         """Append a new version; returns its number. ``labels`` move to this version."""
-        if type not in ("String", "StringList", "SecureString"):
-            raise ValueError(f"unknown parameter type {type!r}")
         if isinstance(labels, str):
             raise TypeError("labels must be a sequence of str, not a str")
         with self._lock:
-            versions = self._parameters.setdefault(name, [])
+            versions = self._parameters.get(name, [])
+            spec = {"value": value, "type": type, "version": len(versions) + 1}
+            spec["labels"] = list(labels)
+            StaticSource(parameters={name: spec})  # refuses what StaticSource cannot hold
             for version in versions:
-                version.labels.difference_update(labels)
-            versions.append(_ParameterVersion(value, type, set(labels)))
+                version["labels"] = [label for label in version["labels"] if label not in labels]
+            versions.append(spec)
+            self._parameters[name] = versions
+            self._generations.clear()
             return len(versions)
 
     def put_secret(
@@ -302,40 +270,64 @@ class FakeExtension(ServedInThread):
             raise ValueError("give exactly one of string= or binary=")
         if isinstance(stages, str):
             raise TypeError("stages must be a sequence of str, not a str")
+        value = (
+            {"string": string}
+            if string is not None
+            else {"binary": base64.b64encode(binary or b"").decode()}
+        )
         version_id = str(uuid.uuid4())
-        moving = {"AWSCURRENT", *stages}
+        new_stages = ["AWSCURRENT", *(stage for stage in stages if stage != "AWSCURRENT")]
+        spec = {**value, "version_id": version_id, "stages": new_stages}
+        StaticSource(secrets={secret_id: spec})  # refuses what StaticSource cannot hold
         with self._lock:
             versions = self._secrets.setdefault(secret_id, [])
             for version in versions:
-                had_current = "AWSCURRENT" in version.stages
-                version.stages = [
-                    s for s in version.stages if s not in moving and s != "AWSPREVIOUS"
+                was_current = "AWSCURRENT" in version["stages"]
+                version["stages"] = [
+                    s for s in version["stages"] if s not in new_stages and s != "AWSPREVIOUS"
                 ]
-                if had_current:
-                    version.stages.append("AWSPREVIOUS")
-            new_stages = ["AWSCURRENT", *(s for s in stages if s != "AWSCURRENT")]
-            versions.append(_SecretVersion(version_id, string, binary, new_stages))
+                if was_current:
+                    version["stages"].append("AWSPREVIOUS")
+            versions.append(spec)
+            self._generations.clear()
         return version_id
 
     def delete_parameter(self, name: str) -> None:
         with self._lock:
             del self._parameters[name]
+            self._generations.clear()
 
     def delete_secret(self, secret_id: str) -> None:
         with self._lock:
             del self._secrets[secret_id]
+            self._generations.clear()
+
+    def _generation(self, index: int) -> StaticSource | None:
+        """The ``index``-th newest version of every name that has that many (0: the newest
+        of each, even of none); ``None`` past the oldest."""
+        with self._lock:
+            while len(self._generations) <= index:
+                depth = len(self._generations)
+                parameters = {
+                    n: v[-1 - depth] for n, v in self._parameters.items() if len(v) > depth
+                }
+                secrets = {n: v[-1 - depth] for n, v in self._secrets.items() if len(v) > depth}
+                if depth and not (parameters or secrets):
+                    return None
+                self._generations.append(StaticSource(parameters=parameters, secrets=secrets))
+            return self._generations[index]
 
     # -- counting --------------------------------------------------------------------
 
     def calls(self, kind: Kind, name: str) -> int:
         """Requests received (answered or failed) for ``name`` exactly as sent in the
-        ``name`` / ``secretId`` query parameter."""
+        ``name`` / ``secretId`` query parameter. In process, a refused one counts too."""
         with self._lock:
             return self._calls.get((kind, name), 0)
 
     @property
     def total_calls(self) -> int:
-        """Requests received on the two API endpoints (any outcome)."""
+        """Requests received on the two API endpoints with a name (any outcome)."""
         with self._lock:
             return sum(self._calls.values())
 
@@ -357,6 +349,13 @@ class FakeExtension(ServedInThread):
         with self._lock:
             return self._connections
 
+    @property
+    def cut_off(self) -> int:
+        """Slow or trickled answers cut off before their end: the client stopped waiting
+        (its time bound held), or, over a socket, the server stopped."""
+        with self._lock:
+            return self._cut_off
+
     def call_log(self) -> list[tuple[Kind, str, FaultMode | None]]:
         """``(kind, name, fault mode applied or None)`` for every request received on the
         two API endpoints with a name, in the order received (a copy)."""
@@ -369,6 +368,7 @@ class FakeExtension(ServedInThread):
             self._calls.clear()
             self._call_log.clear()
             self._connections = 0
+            self._cut_off = 0
 
     # -- faults ----------------------------------------------------------------------
 
@@ -383,14 +383,19 @@ class FakeExtension(ServedInThread):
         seed: int | None = None,
     ) -> None:
         """Make matching requests fail. ``times=None``: until ``clear_faults()``;
-        ``name=None``: every request. ``delay`` is waited before any mode's answer.
-        ``probability`` < 1: each matching request gets the fault with that probability,
-        drawn from ``random.Random(seed)`` (a request that draws no fault does not count
-        towards ``times``). Faults stack; the oldest matching one that applies is used."""
+        ``name=None``: every request. ``delay`` is waited before any mode's answer (for
+        ``trickle``, between two bytes). ``probability`` < 1: each matching request gets
+        the fault with that probability, drawn from ``random.Random(seed)`` (a request
+        that draws no fault does not count towards ``times``). Faults stack; the oldest
+        matching one that applies is used."""
+        if mode not in get_args(FaultMode):
+            raise ValueError(f"unknown fault mode {mode!r}")
         if times is not None and times < 1:
             raise ValueError("times must be >= 1 or None")
         if not 0.0 < probability <= 1.0:
             raise ValueError("probability must be in (0, 1]")
+        if delay < 0:
+            raise ValueError("delay must be >= 0")
         rng = random.Random(seed) if probability < 1.0 else None
         with self._lock:
             self._faults.append(_Fault(mode, times, name, delay, probability, rng))
@@ -399,195 +404,148 @@ class FakeExtension(ServedInThread):
         with self._lock:
             self._faults.clear()
 
-    # -- called from handler threads ------------------------------------------------------
+    # -- the ASGI app ----------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._answers(scope, receive, send)
+            return
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+        request = _recorded(
+            scope["method"], scope["path"], scope["query_string"].decode("latin-1"), headers
+        )
+        fault = self._arrive(request, connecting=False)
+        if fault is None:
+            await self._answers(scope, receive, send)
+        else:
+            await self._inject(fault, scope, receive, send)
 
     def _connection_accepted(self) -> None:
         with self._lock:
             self._connections += 1
 
-    def _record(
-        self, request: RecordedRequest, kind: Kind | None, name: str | None
-    ) -> _Fault | None:
-        """Record and count a request; take the fault that applies to it, if any."""
+    def _arrive(self, request: RecordedRequest, *, connecting: bool) -> _Fault | None:
+        """Take the fault that applies to ``request`` at this stage, if any, and record
+        the request where it ends: a connection refused (in process), or the app."""
+        kind, name = _route(request)
         with self._lock:
+            chosen = None if kind is None else self._take_fault(name, connecting=connecting)
+            if connecting and chosen is None:
+                return None  # the app records it
             self._requests.append(request)
-            if kind is None:
-                return None
-            chosen: _Fault | None = None
-            for index, fault in enumerate(self._faults):
-                if fault.name is not None and fault.name != name:
-                    continue
-                if not fault.applies():
-                    continue
-                if fault.times is not None:
-                    fault.times -= 1
-                    if fault.times <= 0:
-                        del self._faults[index]
-                chosen = fault
-                break
-            if name is not None:
+            if kind is not None and name is not None:
                 self._calls[(kind, name)] = self._calls.get((kind, name), 0) + 1
                 self._call_log.append((kind, name, None if chosen is None else chosen.mode))
             return chosen
 
-    def _answer(
-        self, kind: Kind, request: RecordedRequest, token: str | None, fault: _Fault | None
-    ) -> _Reply | None:
-        if request.headers.get("x-forwarded-for") is not None:
-            return _text_reply(400, "X-Forwarded-For header is not allowed")
-        trickle = 0.0
-        if fault is not None and fault.mode == "trickle":
-            trickle, fault = fault.delay or 0.2, None
-        if fault is not None:
-            if fault.delay > 0 and self._stopping.wait(fault.delay):
-                return None
-            reply = self._fault_reply(fault.mode)
-            if reply is not None:
-                return reply
-        if token is None or not hmac.compare_digest(token.encode(), self.token.encode()):
-            return _text_reply(401, "Unauthorized: missing or invalid " + TOKEN_HEADER)
+    def _take_fault(self, name: str | None, *, connecting: bool) -> _Fault | None:
+        """The oldest fault for ``name`` at this stage that applies (under the lock)."""
+        for index, fault in enumerate(self._faults):
+            if (fault.mode == "refused") != connecting:
+                continue
+            if fault.name is not None and fault.name != name:
+                continue
+            if not fault.applies():
+                continue
+            if fault.times is not None:
+                fault.times -= 1
+                if fault.times <= 0:
+                    del self._faults[index]
+            return fault
+        return None
+
+    async def _inject(self, fault: _Fault, scope: Scope, receive: Receive, send: Send) -> None:
+        if fault.mode == "trickle":
+            await self._trickle(scope, receive, send, fault.delay or TRICKLE_SECONDS)
+            return
+        if fault.delay > 0 and not await self._wait(fault.delay, receive):
+            return  # the client is gone, or the server stopped: nobody to answer
+        if fault.mode == "slow":
+            await self._answers(scope, receive, send)
+            return
+        if fault.mode in _FIXED_ANSWERS:
+            status, content_type, body = _FIXED_ANSWERS[fault.mode]
+            await _answer(send, status, body, content_type)
+            return
+        status, headers, body = await self._right_answer(scope)
+        if fault.mode == "malformed_json":
+            await _answer(send, 200, body[: len(body) // 2])
+        elif fault.mode == "no_value":
+            await _answer(send, 200, json.dumps(_without_values(json.loads(body))).encode())
+        else:  # drop_mid_body: a Content-Length the body never reaches
+            headers = [(k, v) for k, v in headers if k != b"content-length"]
+            headers.append((b"content-length", str(len(body) + 4096).encode()))
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            half = body[: len(body) // 2 or 1]
+            await send({"type": "http.response.body", "body": half, "more_body": True})
+            raise ConnectionCut("peer closed connection without sending complete message body")
+
+    async def _right_answer(self, scope: Scope) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """What the server answers ``scope``: status, headers and body."""
+        start: Message = {}
+        body: list[bytes] = []
+
+        async def receive() -> Message:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def keep(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            else:
+                body.append(message.get("body", b""))
+
+        await self._answers(scope, receive, keep)
+        return start["status"], list(start.get("headers", [])), b"".join(body)
+
+    async def _trickle(self, scope: Scope, receive: Receive, send: Send, every: float) -> None:
+        status, headers, body = await self._right_answer(scope)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        for index in range(len(body)):  # bounded by the body's length
+            more = index < len(body) - 1
+            try:
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": body[index : index + 1],
+                        "more_body": more,
+                    }
+                )
+            except OSError:  # the client gave up (over a socket)
+                self._count_cut_off()
+                return
+            if more and not await self._wait(every, receive):
+                return
+
+    async def _wait(self, seconds: float, receive: Receive) -> bool:
+        """Wait ``seconds``; ``False`` if the client went away first (over a socket: it
+        closed its end, or the server stopped). In process, the client's time bound
+        cancels the wait: counted, and passed on."""
         try:
-            if kind == "parameter":
-                reply = _json_reply(200, self._get_parameter(request))
-            else:
-                reply = _json_reply(200, self._get_secret(request))
-            return dataclasses.replace(reply, trickle=trickle) if trickle else reply
-        except _ApiError as error:
-            return _error_reply(error.code, error.message, error.status)
+            with anyio.move_on_after(seconds):
+                while (await receive())["type"] != "http.disconnect":
+                    pass  # the request's body: the server does not read it
+                self._count_cut_off()
+                return False
+        except anyio.get_cancelled_exc_class():
+            self._count_cut_off()
+            raise
+        return True
 
-    @staticmethod
-    def _fault_reply(mode: FaultMode) -> _Reply | None:
-        if mode == "error_500":
-            return _error_reply("InternalServerError", "Internal server error (injected)", 500)
-        if mode == "throttle":
-            return _error_reply("ThrottlingException", "Rate exceeded")
-        if mode == "malformed_json":
-            return _Reply(200, b'{"Parameter": {"Name": ')
-        if mode == "drop_mid_body":
-            body = json.dumps({"Parameter": {"Name": "dropped", "Value": "x" * 64}}).encode()
-            return _Reply(200, body, drop_mid_body=True)
-        if mode == "not_ready":
-            return _text_reply(400, NOT_READY_BODY)
-        if mode == "access_denied":
-            return _error_reply("AccessDeniedException", "User is not authorized")
-        return None  # slow: answer normally
-
-    def _get_parameter(self, request: RecordedRequest) -> dict[str, Any]:
-        raw_name = request.query.get("name", "")
-        if not raw_name:
-            raise _ApiError("ValidationException", "name is required")
-        decrypt_raw = request.query.get("withDecryption", "false").lower()
-        if decrypt_raw not in ("true", "false"):
-            raise _ApiError("ValidationException", "withDecryption must be true or false")
-        # SSM takes one selector: the first of version/label in the query wins.
-        selector: str | None = None
-        for key, value in parse_qsl(request.raw_query, keep_blank_values=True):
-            if key in ("version", "label"):
-                if key == "version" and not value.isdigit():
-                    raise _ApiError("ValidationException", "version must be a positive integer")
-                if key == "label" and (not value or value.isdigit()):
-                    raise _ApiError("ValidationException", "invalid label")
-                selector = value
-                break
-        name = raw_name
-        resource = raw_name
-        if raw_name.startswith("arn:"):
-            marker = ":parameter"
-            if marker not in raw_name:
-                raise _ApiError("ValidationException", "invalid parameter ARN")
-            resource = raw_name.split(marker, 1)[1]
-        if ":" in resource:  # name:3 or name:label (names cannot contain ':')
-            resource, suffix = resource.rsplit(":", 1)
-            if selector is None:
-                selector = suffix
+    def _count_cut_off(self) -> None:
         with self._lock:
-            if raw_name.startswith("arn:"):
-                candidates = [resource, resource.lstrip("/")]
-                name = next((c for c in candidates if c in self._parameters), resource)
-            else:
-                name = resource
-            versions = self._parameters.get(name)
-            if not versions:
-                raise _ApiError("ParameterNotFound", f"Parameter {name} not found.")
-            if selector is None:
-                number = len(versions)
-            elif selector.isdigit():
-                number = int(selector)
-                if not 1 <= number <= len(versions):
-                    raise _ApiError(
-                        "ParameterVersionNotFound",
-                        f"Systems Manager could not find version {selector} of {name}. "
-                        "Verify the version and try again.",
-                    )
-            else:
-                found = [i for i, v in enumerate(versions, 1) if selector in v.labels]
-                if not found:
-                    raise _ApiError("ParameterNotFound", f"Parameter {name}:{selector} not found.")
-                number = found[0]
-            version = versions[number - 1]
-            value = version.value
-            if version.type == "SecureString" and decrypt_raw != "true":
-                seed = hashlib.sha256(f"{name}#{number}".encode()).digest()
-                value = base64.b64encode(b"ciphertext:" + seed).decode()
-            return {
-                "Parameter": {
-                    "ARN": _parameter_arn(name),
-                    "DataType": "text",
-                    "LastModifiedDate": TIMESTAMP,
-                    "Name": name,
-                    "Selector": None if selector is None else f":{selector}",
-                    "SourceResult": None,
-                    "Type": version.type,
-                    "Value": value,
-                    "Version": number,
-                },
-                "ResultMetadata": {},
-            }
+            self._cut_off += 1
 
-    def _get_secret(self, request: RecordedRequest) -> dict[str, Any]:
-        secret_id = request.query.get("secretId", "")
-        if not secret_id:
-            raise _ApiError("ValidationException", "secretId is required")
-        stage = request.query.get("versionStage") or None
-        version_id = request.query.get("versionId") or None
-        with self._lock:
-            name = secret_id
-            if secret_id.startswith("arn:"):
-                name = next(
-                    (
-                        n
-                        for n in self._secrets
-                        if secret_id in (_secret_arn(n), _secret_arn(n)[:-7])
-                    ),
-                    secret_id,
-                )
-            versions = self._secrets.get(name)
-            if not versions:
-                raise _ApiError("ResourceNotFoundException", SECRET_NOT_FOUND)
-            if stage is None and version_id is None:
-                stage = "AWSCURRENT"
-            matches = [
-                v
-                for v in versions
-                if (version_id is None or v.version_id == version_id)
-                and (stage is None or stage in v.stages)
-            ]
-            if not matches:
-                raise _ApiError(
-                    "ResourceNotFoundException",
-                    "Secrets Manager can't find the specified secret value for "
-                    + (f"VersionId: {version_id}" if version_id else f"staging label: {stage}"),
-                )
-            version = matches[0]
-            return {
-                "ARN": _secret_arn(name),
-                "CreatedDate": TIMESTAMP,
-                "Name": name,
-                "SecretBinary": (
-                    None if version.binary is None else base64.b64encode(version.binary).decode()
-                ),
-                "SecretString": version.string,
-                "VersionId": version.version_id,
-                "VersionStages": list(version.stages),
-                "ResultMetadata": {},
-            }
+
+async def _answer(send: Send, status: int, body: bytes, content_type: bytes = _JSON) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _without_values(answer: Any) -> Any:
+    """The same answer, every record without its value (a 200 with nothing usable)."""
+    if isinstance(answer, dict):
+        return {k: _without_values(v) for k, v in answer.items() if k not in _VALUE_FIELDS}
+    if isinstance(answer, list):
+        return [_without_values(item) for item in answer]
+    return answer

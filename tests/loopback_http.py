@@ -1,7 +1,15 @@
-"""A threaded HTTP server on 127.0.0.1 that tracks its connections, for the test servers.
+"""A threaded HTTP server on 127.0.0.1 that tracks its connections, for the test servers,
+and a handler that serves an ASGI app on it.
 
 Stopping a test server must also cut its keep-alive connections, so that a pooled client
 sees "connection refused" after ``stop()`` rather than an old connection still answering.
+
+:class:`ASGIRequestHandler` runs an ASGI app for each request, in an event loop of the
+request's own thread, so the app's waits never hold up another connection. It writes what
+the app sends as it is sent (a body sent a byte at a time arrives a byte at a time), cuts
+the connection when the app fails after starting its answer (a body cut off), and tells
+the app ``http.disconnect`` when the client closes its end or the server cuts the
+connection (``stop()``), so a waiting app ends with its connection.
 """
 
 from __future__ import annotations
@@ -12,7 +20,11 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
+from urllib.parse import unquote
+
+import anyio
+from starlette.types import ASGIApp, Message
 
 S = TypeVar("S", bound="ServedInThread")
 
@@ -60,6 +72,112 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
         for sock in sockets:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+
+class LoopbackASGIServer(LoopbackHTTPServer):
+    """A :class:`LoopbackHTTPServer` whose requests ``app`` answers."""
+
+    def __init__(
+        self, app: ASGIApp, port: int = 0, *, on_accept: Callable[[], None] = lambda: None
+    ) -> None:
+        self.app = app
+        super().__init__(ASGIRequestHandler, port, on_accept=on_accept)
+
+
+class ASGIRequestHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 for a :class:`LoopbackASGIServer`'s app: one ASGI call per request."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """No stderr logging."""
+
+    def handle_one_request(self) -> None:
+        self.raw_requestline = self.rfile.readline(65537)
+        if not self.raw_requestline or len(self.raw_requestline) > 65536:
+            self.close_connection = True
+            return
+        if not self.parse_request():  # it has answered the error itself
+            return
+        length = self.headers.get("Content-Length", "0")
+        if "Transfer-Encoding" in self.headers or not length.isdigit():
+            self.close_connection = True  # no chunked request bodies here: nor a next request
+            body = b""
+        else:
+            body = self.rfile.read(int(length))
+        anyio.run(self._call_app, body)
+
+    async def _call_app(self, body: bytes) -> None:
+        path, _, query = self.path.partition("?")
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": self.command,
+            "scheme": "http",
+            "path": unquote(path),
+            "raw_path": path.encode("latin-1"),
+            "query_string": query.encode("latin-1"),
+            "root_path": "",
+            "headers": [
+                (name.lower().encode("latin-1"), value.encode("latin-1"))
+                for name, value in self.headers.items()
+            ],
+            "client": self.client_address,
+            "server": self.server.server_address,
+        }
+        request: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
+        started = complete = False
+
+        async def receive() -> Message:
+            if request:
+                return request.pop()
+            await self._disconnected()
+            return {"type": "http.disconnect"}
+
+        async def send(message: Message) -> None:
+            nonlocal started, complete
+            if message["type"] == "http.response.start":
+                self.send_response_only(message["status"])
+                names = set()
+                for name, value in message.get("headers", []):
+                    names.add(name.lower())
+                    self.send_header(name.decode("latin-1"), value.decode("latin-1"))
+                if b"content-length" not in names:  # the body ends with the connection
+                    self.send_header("Connection", "close")
+                self.end_headers()
+                started = True
+            elif message["type"] == "http.response.body" and started and not complete:
+                if self.command != "HEAD":
+                    self.wfile.write(message.get("body", b""))  # raises once the client is gone
+                complete = not message.get("more_body", False)
+
+        try:
+            await cast(LoopbackASGIServer, self.server).app(scope, receive, send)
+        except Exception:
+            if started:  # a body cut off
+                self._cut()
+                return
+            self.close_connection = True  # as ASGI servers answer an app that failed
+            with contextlib.suppress(OSError):
+                self.send_error(500)
+            return
+        if not complete:  # the app stopped answering (its client went away)
+            self._cut()
+
+    async def _disconnected(self) -> None:
+        """Return once the client has closed its end, or the server cut the connection."""
+        await anyio.wait_readable(self.connection)
+        with contextlib.suppress(OSError):
+            if self.connection.recv(1, socket.MSG_PEEK):
+                await anyio.sleep_forever()  # the next request, not a close: nothing to tell
+
+    def _cut(self) -> None:
+        """Close the connection now, mid-answer if need be (the client sees it cut off)."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
 
 
 class ServedInThread:

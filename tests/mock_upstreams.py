@@ -1,6 +1,7 @@
-"""The extension's HTTP API and the SSM and Secrets Manager JSON APIs, in memory, for
-``httpx.MockTransport``: answering as they do, counting what they are asked, and failing
-the ways a network fails.
+"""The SSM and Secrets Manager JSON APIs, in memory, for ``httpx.MockTransport``:
+answering as they do, counting what they are asked, and failing the ways a network fails.
+(The extension's HTTP API has its own fake, ``tests/extension_server.py``: the package's
+local server behind a fault-injecting layer, in process or on a socket.)
 
     aws = MockAws()
     aws.put_parameter("/app/key", "v1")
@@ -14,9 +15,8 @@ error; ``dropped``: a body cut off), an answer (``5xx``, ``throttling``, ``not_r
 ``malformed`` JSON body, a well-formed one with ``no_value``), or time (``slow``: nothing
 for longer than any bound; ``trickle``: a body that comes one byte at a time). No socket
 and no thread: the tests of our retries, parsing and time bounds are fast and
-deterministic. ``tests/extension_server.py`` and ``tests/moto_server.py`` are the real
-sockets. Every call is recorded with the fault applied to it, so a test can check that
-the fault it injected is what happened.
+deterministic. ``tests/moto_server.py`` is the real socket. Every call is recorded with
+the fault applied to it, so a test can check that the fault it injected is what happened.
 """
 
 from __future__ import annotations
@@ -34,11 +34,10 @@ __all__ = [
     "ACCOUNT",
     "REGION",
     "SLOW_SECONDS",
-    "TOKEN_HEADER",
+    "TRICKLE_SECONDS",
     "Call",
     "Fault",
     "MockAws",
-    "MockExtension",
     "MockUpstream",
 ]
 
@@ -55,7 +54,6 @@ Fault = Literal[
 ]
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
-TOKEN_HEADER = "X-Aws-Parameters-Secrets-Token"
 # Longer than any bound a test sets, yet finite: a bound that does not hold makes the
 # test fail (the value arrives) rather than hang.
 SLOW_SECONDS = 30.0
@@ -88,7 +86,7 @@ class _Injected:
 
 
 class MockUpstream:
-    """What both fakes share: values, faults and the record of calls."""
+    """An upstream in memory: values, faults and the record of calls (``MockAws``'s base)."""
 
     faults: frozenset[Fault] = frozenset()
     content_type = "application/json"
@@ -251,56 +249,6 @@ def _secret_record(secret_id: str, string: str) -> dict[str, Any]:
         "VersionStages": ["AWSCURRENT"],
         "CreatedDate": 1_700_000_000.0,
     }
-
-
-class MockExtension(MockUpstream):
-    """The Parameters and Secrets Lambda Extension's HTTP API (``GET`` on 127.0.0.1).
-
-    Args:
-        token: The ``X-Aws-Parameters-Secrets-Token`` it accepts; any other is a 401.
-    """
-
-    faults = frozenset(get_args(Fault))
-
-    def __init__(self, token: str) -> None:
-        super().__init__()
-        self.token = token
-
-    def _route(self, request: httpx.Request) -> tuple[str, tuple[str, ...], dict[str, Any]]:
-        query = dict(request.url.params)
-        if request.url.path == "/systemsmanager/parameters/get":
-            return "parameter", (query.get("name", ""),), query
-        if request.url.path == "/secretsmanager/get":
-            return "secret", (query.get("secretId", ""),), query
-        return request.url.path, (), query
-
-    def _answer(
-        self, action: str, document: dict[str, Any], request: httpx.Request
-    ) -> tuple[int, Any]:
-        if request.method != "GET" or request.url.host != "127.0.0.1":
-            return 400, {"__type": "BadRequest", "message": "GET on 127.0.0.1 only"}
-        if request.headers.get(TOKEN_HEADER) != self.token:
-            return 401, {"__type": "Unauthorized", "message": f"missing or invalid {TOKEN_HEADER}"}
-        if action == "parameter":
-            name = document.get("name", "")
-            if name not in self.parameters:
-                return 400, {"__type": "ParameterNotFound", "message": "not found"}
-            return 200, {"Parameter": _parameter_record(name, self.parameters[name])}
-        if action == "secret":
-            secret_id = document.get("secretId", "")
-            if secret_id not in self.secrets:
-                return 400, {"__type": "ResourceNotFoundException", "message": "not found"}
-            return 200, _secret_record(secret_id, self.secrets[secret_id])
-        return 404, {"__type": "NotFound", "message": action}
-
-    def _error(self, fault: Fault) -> tuple[int, str, bytes]:
-        if fault == "not_ready":
-            return 400, "text/plain", b"not ready to serve traffic, please wait"
-        if fault == "5xx":
-            error = {"__type": "InternalServerError", "message": "Internal server error"}
-            return 500, self.content_type, json.dumps(error).encode()
-        error = {"__type": "ThrottlingException", "message": "Rate exceeded"}
-        return 400, self.content_type, json.dumps(error).encode()
 
 
 class MockAws(MockUpstream):

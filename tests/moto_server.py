@@ -506,6 +506,7 @@ class CountingProxy(ServedInThread):
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self._requests: list[ProxiedRequest] = []
+        self._met: list[_Fault | None] = []  # the fault each request met, in step
         self._faults: list[_Fault] = []
         self.connections = 0  # TCP connections accepted: proves pooling and its bound
         self.max_in_flight = 0  # most requests being answered at once
@@ -550,11 +551,18 @@ class CountingProxy(ServedInThread):
         with self._lock:
             return list(self._requests)
 
+    def faults_met(self) -> list[tuple[FaultKind | None, float] | None]:
+        """For every request received, oldest first: the fault it met as ``(kind,
+        latency)`` (see ``fail()``), or ``None``."""
+        with self._lock:
+            return [None if f is None else (f.kind, f.latency) for f in self._met]
+
     def reset(self) -> None:
         """Forget counts and recorded requests (faults stay: ``clear_faults()``)."""
         with self._lock:
             self._counts.clear()
             self._requests.clear()
+            self._met.clear()
 
     # -- faults ----------------------------------------------------------------------
 
@@ -598,6 +606,7 @@ class CountingProxy(ServedInThread):
         with self._lock:
             self._counts[request.target] += 1
             self._requests.append(request)
+            chosen = None
             for index, fault in enumerate(self._faults):
                 if fault.target is not None and fault.target != request.target:
                     continue
@@ -605,8 +614,10 @@ class CountingProxy(ServedInThread):
                     fault.times -= 1
                     if fault.times == 0:
                         del self._faults[index]
-                return fault
-            return None
+                chosen = fault
+                break
+            self._met.append(chosen)
+            return chosen
 
     def _upstream(
         self, request: ProxiedRequest, raw_headers: Iterable[tuple[str, str]]

@@ -15,7 +15,12 @@ from typing import Any, Protocol
 
 import pytest
 
-from parameters_secrets import CacheStats, ParametersSecretsError, ParametersSecretsMiddleware
+from parameters_secrets import (
+    CacheStats,
+    ConfigurationError,
+    ParametersSecretsError,
+    ParametersSecretsMiddleware,
+)
 from tests.conftest import TOKEN
 from tests.extension_server import FakeExtension
 from tests.lambda_events import EVENT_KINDS, EventKind, LambdaResponse, invoke
@@ -81,6 +86,20 @@ def test_example_serves_values_on_every_event_kind_from_one_fetch(
     assert [r.status for r in responses] == [200] * len(responses)
     assert [r.json() for r in responses] == [INDEX_BODY] * len(responses)
     assert all(r.headers["content-type"] == "application/json" for r in responses)
+
+
+@pytest.mark.parametrize("name", ["fastapi_app", "starlette_app", "flask_app", "flask_wsgi_app"])
+def test_example_fails_at_import_on_a_bad_values_file(
+    load_example: LoadExample, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str
+) -> None:
+    """Each example builds its store at import: a bad values file is a clean error there,
+    not a 500 on every request (Starlette builds its middleware on the first request)."""
+    bad = tmp_path / "values.json"
+    bad.write_text('{"parameters": {"/demo-app/prod/api-key": 3}}', encoding="utf-8")
+    monkeypatch.setenv("PARAMETERS_SECRETS_SOURCE", f"file:{bad}")
+    monkeypatch.delitem(sys.modules, f"examples.{name}", raising=False)
+    with pytest.raises(ConfigurationError, match=r"values\.json"):
+        importlib.import_module(f"examples.{name}")
 
 
 def test_flask_view_reads_current_values(load_example: LoadExample) -> None:

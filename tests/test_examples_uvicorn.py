@@ -1,4 +1,4 @@
-"""The examples run locally as their docstrings and the README say, with what the
+"""The examples run locally as their docstrings and the docs say, with what the
 ``examples`` extra installs:
 
     PARAMETERS_SECRETS_SOURCE=file:examples/local-values.json uvicorn examples.starlette_app:app

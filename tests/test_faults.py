@@ -1,12 +1,14 @@
-"""Network faults, source by source: our logic through ``httpx.MockTransport``, then each
-fault class once over a real socket.
+"""Network faults, source by source: our logic in process (no sockets), then each fault
+class once over a real socket.
 
 The faults: refused, slow (no answer within the bound; ``trickle``: an answer one byte at
 a time), 5xx, throttling, malformed (a 200 whose JSON stops halfway; ``no_value``: a 200
 without a usable value), a connection dropped mid-body, and the extension's ``not ready``.
 
-Through ``MockTransport`` (``tests/mock_upstreams.py``: no sockets, no threads), for each
-networked source (``ExtensionSource``, ``AwsSource``) and each fault:
+In process, without sockets or threads (the extension: ``FakeExtension`` through its
+``transport()``, the package's own local server behind a fault-injecting layer; AWS:
+``MockAws`` through ``httpx.MockTransport``), for each networked source
+(``ExtensionSource``, ``AwsSource``) and each fault:
 
 * the source's ``fetch``: the fault's code, transient, after the attempts the retry policy
   gives (throttling until the time bound; other transient failures ``max_attempts`` tries
@@ -18,15 +20,19 @@ networked source (``ExtensionSource``, ``AwsSource``) and each fault:
   value with a warning naming the code, ``stats.stale_serves``, and no upstream call until
   the retry pause has passed; once the fault clears, the new value from the same instance.
 
-Over real sockets (``FakeExtension``; moto through ``CountingProxy``), one test per fault
-class, through both outcomes above: what a real connection does (a refused connect, a
-socket cut off mid-body, a read that never ends) reaches the same codes.
+Over real sockets (``FakeExtension`` served on 127.0.0.1; moto through ``CountingProxy``),
+one test per fault class, through both outcomes above: what a real connection does (a
+refused connect, a socket cut off mid-body, a read that never ends) reaches the same
+codes. Every upstream records the fault each request met: a test asserts that the fault
+it injected is what happened, not how long anything took.
 
 Every middleware test logs at DEBUG (every logger) and checks that the known secret value
 never appears in a log record or an error response. TTLs pass on the ``clock`` fixture;
 the time bounds are real (short) time. A direct ``fetch`` runs inside ``anyio.fail_after``;
-under Mangum, a slow fault ends by itself after ``mock_upstreams.SLOW_SECONDS`` (and
-the value it then gives fails the test): a bound that does not hold fails, never hangs.
+under Mangum, a slow fault ends by itself after ``mock_upstreams.SLOW_SECONDS``, far past
+every bound set here (and the value it then gives fails the test): a bound that does not
+hold fails, never hangs. Over a socket, what the server records of a request the client
+gave up on is waited for (bounded), as nothing orders it before the client's return.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import anyio
+import httpx
 import pytest
 from mangum import Mangum
 from starlette.responses import JSONResponse
@@ -61,7 +68,7 @@ from parameters_secrets._sources._retry import RetryPolicy
 from tests.conftest import TOKEN, FakeClock, detail_503
 from tests.extension_server import FakeExtension, FaultMode
 from tests.lambda_events import LambdaResponse, invoke
-from tests.mock_upstreams import REGION, Call, Fault, MockAws, MockExtension
+from tests.mock_upstreams import REGION, SLOW_SECONDS, TRICKLE_SECONDS, Call, Fault, MockAws
 from tests.moto_server import (
     CountingProxy,
     FaultKind,
@@ -75,8 +82,11 @@ CANARY = "Fault-Canary-3e9b71"  # part of every value: must never reach a log or
 PARAMETER = "/faults/api-key"
 SECRET = "faults/db"
 TTL = 60
-MOCK_TIMEOUT_MS = 300  # the time bound through MockTransport: only slow faults wait for it
-REAL_TIMEOUT_MS = 800  # over real sockets, with threads and moto behind them
+MOCK_TIMEOUT_MS = 300  # the time bound in process: only slow faults wait for it
+# Over real sockets, with threads and moto behind them: a healthy answer comes in a few
+# milliseconds, and AwsSource's default retries pause 0.6 s at most; only a slow fault
+# (held far longer) and throttling (retried until the bound) wait this long.
+REAL_TIMEOUT_MS = 2000
 HANG_SECONDS = 10  # a fetch still running by then is a hang: fail, do not block
 # AwsSource's backoff, shortened: throttling is retried until the bound, many times.
 FAST_RETRY = RetryPolicy(base_delay=0.001, max_delay=0.001)
@@ -113,22 +123,78 @@ def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(variable, raising=False)
 
 
-def mock_upstream(kind: SourceKind) -> MockExtension | MockAws:
-    return MockExtension(token=TOKEN) if kind == "extension" else MockAws(REGION)
+# The test's fault names, in FakeExtension's words.
+EXTENSION_MODES: dict[Fault, FaultMode] = {
+    "refused": "refused",
+    "slow": "slow",
+    "trickle": "trickle",
+    "5xx": "error_500",
+    "throttling": "throttle",
+    "malformed": "malformed_json",
+    "no_value": "no_value",
+    "dropped": "drop_mid_body",
+    "not_ready": "not_ready",
+}
+FAULT_OF_MODE: dict[FaultMode | None, Fault | None] = {
+    None: None,
+    **{mode: fault for fault, mode in EXTENSION_MODES.items()},
+}
 
 
-def mock_source(mock: MockExtension | MockAws, settings: Settings) -> Source:
-    if isinstance(mock, MockExtension):
-        return ExtensionSource(token=TOKEN, settings=settings, transport=mock.transport())
-    return AwsSource(REGION, settings=settings, retry=FAST_RETRY, transport=mock.transport())
+class InProcessExtension:
+    """``FakeExtension`` through its ``transport()``, seen as ``MockAws`` is seen: the
+    same fault names (a slow or trickled answer as slow as ``MockAws``'s), ``count``,
+    ``calls`` with the fault each met, ``cut_off``."""
+
+    def __init__(self) -> None:
+        self.fake = FakeExtension(token=TOKEN)
+
+    def put_parameter(self, name: str, value: str, *, type: str = "String") -> None:
+        self.fake.put_parameter(name, value, type=type)
+
+    def put_secret(self, secret_id: str, string: str) -> None:
+        self.fake.put_secret(secret_id, string=string)
+
+    def fail(self, fault: Fault, *, name: str | None = None, times: int | None = None) -> None:
+        delay = {"slow": SLOW_SECONDS, "trickle": TRICKLE_SECONDS}.get(fault, 0.0)
+        self.fake.fail(EXTENSION_MODES[fault], name=name, times=times, delay=delay)
+
+    def heal(self) -> None:
+        self.fake.clear_faults()
+
+    @property
+    def calls(self) -> list[Call]:
+        return [
+            Call(kind, (name,), FAULT_OF_MODE[mode]) for kind, name, mode in self.fake.call_log()
+        ]
+
+    def count(self, name: str | None = None) -> int:
+        return sum(1 for call in self.calls if name is None or name in call.names)
+
+    @property
+    def cut_off(self) -> int:
+        return self.fake.cut_off
+
+    def transport(self) -> httpx.AsyncBaseTransport:
+        return self.fake.transport()
 
 
-def seed_mock(mock: MockExtension | MockAws, version: int) -> None:
-    mock.put_parameter(PARAMETER, parameter_value(version), type="SecureString")
-    mock.put_secret(SECRET, json.dumps({"password": password(version)}))
+def in_process_upstream(kind: SourceKind) -> InProcessExtension | MockAws:
+    return InProcessExtension() if kind == "extension" else MockAws(REGION)
 
 
-# == the source's fetch, through MockTransport ==========================================
+def in_process_source(upstream: InProcessExtension | MockAws, settings: Settings) -> Source:
+    if isinstance(upstream, InProcessExtension):
+        return ExtensionSource(token=TOKEN, settings=settings, transport=upstream.transport())
+    return AwsSource(REGION, settings=settings, retry=FAST_RETRY, transport=upstream.transport())
+
+
+def seed_in_process(upstream: InProcessExtension | MockAws, version: int) -> None:
+    upstream.put_parameter(PARAMETER, parameter_value(version), type="SecureString")
+    upstream.put_secret(SECRET, json.dumps({"password": password(version)}))
+
+
+# == the source's fetch, in process =====================================================
 
 UNTIL_THE_BOUND = None  # no upper count: retried until the fetch's time bound
 # (source, fault) -> (code, fewest attempts per value, most attempts per value)
@@ -177,12 +243,12 @@ async def test_fetch_under_fault_gives_the_fault_s_code_after_the_policy_s_attem
     kind: SourceKind, fault: Fault
 ) -> None:
     code, fewest, most = FETCH_OUTCOMES[(kind, fault)]
-    upstream = mock_upstream(kind)
-    seed_mock(upstream, 1)
+    upstream = in_process_upstream(kind)
+    seed_in_process(upstream, 1)
     upstream.fail(fault)
 
     outcomes = await fetch(
-        mock_source(upstream, MOCK_SETTINGS), [PARAMETER_REQUEST, SECRET_REQUEST]
+        in_process_source(upstream, MOCK_SETTINGS), [PARAMETER_REQUEST, SECRET_REQUEST]
     )
 
     for name, outcome in zip((PARAMETER, SECRET), outcomes, strict=True):
@@ -204,14 +270,14 @@ async def test_fetch_under_fault_gives_the_fault_s_code_after_the_policy_s_attem
 async def test_slow_answer_is_cut_off_by_the_deadline_without_a_timeout_setting(
     kind: SourceKind, fault: Fault
 ) -> None:
-    upstream = mock_upstream(kind)
-    seed_mock(upstream, 1)
+    upstream = in_process_upstream(kind)
+    seed_in_process(upstream, 1)
     upstream.fail(fault)
     settings = Settings()
     assert (settings.parameter_timeout_ms, settings.secret_timeout_ms) == (0, 0)
 
     outcomes = await fetch(
-        mock_source(upstream, settings),
+        in_process_source(upstream, settings),
         [PARAMETER_REQUEST, SECRET_REQUEST],
         deadline=time.monotonic() + MOCK_TIMEOUT_MS / 1000,
     )
@@ -227,12 +293,12 @@ async def test_slow_answer_is_cut_off_by_the_deadline_without_a_timeout_setting(
 async def test_throttling_is_retried_past_max_attempts_until_answered(kind: SourceKind) -> None:
     # Throttled more times than any fixed count would allow; answered well within the bound.
     throttled = MAX_ATTEMPTS + 2
-    upstream = mock_upstream(kind)
-    seed_mock(upstream, 1)
+    upstream = in_process_upstream(kind)
+    seed_in_process(upstream, 1)
     upstream.fail("throttling", name=PARAMETER, times=throttled)
     settings = Settings(parameter_timeout_ms=HANG_SECONDS * 1000)
 
-    [outcome] = await fetch(mock_source(upstream, settings), [PARAMETER_REQUEST])
+    [outcome] = await fetch(in_process_source(upstream, settings), [PARAMETER_REQUEST])
 
     assert not isinstance(outcome, FetchError), outcome
     assert outcome["Value"] == parameter_value(1)
@@ -244,10 +310,10 @@ async def test_throttling_is_retried_past_max_attempts_until_answered(kind: Sour
 @pytest.mark.usefixtures("aws_environment")
 async def test_aws_transient_failure_is_answered_by_the_last_of_max_attempts(fault: Fault) -> None:
     upstream = MockAws(REGION)
-    seed_mock(upstream, 1)
+    seed_in_process(upstream, 1)
     upstream.fail(fault, times=MAX_ATTEMPTS - 1)
 
-    [outcome] = await fetch(mock_source(upstream, MOCK_SETTINGS), [PARAMETER_REQUEST])
+    [outcome] = await fetch(in_process_source(upstream, MOCK_SETTINGS), [PARAMETER_REQUEST])
 
     assert not isinstance(outcome, FetchError), outcome
     assert outcome["Value"] == parameter_value(1)
@@ -265,7 +331,7 @@ async def test_throttled_batch_get_secret_value_falls_back_to_get_secret_value()
     upstream.fail("throttling", action="BatchGetSecretValue")
 
     outcomes = await fetch(
-        mock_source(upstream, MOCK_SETTINGS), [Secret(i).request for i in others]
+        in_process_source(upstream, MOCK_SETTINGS), [Secret(i).request for i in others]
     )
 
     assert [o["SecretString"] for o in outcomes] == [f"{CANARY}-{i}" for i in others]
@@ -286,7 +352,7 @@ async def test_throttled_get_parameters_is_retried_as_a_batch() -> None:
     upstream.fail("throttling", action="GetParameters", times=2)
 
     outcomes = await fetch(
-        mock_source(upstream, MOCK_SETTINGS), [Parameter(n).request for n in names]
+        in_process_source(upstream, MOCK_SETTINGS), [Parameter(n).request for n in names]
     )
 
     assert [o["Value"] for o in outcomes] == [f"{CANARY}-{n}" for n in names]
@@ -307,31 +373,52 @@ class Upstream(Protocol):
     def inject(self, fault: Fault) -> None: ...
     def heal(self) -> None: ...
     def calls(self) -> int: ...
-    def faults_since(self, calls: int) -> set[str | None] | None: ...
+    def faults_since(self, calls: int) -> set[str | None]: ...
+    def sees(self, fault: Fault) -> bool: ...
     def source(self, settings: Settings) -> Source: ...
 
 
+RECEIVED_SECONDS = 10.0  # for a server thread to record a request it has been sent
+
+
+def wait_until_received(upstream: Upstream, calls: int) -> None:
+    """Wait until ``upstream`` has recorded ``calls`` requests in all (bounded).
+
+    A server records a request when it reads it, and a request the client gave up on (a
+    slow answer, abandoned at the bound) is read in the server thread's own time: nothing
+    orders it before the client's return. Every other request is answered, after it
+    was recorded. In process, every request is recorded before the client goes on.
+    """
+    deadline = time.monotonic() + RECEIVED_SECONDS
+    while upstream.calls() < calls and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert upstream.calls() >= calls, (upstream.calls(), calls)
+
+
 @dataclass
-class MockedUpstream:
-    mock: MockExtension | MockAws
+class InProcessUpstream:
+    upstream: InProcessExtension | MockAws
 
     def seed(self, version: int) -> None:
-        seed_mock(self.mock, version)
+        seed_in_process(self.upstream, version)
 
     def inject(self, fault: Fault) -> None:
-        self.mock.fail(fault)
+        self.upstream.fail(fault)
 
     def heal(self) -> None:
-        self.mock.heal()
+        self.upstream.heal()
 
     def calls(self) -> int:
-        return len(self.mock.calls)
+        return len(self.upstream.calls)
 
-    def faults_since(self, calls: int) -> set[str | None] | None:
-        return {call.fault for call in self.mock.calls[calls:]}
+    def faults_since(self, calls: int) -> set[str | None]:
+        return {call.fault for call in self.upstream.calls[calls:]}
+
+    def sees(self, fault: Fault) -> bool:
+        return True  # in process, a refused connection is recorded too
 
     def source(self, settings: Settings) -> Source:
-        return mock_source(self.mock, settings)
+        return in_process_source(self.upstream, settings)
 
 
 class App:
@@ -415,7 +502,10 @@ def first_load_under_fault(
     assert refused.status == 503
     assert refused.json() == {"detail": f"could not load 'api_key' ({code}), 'db' ({code})"}
     assert app.calls == 0
-    assert upstream.faults_since(before) in ({fault}, None)  # the fault, and only it, met
+    # Each value was asked (but of a server that refuses), and met the fault, and only it.
+    if upstream.sees(fault):
+        wait_until_received(upstream, before + 2)
+    assert upstream.faults_since(before) == ({fault} if upstream.sees(fault) else set())
     errors = [r.getMessage() for r in logs.records if r.levelno == logging.ERROR]
     assert any("'api_key'" in message and PARAMETER in message for message in errors), errors
     assert any("'db'" in message and SECRET in message for message in errors), errors
@@ -457,9 +547,11 @@ def refresh_under_fault(
     assert answers[-1].status == 200, answers[-1].body
     assert answers[-1].json() == values_of(1)  # stale, served
     assert middleware.stats.stale_serves == 2
-    if fault != "refused":  # a refused connection reaches no server to count it...
-        assert upstream.calls() > before
-    assert upstream.faults_since(before) in ({fault}, None)  # ...a mock sees it, though
+    # Each value was asked (but of a server that refuses: that reaches no server to count
+    # it, though in process it is seen), and met the fault, and only it.
+    if upstream.sees(fault):
+        wait_until_received(upstream, before + 2)
+    assert upstream.faults_since(before) == ({fault} if upstream.sees(fault) else set())
     warnings = [r.getMessage() for r in logs.records if r.levelno == logging.WARNING]
     stale = [m for m in warnings if "serving the previous value" in m]
     assert len(stale) == 2, warnings
@@ -492,14 +584,16 @@ MIDDLEWARE_MATRIX = [
 
 
 @pytest.fixture
-def mocked(request: pytest.FixtureRequest, aws_environment: None) -> MockedUpstream:
+def in_process(request: pytest.FixtureRequest, aws_environment: None) -> InProcessUpstream:
     kind: SourceKind = request.param
-    return MockedUpstream(mock_upstream(kind))
+    return InProcessUpstream(in_process_upstream(kind))
 
 
-@pytest.mark.parametrize(("mocked", "fault", "code"), MIDDLEWARE_MATRIX, indirect=["mocked"])
+@pytest.mark.parametrize(
+    ("in_process", "fault", "code"), MIDDLEWARE_MATRIX, indirect=["in_process"]
+)
 def test_first_load_under_fault_answers_503_then_recovers_on_the_same_instance(
-    mocked: MockedUpstream,
+    in_process: InProcessUpstream,
     fault: Fault,
     code: str,
     clock: FakeClock,
@@ -507,13 +601,15 @@ def test_first_load_under_fault_answers_503_then_recovers_on_the_same_instance(
     logs: pytest.LogCaptureFixture,
 ) -> None:
     settings = settings_from_environment(monkeypatch, MOCK_TIMEOUT_MS)
-    answers = first_load_under_fault(mocked, fault, code, settings, clock, logs)
+    answers = first_load_under_fault(in_process, fault, code, settings, clock, logs)
     assert_no_value_leaked(logs, answers)
 
 
-@pytest.mark.parametrize(("mocked", "fault", "code"), MIDDLEWARE_MATRIX, indirect=["mocked"])
+@pytest.mark.parametrize(
+    ("in_process", "fault", "code"), MIDDLEWARE_MATRIX, indirect=["in_process"]
+)
 def test_refresh_under_fault_serves_the_previous_value_then_recovers(
-    mocked: MockedUpstream,
+    in_process: InProcessUpstream,
     fault: Fault,
     code: str,
     clock: FakeClock,
@@ -521,21 +617,16 @@ def test_refresh_under_fault_serves_the_previous_value_then_recovers(
     logs: pytest.LogCaptureFixture,
 ) -> None:
     settings = settings_from_environment(monkeypatch, MOCK_TIMEOUT_MS)
-    answers = refresh_under_fault(mocked, fault, code, settings, clock, logs)
+    answers = refresh_under_fault(in_process, fault, code, settings, clock, logs)
     assert_no_value_leaked(logs, answers)
 
 
 # == one real socket per fault class ====================================================
 
-SERVER_DELAY_SECONDS = 3.0  # far past the timeout; the servers end the wait when they stop
-EXTENSION_MODES: dict[Fault, FaultMode] = {
-    "slow": "slow",
-    "5xx": "error_500",
-    "throttling": "throttle",
-    "malformed": "malformed_json",
-    "dropped": "drop_mid_body",
-    "not_ready": "not_ready",
-}
+# A slow server holds the request for SLOW_SECONDS (30 s), far past the 2 s bound, or
+# until it stops (the test's end; the fake extension also when the client leaves). A
+# bound that does not hold still fails the test (the value comes), rather than hang it.
+HELD_SECONDS = SLOW_SECONDS
 PROXY_KINDS: dict[Fault, FaultKind | None] = {
     "slow": None,  # forwarded, after the latency
     "5xx": "error",
@@ -543,6 +634,7 @@ PROXY_KINDS: dict[Fault, FaultKind | None] = {
     "malformed": "malformed",
     "dropped": "drop",
 }
+FAULT_OF_PROXY_KIND = {kind: fault for fault, kind in PROXY_KINDS.items() if kind is not None}
 # Each fault class once, over the server where a real socket matters most to it.
 REAL_SOCKET_MATRIX = [
     # httpcore's connect error, which the extension source names ("is the layer attached?")
@@ -573,7 +665,7 @@ class ExtensionUpstream:
             self.extension.stop()
             self.stopped = True
         else:
-            delay = SERVER_DELAY_SECONDS if fault == "slow" else 0.0
+            delay = HELD_SECONDS if fault == "slow" else 0.0
             self.extension.fail(EXTENSION_MODES[fault], delay=delay)
 
     def heal(self) -> None:
@@ -585,8 +677,11 @@ class ExtensionUpstream:
     def calls(self) -> int:
         return self.extension.total_calls
 
-    def faults_since(self, calls: int) -> set[str | None] | None:
-        return None  # the modes it applied are its own names; the codes tell
+    def faults_since(self, calls: int) -> set[str | None]:
+        return {FAULT_OF_MODE[mode] for _, _, mode in self.extension.call_log()[calls:]}
+
+    def sees(self, fault: Fault) -> bool:
+        return fault != "refused"  # a stopped server counts nothing
 
     def source(self, settings: Settings) -> Source:
         return ExtensionSource(port=self.extension.port, token=TOKEN, settings=settings)
@@ -613,7 +708,7 @@ class AwsUpstream:
             self.port = self.proxy.port
             self.proxy.stop()
         else:
-            latency = SERVER_DELAY_SECONDS if fault == "slow" else 0.0
+            latency = HELD_SECONDS if fault == "slow" else 0.0
             self.proxy.fail(None, PROXY_KINDS[fault], latency=latency)
 
     def heal(self) -> None:
@@ -625,8 +720,14 @@ class AwsUpstream:
     def calls(self) -> int:
         return self.proxy.total
 
-    def faults_since(self, calls: int) -> set[str | None] | None:
-        return None  # the proxy does not record them; the codes tell
+    def faults_since(self, calls: int) -> set[str | None]:
+        return {
+            None if met is None else "slow" if met[0] is None else FAULT_OF_PROXY_KIND[met[0]]
+            for met in self.proxy.faults_met()[calls:]
+        }
+
+    def sees(self, fault: Fault) -> bool:
+        return fault != "refused"  # a stopped proxy counts nothing
 
     def source(self, settings: Settings) -> Source:
         return AwsSource(endpoint_url=self.proxy.url, settings=settings)

@@ -1,10 +1,12 @@
-"""The README's code blocks run as a reader would paste them.
+"""The code blocks of README.md and of the docs site (docs/**/*.md) run as a reader would
+paste them.
 
-The rule, for whoever adds a block to README.md:
+The rule, for whoever adds a block to README.md or a page under docs/:
 
 - Every ```python block runs, unless the line just before its opening fence is
   ``<!-- not run: REASON -->`` (a signature, "before" code, an excerpt). The reason is
-  required.
+  required. A fence must start its line: an indented one (inside an admonition or a list)
+  would escape this rule, and is refused.
 - Each block runs alone, as a script (``__name__ == "__main__"``), in a fresh Python
   subprocess, in an empty working directory, with
   ``PARAMETERS_SECRETS_SOURCE=file:examples/local-values.json`` and no AWS, Lambda or
@@ -13,6 +15,8 @@ The rule, for whoever adds a block to README.md:
 - A block that defines ``handler`` as a Mangum handler is then invoked once, with an API
   Gateway HTTP API ``GET /`` event, and must answer 200. Any other ``handler`` (an SQS
   handler, say) is only defined: a block that wants it run calls it itself.
+- Nothing a block prints, nor the handler's answer, may hold a secret value of the values
+  file.
 - Every ```json block parses; a values file (a ```json block with ``"parameters"`` or
   ``"secrets"``) loads with ``StaticSource.from_file`` and serves every name in it.
 """
@@ -44,9 +48,28 @@ from tests.processes import clean_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+DOCUMENTS = [README, *sorted(DOCS.glob("**/*.md"))]
 VALUES_FILE = ROOT / "examples" / "local-values.json"
 NOT_RUN = re.compile(r"<!--\s*not run:(?P<reason>.*?)-->")
+FENCE = re.compile(r"(?P<indent>\s*)```(?P<language>\w*)\s*")
 REPORT_PREFIX = "readme-block-report: "
+README_MAX_LINES = 250  # a front page (DESIGN.md); the manual is docs/
+
+
+def secret_values() -> list[str]:
+    """The values file's secrets: SecureString values and secrets' passwords."""
+    data = json.loads(VALUES_FILE.read_text(encoding="utf-8"))
+    found = [
+        spec["value"]
+        for spec in data["parameters"].values()
+        if isinstance(spec, dict) and spec.get("type") == "SecureString"
+    ]
+    found += [spec["json"]["password"] for spec in data["secrets"].values()]
+    return found
+
+
+SECRET_VALUES = secret_values()
 
 # Runs one block as __main__, then invokes its handler if it is Mangum's.
 RUNNER = f"""
@@ -65,6 +88,7 @@ print({REPORT_PREFIX!r} + json.dumps(report))
 
 @dataclass(frozen=True)
 class Block:
+    document: str  # relative to the repository's root
     language: str
     code: str
     line: int  # of the opening fence, 1-based
@@ -72,12 +96,16 @@ class Block:
     skip_reason: str | None
 
     @property
+    def where(self) -> str:
+        return f"{self.document}:{self.line}"
+
+    @property
     def id(self) -> str:
         slug = re.sub(r"[^a-z0-9]+", "-", self.heading.lower()).strip("-")
-        return f"{slug}-line{self.line}"
+        return f"{self.document}-{slug}-line{self.line}"
 
 
-def readme_blocks(text: str) -> list[Block]:
+def readme_blocks(text: str, document: str = "README.md") -> list[Block]:
     """Every fenced block, with the heading above it and its not-run marker, if any."""
     blocks: list[Block] = []
     lines = text.splitlines()
@@ -87,17 +115,20 @@ def readme_blocks(text: str) -> list[Block]:
         line = lines[index]
         if line.startswith("#"):
             heading = line.lstrip("#").strip()
-        fence = re.fullmatch(r"```(\w*)\s*", line)
+        fence = FENCE.fullmatch(line)
         if fence is None:
             index += 1
             continue
+        if fence.group("indent"):
+            raise ValueError(f"{document}:{index + 1}: an indented fence escapes the tests")
         end = lines.index("```", index + 1)
         marker = NOT_RUN.search(lines[index - 1]) if index else None
         if marker is not None and not marker.group("reason").strip():
-            raise ValueError(f"README.md:{index}: a not-run marker needs a reason")
+            raise ValueError(f"{document}:{index}: a not-run marker needs a reason")
         blocks.append(
             Block(
-                language=fence.group(1),
+                document=document,
+                language=fence.group("language"),
                 code="\n".join(lines[index + 1 : end]) + "\n",
                 line=index + 1,
                 heading=heading,
@@ -108,26 +139,44 @@ def readme_blocks(text: str) -> list[Block]:
     return blocks
 
 
-BLOCKS = readme_blocks(README.read_text(encoding="utf-8"))
+BLOCKS = [
+    block
+    for path in DOCUMENTS
+    for block in readme_blocks(path.read_text(encoding="utf-8"), str(path.relative_to(ROOT)))
+]
 PYTHON_BLOCKS = [block for block in BLOCKS if block.language == "python"]
 JSON_BLOCKS = [block for block in BLOCKS if block.language == "json"]
 
 
-def run_block(block: Block, tmp_path: Path) -> dict[str, Any]:
-    script = tmp_path / f"readme_{block.id}.py"
+def run_block(
+    block: Block, tmp_path: Path, environment: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / f"block_{re.sub(r'[^a-z0-9]+', '_', block.id.lower())}.py"
     script.write_text(block.code, encoding="utf-8")
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", RUNNER, str(script), json.dumps(make_event("http_api_v2", "/"))],
         cwd=tmp_path,
         env=clean_environment(
-            {"PARAMETERS_SECRETS_SOURCE": f"file:{VALUES_FILE}", "PYTHONPATH": str(ROOT)}
+            {
+                "PARAMETERS_SECRETS_SOURCE": f"file:{VALUES_FILE}",
+                "PYTHONPATH": str(ROOT),
+                **(environment or {}),
+            }
         ),
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
-    assert result.returncode == 0, f"README.md:{block.line}\n{result.stdout}{result.stderr}"
+
+
+def block_report(block: Block, tmp_path: Path) -> dict[str, Any]:
+    """Run ``block``; what its runner reported, once it exited 0 and leaked no secret."""
+    result = run_block(block, tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{block.where}\n{output}"
+    leaked = [secret for secret in SECRET_VALUES if secret in output]
+    assert not leaked, f"{block.where} printed a secret value"
     reports = [line for line in result.stdout.splitlines() if line.startswith(REPORT_PREFIX)]
     assert len(reports) == 1, result.stdout
     report: dict[str, Any] = json.loads(reports[0].removeprefix(REPORT_PREFIX))
@@ -135,29 +184,59 @@ def run_block(block: Block, tmp_path: Path) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("block", PYTHON_BLOCKS, ids=[block.id for block in PYTHON_BLOCKS])
-def test_readme_python_block_runs(block: Block, tmp_path: Path) -> None:
+def test_python_block_runs(block: Block, tmp_path: Path) -> None:
     if block.skip_reason is not None:
-        pytest.skip(f"README.md:{block.line}: not run: {block.skip_reason}")
-    report = run_block(block, tmp_path)
+        pytest.skip(f"{block.where}: not run: {block.skip_reason}")
+    report = block_report(block, tmp_path)
     if report["handler"] == "Mangum":
         response = report["response"]
-        assert response["statusCode"] == 200, (block.line, response)
+        assert response["statusCode"] == 200, (block.where, response)
 
 
-def test_readme_framework_examples_run_and_answer_through_mangum(tmp_path: Path) -> None:
-    """The Usage section's three apps are run (not marked away) and are Mangum handlers."""
-    by_heading = {block.heading: block for block in PYTHON_BLOCKS}
-    expected = {
-        "FastAPI": {"user": "app", "beta": True},
-        "Starlette": {"user": "app"},
-        "Flask (or any framework)": {"user": "app"},
-    }
-    for heading, body in expected.items():
-        block = by_heading[heading]
-        assert block.skip_reason is None, heading
-        report = run_block(block, tmp_path)
-        assert report["handler"] == "Mangum", heading
-        assert json.loads(report["response"]["body"]) == body, heading
+def blocks_under(document: str, heading: str) -> list[Block]:
+    return [b for b in PYTHON_BLOCKS if (b.document, b.heading) == (document, heading)]
+
+
+APPS = {
+    ("README.md", "Example"): {"user": "app", "beta": True},
+    ("docs/index.md", "A first app"): {"user": "app", "beta": True},
+    ("docs/frameworks.md", "FastAPI"): {"user": "app", "test_mode": True},
+    ("docs/frameworks.md", "Starlette"): {"user": "app"},
+    ("docs/frameworks.md", "Flask behind Mangum"): {"user": "app"},
+    ("docs/frameworks.md", "Middleware options"): {"user": "app"},
+    ("docs/init-snapstart.md", "Values at INIT"): {"user": "app", "same": True},
+}
+
+
+@pytest.mark.parametrize(("document", "heading"), APPS, ids=[f"{d}-{h}" for d, h in APPS])
+def test_framework_apps_run_and_answer_through_mangum(
+    tmp_path: Path, document: str, heading: str
+) -> None:
+    """The apps the docs show are run (not marked away), are Mangum handlers, and answer
+    with the values of the values file."""
+    [block] = blocks_under(document, heading)
+    assert block.skip_reason is None
+    report = block_report(block, tmp_path)
+    assert report["handler"] == "Mangum"
+    assert json.loads(report["response"]["body"]) == APPS[document, heading]
+
+
+def test_the_readme_example_is_getting_started_s_first_app() -> None:
+    [readme] = blocks_under("README.md", "Example")
+    [first] = blocks_under("docs/index.md", "A first app")
+    assert readme.code == first.code
+
+
+def test_the_readme_example_fails_at_import_on_a_bad_values_file(tmp_path: Path) -> None:
+    """Its store is built at module level: a bad values file stops the import (a clean
+    error) instead of answering 500 to every request."""
+    [block] = blocks_under("README.md", "Example")
+    bad = tmp_path / "values.json"
+    bad.write_text('{"parameters": {"/my-app/prod/api-key": 3}}', encoding="utf-8")
+    result = run_block(block, tmp_path, {"PARAMETERS_SECRETS_SOURCE": f"file:{bad}"})
+    assert result.returncode != 0
+    assert "ConfigurationError" in result.stderr
+    assert REPORT_PREFIX not in result.stdout
 
 
 def test_every_skipped_block_says_why() -> None:
@@ -171,12 +250,17 @@ def test_a_marker_without_a_reason_is_refused() -> None:
         readme_blocks("text\n<!-- not run: -->\n```python\nx = 1\n```\n")
 
 
+def test_an_indented_fence_is_refused() -> None:
+    with pytest.raises(ValueError, match="indented fence"):
+        readme_blocks("!!! note\n    ```python\n    x = 1\n    ```\n", "docs/page.md")
+
+
 @pytest.mark.parametrize("block", JSON_BLOCKS, ids=[block.id for block in JSON_BLOCKS])
-def test_readme_json_block_parses(block: Block) -> None:
+def test_json_block_parses(block: Block) -> None:
     json.loads(block.code)
 
 
-def test_readme_values_file_block_loads_and_serves_every_name(tmp_path: Path) -> None:
+def test_the_values_file_block_loads_and_serves_every_name(tmp_path: Path) -> None:
     (block,) = [b for b in JSON_BLOCKS if {"parameters", "secrets"} & json.loads(b.code).keys()]
     path = tmp_path / "values.json"
     path.write_text(block.code, encoding="utf-8")
@@ -199,22 +283,64 @@ def test_readme_values_file_block_loads_and_serves_every_name(tmp_path: Path) ->
     assert (response.status, response.json()) == (200, sorted(declarations))
 
 
-def test_every_nox_session_the_readme_names_exists() -> None:
-    text = README.read_text(encoding="utf-8")
-    named = set()
+def nox_sessions_named(text: str) -> set[str]:
+    named: set[str] = set()
     for command in re.findall(r"nox -s ((?:[a-z][\w-]* ?)+)", text):
         named |= set(command.split())
+    return named
+
+
+def test_every_nox_session_the_docs_name_exists() -> None:
+    readme = nox_sessions_named(README.read_text(encoding="utf-8"))
+    everywhere = set().union(
+        *(nox_sessions_named(path.read_text(encoding="utf-8")) for path in DOCUMENTS)
+    )
     noxfile = (ROOT / "noxfile.py").read_text(encoding="utf-8")
     sessions = set(re.findall(r"@nox\.session(?:\([^)]*\))?\ndef (\w+)\(", noxfile))
-    assert {"demo", "tests", "package", "dist", "template"} <= named
-    assert named <= sessions
+    assert {"demo", "tests"} <= readme  # the quickstart's two commands
+    assert {"demo", "tests", "package", "dist", "template", "docs", "bench"} <= everywhere
+    assert everywhere <= sessions
 
 
 def test_install_section_names_the_wheel_python_m_build_makes_without_its_version() -> None:
-    # The version is written in one place (parameters_secrets.__version__): the README
-    # names the wheel with a placeholder, and installs it without naming the file.
-    install = README.read_text(encoding="utf-8").split("## Install\n", 1)[1].split("\n## ", 1)[0]
+    # The version is written in one place (parameters_secrets.__version__): the docs name
+    # the wheel with a placeholder, and install it without naming the file.
+    page = (DOCS / "index.md").read_text(encoding="utf-8")
+    install = page.split("## Install\n", 1)[1].split("\n## ", 1)[0]
     wheels = set(re.findall(r"dist/(\S+?\.whl)", install))
     assert wheels == {"asgi_parameters_secrets-VERSION-py3-none-any.whl"}
     assert parameters_secrets.__version__ not in install
     assert 'pip install --find-links dist "asgi-parameters-secrets[fastapi]"' in install
+
+
+def test_the_readme_is_a_front_page_whose_links_lead_somewhere() -> None:
+    text = README.read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= README_MAX_LINES
+    targets = {t.split("#", 1)[0] for t in re.findall(r"\]\(([^)]+)\)", text)}
+    local = {t for t in targets if t and "://" not in t}
+    assert {f"docs/{p.name}" for p in DOCS.glob("*.md")} <= local  # one line per page
+    assert all((ROOT / target).exists() for target in local), local
+
+
+def test_the_docs_show_the_benchmarks_chart_of_record() -> None:
+    """mkdocs publishes only docs/: its copy must be the chart nox -s bench wrote."""
+    chart = (ROOT / "benchmarks" / "results.png").read_bytes()
+    assert (DOCS / "results.png").read_bytes() == chart
+
+
+def test_a_route_has_one_name_in_the_docs_and_the_examples() -> None:
+    """The refresh-after-rotation route is POST /pay, the injected value GET /injected,
+    in the FastAPI example and wherever the docs or the examples' docstrings name them."""
+    texts = {str(p.relative_to(ROOT)): p.read_text(encoding="utf-8") for p in DOCUMENTS}
+    texts |= {
+        str(p.relative_to(ROOT)): p.read_text(encoding="utf-8")
+        for p in sorted((ROOT / "examples").glob("*.py"))
+    }
+    for name, text in texts.items():
+        for method, path in re.findall(r"\b(GET|POST|PUT|DELETE) (/pay|/injected)\b", text):
+            assert (method, path) in {("POST", "/pay"), ("GET", "/injected")}, name
+        for method, path in re.findall(r"@app\.(get|post)\(\"(/pay|/injected)\"\)", text):
+            assert (method, path) in {("post", "/pay"), ("get", "/injected")}, name
+    fastapi_example = texts["examples/fastapi_app.py"]
+    assert '@app.post("/pay")' in fastapi_example
+    assert '@app.get("/injected")' in fastapi_example

@@ -28,6 +28,7 @@ from parameters_secrets import (
     Settings,
     StaticSource,
 )
+from parameters_secrets._cli import main
 from parameters_secrets._declarations import ValueRequest
 from parameters_secrets._server import ExtensionServer
 from parameters_secrets._sources import Outcome
@@ -466,6 +467,18 @@ def test_bad_source_argument_makes_the_command_print_one_line_and_exit_2() -> No
     assert result.stderr.splitlines() == [
         "parameters-secrets: --source must be 'aws' or 'file:PATH', not 's3'"
     ]
+
+
+def test_without_uvicorn_the_command_names_an_install_that_works_before_publication(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # import uvicorn raises ImportError
+    assert main(["serve", "--port", "0"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    # Not the PyPI name with the extra: the package is not published yet.
+    assert "pip install 'uvicorn>=0.30'" in line
+    assert "pip install '.[server]'" in line
+    assert "asgi-parameters-secrets[server]" not in line
 
 
 # -- in front of moto ------------------------------------------------------------------

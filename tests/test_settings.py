@@ -164,9 +164,13 @@ BAD_VALUES = [
     ("PARAMETERS_SECRETS_STALE_IF_ERROR", "no", "TRUE or FALSE"),
     ("PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL", "verbose", "debug, info, warn, error, none"),
     ("PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL", "trace", "debug, info, warn, error, none"),
-    ("PARAMETERS_SECRETS_SOURCE", "s3", "'extension', 'aws' or 'file:PATH'"),
-    ("PARAMETERS_SECRETS_SOURCE", "file:", "'extension', 'aws' or 'file:PATH'"),
-    ("PARAMETERS_SECRETS_SOURCE", "Extension", "'extension', 'aws' or 'file:PATH'"),
+    ("PARAMETERS_SECRETS_SOURCE", "s3", "'extension', 'aws', 'cloud-extensions' or 'file:PATH'"),
+    ("PARAMETERS_SECRETS_SOURCE", "file:", "'extension', 'aws', 'cloud-extensions' or 'file:PATH'"),
+    (
+        "PARAMETERS_SECRETS_SOURCE",
+        "Extension",
+        "'extension', 'aws', 'cloud-extensions' or 'file:PATH'",
+    ),
 ]
 
 
@@ -276,8 +280,8 @@ def test_explicit_override_is_validated_like_the_environment() -> None:
         ("stale_if_error", 1, "True or False"),
         ("log_level", "verbose", "debug, info, warn, error, none"),
         ("log_level", 10, "debug, info, warn, error, none"),
-        ("source", "s3", "'extension', 'aws' or 'file:PATH'"),
-        ("source", "file:", "'extension', 'aws' or 'file:PATH'"),
+        ("source", "s3", "'extension', 'aws', 'cloud-extensions' or 'file:PATH'"),
+        ("source", "file:", "'extension', 'aws', 'cloud-extensions' or 'file:PATH'"),
     ],
 )
 def test_explicit_bad_setting_is_an_error_naming_it_and_its_range(
@@ -514,3 +518,14 @@ def test_apply_log_level_sets_the_library_logger_only_when_set(
     logger.setLevel(logging.NOTSET)
     Settings(log_level=log_level).apply_log_level()
     assert logger.level == expected
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("aws", "aws"), ("none", "none"), ("NONE", "none")])
+def test_extension_fallback_reads_aws_or_none(raw: str, expected: str) -> None:
+    settings = Settings.from_env(environ={"PARAMETERS_SECRETS_EXTENSION_FALLBACK": raw})
+    assert settings.extension_fallback == expected
+
+
+def test_an_unknown_extension_fallback_is_an_error_naming_the_variable() -> None:
+    with pytest.raises(ConfigurationError, match="PARAMETERS_SECRETS_EXTENSION_FALLBACK must be"):
+        Settings.from_env(environ={"PARAMETERS_SECRETS_EXTENSION_FALLBACK": "extension"})

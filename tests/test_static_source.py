@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,9 @@ from starlette.responses import PlainTextResponse
 from parameters_secrets import (
     ConfigurationError,
     FetchError,
+    LoadError,
     Parameter,
+    ParametersSecrets,
     ParametersSecretsMiddleware,
     Secret,
     Source,
@@ -694,3 +697,16 @@ def test_reference_and_selector_resolve_through_the_middleware_under_mangum(
     assert response.status == 200
     assert response.body == "stage-text"
     assert seen == [{"beta": True, "user": "admin"}]
+
+
+def test_the_error_for_a_value_missing_from_the_file_names_the_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    values_file = tmp_path / "values.json"
+    values_file.write_text(json.dumps({"parameters": {"/present": "x"}}))
+    store = ParametersSecrets(
+        {"missing": Parameter("/absent")}, source=StaticSource.from_file(values_file)
+    )
+    with caplog.at_level(logging.ERROR, logger="parameters_secrets"), pytest.raises(LoadError):
+        store.load_sync()
+    assert f"from StaticSource.from_file({str(values_file)!r}) (ParameterNotFound)" in caplog.text

@@ -1,6 +1,7 @@
 """The SAM template deploys as is: it passes cfn-lint and the SAM CLI's validator, creates
-what the FastAPI example reads (but the SecureString, which the README's one command
-creates), and its role allows exactly what the example declares, whatever the prefix.
+what the FastAPI example reads (but the SecureString, which the one command of
+docs/deploying.md creates), and its role allows exactly what the example declares, whatever
+the prefix.
 
 ``sam validate --lint`` needs the SAM CLI, which is too big and too tightly pinned (boto3,
 click, cfn-lint) for the test extra: ``nox -s template`` installs it and runs this module
@@ -32,7 +33,7 @@ from tests.processes import clean_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "examples" / "template.yaml"
-README = ROOT / "README.md"
+DEPLOYING = ROOT / "docs" / "deploying.md"
 LOCAL_VALUES: dict[str, Any] = json.loads(
     (ROOT / "examples" / "local-values.json").read_text(encoding="utf-8")
 )
@@ -210,13 +211,14 @@ def _created(template: dict[str, Any], kind: str, prefix: str) -> dict[str, dict
     }
 
 
-def readme_secure_string_names() -> list[str]:
-    """The names in the README's ``aws ssm put-parameter ... --type SecureString`` commands."""
-    text = README.read_text(encoding="utf-8")
+def deploying_secure_string_names() -> list[str]:
+    """The names in docs/deploying.md's ``aws ssm put-parameter ... --type SecureString``
+    commands."""
+    text = DEPLOYING.read_text(encoding="utf-8")
     return re.findall(r"aws ssm put-parameter --name (\S+) --type SecureString", text)
 
 
-def test_template_creates_every_declared_value_but_the_secure_string_the_readme_puts(
+def test_template_creates_every_declared_value_but_the_secure_string_the_docs_put(
     fastapi_example: LoadFastapiExample,
 ) -> None:
     template = load()
@@ -224,7 +226,7 @@ def test_template_creates_every_declared_value_but_the_secure_string_the_readme_
     values = fastapi_example(prefix).VALUES
     parameters = _created(template, "AWS::SSM::Parameter", prefix)
     secrets = _created(template, "AWS::SecretsManager::Secret", prefix)
-    secure_strings = readme_secure_string_names()
+    secure_strings = deploying_secure_string_names()
     declared_parameters = {d.name for d in values.values() if isinstance(d, Parameter)}
     declared_secrets = {d.secret_id for d in values.values() if isinstance(d, Secret)}
     assert secure_strings == [f"/{prefix}/api-key"]

@@ -208,7 +208,8 @@ def test_a_value_that_cannot_load_answers_503_and_logs_only_keys_and_codes(
     assert response.status_code == 503
     assert response.json == {"detail": "Service Unavailable"}
     assert response.headers["Retry-After"] == "5"
-    assert "'db' (secret prod/db) could not be loaded (ResourceNotFoundException)" in caplog.text
+    assert "'db' (secret prod/db) could not be loaded from ExtensionSource(port=" in caplog.text
+    assert "(ResourceNotFoundException)" in caplog.text
     assert "pw-1" not in caplog.text
 
 

@@ -29,6 +29,7 @@ from ._middleware import ParametersSecretsMiddleware
 from ._settings import Settings
 from ._sources import Outcome, Source
 from ._sources._retry import RetryPolicy
+from ._sources.cloud_extensions import CloudExtensionsSource
 from ._sources.extension import ExtensionSource
 from ._sources.static import StaticSource
 from ._store import ParametersSecrets
@@ -42,6 +43,7 @@ if _typing.TYPE_CHECKING:
 __all__ = [
     "AwsSource",
     "CacheStats",
+    "CloudExtensionsSource",
     "ConfigurationError",
     "ExtensionSource",
     "FetchError",

@@ -57,8 +57,10 @@ def _serve(port: int | None, source_name: str | None) -> int:
     try:
         import uvicorn
     except ImportError:
+        # The package is not on PyPI yet: name what installs from where it came from.
         raise ConfigurationError(
-            "the server needs uvicorn: pip install 'asgi-parameters-secrets[server]'"
+            "the server needs uvicorn: pip install 'uvicorn>=0.30' (or, in a clone of "
+            "asgi-parameters-secrets, pip install '.[server]')"
         ) from None
     from ._server import ExtensionServer
 

@@ -33,6 +33,7 @@ class ParameterRequest:
     kind = "parameter"
 
     def describe(self) -> str:
+        """The request as messages and logs name it: ``parameter NAME[:SELECTOR]``."""
         selector = f":{self.version}" if self.version is not None else ""
         selector = f":{self.label}" if self.label is not None else selector
         return f"parameter {self.name}{selector}"
@@ -49,6 +50,7 @@ class SecretRequest:
     kind = "secret"
 
     def describe(self) -> str:
+        """The request as messages and logs name it: ``secret ID (STAGE) (VERSION)``."""
         selectors = [s for s in (self.version_stage, self.version_id) if s is not None]
         return f"secret {self.secret_id}" + "".join(f" ({s})" for s in selectors)
 
@@ -65,6 +67,7 @@ class PathRequest:
     kind = "parameter"  # Parameter Store's: its TTL and its timeout setting
 
     def describe(self) -> str:
+        """The request as messages and logs name it: ``parameters under PATH``."""
         return f"parameters under {self.path}" + ("" if self.recursive else " (not recursive)")
 
     def relative_name(self, name: str) -> str | None:
@@ -80,6 +83,7 @@ class PathRequest:
 
 
 ValueRequest = ParameterRequest | SecretRequest | PathRequest
+"""What a source is asked for: one parameter, one secret, or one path (the cache key)."""
 
 
 def _check_transform(transform: object) -> None:

@@ -46,8 +46,10 @@ class ParametersSecretsMiddleware:
 
     Args:
         app: The ASGI app to wrap.
-        values: Key (a Python identifier) to :class:`Parameter` or :class:`Secret`; or a
-            :class:`ParametersSecrets` store shared with the rest of the app.
+        values: A :class:`ParametersSecrets` store shared with the rest of the app (built
+            at import, a bad declaration fails there); or the declarations themselves, key
+            (a Python identifier) to :class:`Parameter`, :class:`Secret` or
+            :class:`ParametersByPath`, for a store of the middleware's own.
         source: Where values come from (only with a mapping); default:
             ``PARAMETERS_SECRETS_SOURCE``, else the extension in Lambda, else AWS.
         settings: Cache settings (only with a mapping); default ``Settings.from_env()``.

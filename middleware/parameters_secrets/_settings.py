@@ -63,8 +63,9 @@ class Settings:
         secret_timeout_ms: ``SECRETS_MANAGER_TIMEOUT_MILLIS``; likewise.
         stale_if_error: ``PARAMETERS_SECRETS_STALE_IF_ERROR``: serve the previous value
             when a refresh fails for a transient reason.
-        source: ``PARAMETERS_SECRETS_SOURCE``: ``extension``, ``aws`` or ``file:PATH``;
-            ``None`` picks the extension in Lambda and AWS elsewhere.
+        source: ``PARAMETERS_SECRETS_SOURCE``: ``extension``, ``aws``,
+            ``cloud-extensions`` (experimental) or ``file:PATH``; ``None`` picks the
+            extension in Lambda and AWS elsewhere.
         extension_fallback: ``PARAMETERS_SECRETS_EXTENSION_FALLBACK``: on Lambda, where
             the default source asks for values while the extension is not serving yet
             (Lambda's INIT phase): ``"aws"`` (AWS directly, with the function's
@@ -269,7 +270,7 @@ def _one_of(*allowed: str) -> Callable[[str, Any], Any]:
 
 
 def _source(setting: str, value: Any) -> Any:
-    if value is None or value in ("extension", "aws"):
+    if value is None or value in ("extension", "aws", "cloud-extensions"):
         return value
     if isinstance(value, str) and value.startswith("file:") and len(value) > len("file:"):
         return value
@@ -292,6 +293,6 @@ _RULES: dict[str, _Rule] = {
         _parse_int, _integer(0, MAX_TIMEOUT_MS), f"an integer 0 to {MAX_TIMEOUT_MS}"
     ),
     "stale_if_error": _Rule(_parse_bool, _boolean, "True or False", "TRUE or FALSE"),
-    "source": _Rule(_parse_text, _source, "'extension', 'aws' or 'file:PATH'"),
+    "source": _Rule(_parse_text, _source, "'extension', 'aws', 'cloud-extensions' or 'file:PATH'"),
     "extension_fallback": _Rule(_parse_text, _one_of("aws", "none"), "'aws' or 'none'"),
 }

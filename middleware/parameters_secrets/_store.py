@@ -44,7 +44,8 @@ class ParametersSecrets:
         values: Key (a Python identifier) to :class:`Parameter`, :class:`Secret` or
             :class:`ParametersByPath`.
         source: Where values come from; default: ``PARAMETERS_SECRETS_SOURCE``, else the
-            extension in Lambda, else AWS directly.
+            extension in Lambda (with AWS directly while it is not serving, unless
+            ``PARAMETERS_SECRETS_EXTENSION_FALLBACK=none``), else AWS directly.
         settings: Cache settings; default ``Settings.from_env()``.
         clock: Monotonic seconds for TTLs; for tests.
 
@@ -284,9 +285,10 @@ class ParametersSecrets:
                 failures[key] = outcome
                 if log:
                     logger.error(
-                        "required value %r (%s) could not be loaded (%s): %s",
+                        "required value %r (%s) could not be loaded from %r (%s): %s",
                         key,
                         declaration.request.describe(),
+                        self.source,
                         outcome.code,
                         outcome,
                     )

@@ -57,8 +57,9 @@ class ParametersSecretsWSGIMiddleware:
 
     Args:
         app: The WSGI app to wrap.
-        values: Key (a Python identifier) to :class:`Parameter` or :class:`Secret`; or a
-            :class:`ParametersSecrets` store shared with the rest of the app.
+        values: A :class:`ParametersSecrets` store shared with the rest of the app; or the
+            declarations themselves, key (a Python identifier) to :class:`Parameter`,
+            :class:`Secret` or :class:`ParametersByPath`, for a store of its own.
         source: Where values come from (only with a mapping).
         settings: Cache settings (only with a mapping); default ``Settings.from_env()``.
         exclude_paths: Paths whose requests reach the app without loading values; an

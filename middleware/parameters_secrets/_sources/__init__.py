@@ -91,6 +91,10 @@ def choose_source(settings: Settings) -> tuple[Source, str]:
         from .aws import AwsSource
 
         return AwsSource(settings=settings), reason
+    if choice == "cloud-extensions":
+        from .cloud_extensions import CloudExtensionsSource
+
+        return CloudExtensionsSource(settings=settings), reason
     from .static import StaticSource
 
     return StaticSource.from_file(choice.removeprefix("file:")), reason

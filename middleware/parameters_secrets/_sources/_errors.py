@@ -21,10 +21,11 @@ _XML_MESSAGE = re.compile(r"<Message>([^<]{0,300})</Message>")
 _CODE_IN_TEXT = re.compile(r"\b([A-Z][A-Za-z]+(?:Exception|NotFound|Error|Fault))\b")
 
 
-def error_code(status: int, text: str) -> tuple[str, str]:
+def error_code(status: int, text: str, error_type: str | None = None) -> tuple[str, str]:
     """The AWS error code and message in an error answer.
 
-    JSON (``{"__type": "...#Code", "message": ...}``, as the JSON APIs and the extension
+    The ``X-Amzn-Errortype`` header (``error_type``, as AWS Cloud Extensions answer), JSON
+    (``{"__type": "...#Code", "message": ...}``, as the JSON APIs and the extension
     answer), XML (``<Code>``, as authentication failures come back), or a code found in
     plain text; else one derived from the status.
     """
@@ -34,12 +35,14 @@ def error_code(status: int, text: str) -> tuple[str, str]:
     except ValueError:
         body = None
     if isinstance(body, dict):
-        code = body.get("__type") or body.get("code") or body.get("Code")
+        code = error_type or body.get("__type") or body.get("code") or body.get("Code")
         message = body.get("message") or body.get("Message") or ""
         if isinstance(code, str) and code:
             # "com.amazonaws.ssm#ParameterNotFound" -> "ParameterNotFound";
             # "ThrottlingException:http://..." -> "ThrottlingException"
             return code.rsplit("#", 1)[-1].split(":", 1)[0], str(message)[:300]
+    if error_type:
+        return error_type.split(":", 1)[0], text.strip()[:300]
     found = _XML_CODE.search(text)
     if found:
         message = _XML_MESSAGE.search(text)

@@ -8,6 +8,7 @@ import os
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -50,7 +51,11 @@ class _Service:
     def __init__(self, name: str, target_prefix: str, endpoint: str) -> None:
         self.name = name
         self.target_prefix = target_prefix
-        self.endpoint = endpoint.rstrip("/") + "/"
+        # An endpoint with a path (Cloud Extensions' /parameterstore) is posted to as it
+        # is written; a bare host gets the JSON APIs' "/".
+        path = urlsplit(endpoint).path
+        self.endpoint = endpoint.rstrip("/") + "/" if path in ("", "/") else endpoint
+        self.loopback = urlsplit(endpoint).hostname in ("127.0.0.1", "localhost", "::1")
         self.clients: PerLoop[httpx.AsyncClient] | None = None
 
 
@@ -83,6 +88,11 @@ class AwsSource:
             failures 3 tries in all).
         transport: An httpx transport to send requests through (tests:
             ``httpx.MockTransport``); default a connection pool per service.
+
+    Attributes:
+        batch_parameters: Whether to batch parameters (``GetParameters``); turns ``False``
+            by itself when the role may not call it. Set it to skip batching.
+        batch_secrets: Whether to batch secrets (``BatchGetSecretValue``); likewise.
     """
 
     # Its records hold a usable value for what was asked: the store need not check.
@@ -447,6 +457,7 @@ class AwsSource:
                 service.endpoint.startswith("https"),
                 self._transport,
                 self._settings.max_connections,
+                not service.loopback,
             )
             service.clients = PerLoop(make, httpx.AsyncClient.aclose)
         return await service.clients.get()
@@ -498,7 +509,9 @@ class AwsSource:
                 return FetchError(
                     f"{action}: the answer is not JSON", code="MalformedResponse", transient=True
                 )
-            code, message = error_code(response.status_code, response.text)
+            code, message = error_code(
+                response.status_code, response.text, response.headers.get("x-amzn-errortype")
+            )
             return FetchError(
                 f"{action}: {code} (HTTP {response.status_code})"
                 + (f": {message}" if message else ""),
@@ -522,12 +535,14 @@ class AwsSource:
 
 
 def _service_client(
-    https: bool, transport: httpx.AsyncBaseTransport | None, limit: int
+    https: bool, transport: httpx.AsyncBaseTransport | None, limit: int, proxies: bool
 ) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         transport=transport,
         verify=_shared_ssl_context() if https else False,
-        trust_env=True,  # HTTPS_PROXY may be how this network reaches AWS
+        # HTTPS_PROXY may be how this network reaches AWS; a loopback endpoint (a local
+        # server, Cloud Extensions) is never reached through a proxy.
+        trust_env=proxies,
         timeout=None,  # noqa: S113 - every fetch is bounded as a whole (within_time_bound)
         limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
     )

@@ -8,10 +8,8 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote
-
-import httpx
 
 from .._concurrency import PerLoop, concurrently
 from .._declarations import ParameterRequest, PathRequest, SecretRequest, ValueRequest
@@ -21,6 +19,9 @@ from . import Outcome, Source, give_up_time
 from ._errors import error_code, is_transient
 from ._records import checked_record
 from ._retry import RetryPolicy, within_time_bound
+
+if TYPE_CHECKING:
+    import httpx
 
 logger = logging.getLogger("parameters_secrets")
 
@@ -96,7 +97,7 @@ class ExtensionSource:
         # No reference back to self from the pool (see PerLoop).
         self._clients = PerLoop(
             functools.partial(_loopback_client, self._base_url, transport),
-            httpx.AsyncClient.aclose,
+            _close_client,
         )
 
     def __repr__(self) -> str:
@@ -184,6 +185,8 @@ class ExtensionSource:
         # With a fallback, a starting extension is not waited for: AWS answers instead.
         starting_budget = 0.0 if self.fallback is not None else NOT_READY_BUDGET_SECONDS
 
+        import httpx  # imported by the client already: a dictionary lookup
+
         async def attempt() -> Outcome:
             try:
                 response = await client.get(path, headers=headers)
@@ -234,6 +237,10 @@ class _NotServing(FetchError):
 def _loopback_client(
     base_url: str, transport: httpx.AsyncBaseTransport | None
 ) -> httpx.AsyncClient:
+    # httpx is imported on first use: a function on a values file never needs it, and an
+    # import of this package stays cheap.
+    import httpx
+
     return httpx.AsyncClient(
         base_url=base_url,
         transport=transport,
@@ -244,6 +251,10 @@ def _loopback_client(
         timeout=None,  # noqa: S113 - every fetch is bounded as a whole (within_time_bound)
         limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
     )
+
+
+async def _close_client(client: httpx.AsyncClient) -> None:
+    await client.aclose()
 
 
 def _parameter_path(request: ParameterRequest) -> str:
@@ -285,7 +296,7 @@ def _parse(request: ValueRequest, response: httpx.Response) -> Outcome:
         if isinstance(outcome, FetchError):
             outcome.status = status
         return outcome  # type: ignore[no-any-return]
-    code, message = error_code(status, response.text)
+    code, message = error_code(status, response.text, response.headers.get("x-amzn-errortype"))
     if status == 401:
         message = _refused_token_hint(response.request.headers.get(TOKEN_HEADER))
     transient = is_transient(status, code)

@@ -59,8 +59,11 @@ class StaticSource:
         # Labels select a version but are not part of GetParameter's answer.
         self._labels = {name: record.pop("Labels") for name, record in self._parameters.items()}
         self._secrets = {name: _secret_record(name, spec) for name, spec in (secrets or {}).items()}
+        self._file: str | None = None  # the values file, when read from one
 
     def __repr__(self) -> str:  # names only, never values
+        if self._file is not None:
+            return f"StaticSource.from_file({self._file!r})"
         return (
             f"StaticSource(parameters={sorted(self._parameters)}, secrets={sorted(self._secrets)})"
         )
@@ -87,9 +90,11 @@ class StaticSource:
                     f"values file {str(path)!r}: {section!r} must be an object"
                 )
         try:
-            return cls(parameters=data.get("parameters"), secrets=data.get("secrets"))
+            source = cls(parameters=data.get("parameters"), secrets=data.get("secrets"))
         except ConfigurationError as error:
             raise ConfigurationError(f"values file {str(path)!r}: {error}") from None
+        source._file = str(path)
+        return source
 
     async def fetch(
         self, requests: Sequence[ValueRequest], deadline: float | None = None

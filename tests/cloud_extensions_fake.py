@@ -1,0 +1,156 @@
+"""A fake AWS Systems Manager Cloud Extensions runtime, built from AWS's documentation, for
+``httpx.ASGITransport`` (no socket): the Parameter Store extension (``POST
+/parameterstore``, SSM JSON 1.1, SigV4 for ``ssm`` checked against botocore's signer) and
+the Secrets Manager extension (``GET /secretsmanager/get?secretId=``, the SSRF token in
+``X-Aws-Parameters-Secrets-Token``). Errors carry ``X-Amzn-Errortype``; ``loading(n)``
+makes the next n requests answer 503 ``ServiceUnavailableException``, as an extension
+that is still loading does. Counts every request by operation.
+
+    fake = FakeCloudExtensions(credentials=("AKID", "secret", None), token="ssrf")
+    fake.parameters["/app/key"] = "v"
+    source = CloudExtensionsSource(region="us-east-1", credentials=..., transport=fake.transport())
+"""
+
+from __future__ import annotations
+
+import datetime
+import hmac
+import json
+from collections import Counter
+from typing import Any
+from unittest import mock
+from urllib.parse import parse_qsl
+
+import botocore.auth
+import httpx
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials as BotoCredentials
+
+REGION = "us-east-1"
+TOKEN_HEADER = "x-aws-parameters-secrets-token"
+
+
+class FakeCloudExtensions:
+    """The runtime's two extensions, in memory; see the module's docstring."""
+
+    def __init__(
+        self, *, credentials: tuple[str, str, str | None], token: str, region: str = REGION
+    ) -> None:
+        self.credentials = credentials
+        self.token = token
+        self.region = region
+        self.parameters: dict[str, str] = {}
+        self.secrets: dict[str, str] = {}
+        self.calls: Counter[str] = Counter()
+        self.signatures_checked = 0
+        self._loading = 0
+
+    def loading(self, requests: int) -> None:
+        """Answer the next ``requests`` requests 503 ServiceUnavailableException."""
+        self._loading = requests
+
+    def transport(self) -> httpx.ASGITransport:
+        return httpx.ASGITransport(app=self)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        assert scope["type"] == "http"
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        status, error_type, answer = self._answer(scope, headers, body)
+        response_headers = [(b"content-type", b"application/x-amz-json-1.1")]
+        if error_type is not None:
+            response_headers.append((b"x-amzn-errortype", error_type.encode()))
+        payload = json.dumps(answer).encode()
+        await send({"type": "http.response.start", "status": status, "headers": response_headers})
+        await send({"type": "http.response.body", "body": payload})
+
+    def _answer(
+        self, scope: Any, headers: dict[str, str], body: bytes
+    ) -> tuple[int, str | None, Any]:
+        path, method = scope["path"], scope["method"]
+        if method == "POST" and path == "/parameterstore":
+            operation = headers.get("x-amz-target", "").removeprefix("AmazonSSM.")
+            self.calls[operation] += 1
+            if self._loading > 0:
+                self._loading -= 1
+                return 503, "ServiceUnavailableException", {"Message": "the extension is loading"}
+            if not self._signed_right(scope, headers, body):
+                return 400, "AccessDeniedException", {"Message": "SIGNATURE_MISMATCH"}
+            return self._parameter_store(operation, json.loads(body))
+        if method == "GET" and path == "/secretsmanager/get":
+            self.calls["secretsmanager/get"] += 1
+            if self._loading > 0:
+                self._loading -= 1
+                return 503, "ServiceUnavailableException", {"message": "the extension is loading"}
+            if "x-forwarded-for" in headers:
+                return 400, "BadRequestException", {"message": "X-Forwarded-For is refused"}
+            given = headers.get(TOKEN_HEADER, "")
+            if not hmac.compare_digest(given.encode(), self.token.encode()):
+                return 403, "InvalidSsrfTokenException", {"message": "missing or wrong token"}
+            query = dict(parse_qsl(scope["query_string"].decode()))
+            secret_id = query.get("secretId", "")
+            if secret_id not in self.secrets:
+                message = "Secrets Manager can't find the specified secret."
+                return 400, "ResourceNotFoundException", {"message": message}
+            return 200, None, self._secret(secret_id)
+        return 400, "ValidationException", {"Message": "unknown operation"}
+
+    def _signed_right(self, scope: Any, headers: dict[str, str], body: bytes) -> bool:
+        """Recompute the signature with botocore's SigV4Auth at the request's own time."""
+        authorization = headers.get("authorization", "")
+        if "Signature=" not in authorization:
+            return False
+        moment = datetime.datetime.strptime(headers["x-amz-date"], "%Y%m%dT%H%M%SZ")
+        url = f"http://{headers['host']}{scope['path']}"
+        unsigned = {
+            k: v
+            for k, v in headers.items()
+            if k not in ("authorization", "x-amz-date", "x-amz-security-token")
+            and k in authorization.split("SignedHeaders=")[1].split(",")[0].split(";")
+        }
+        request = AWSRequest(method="POST", url=url, headers=unsigned, data=body)
+        access_key, secret_key, token = self.credentials
+        auth = botocore.auth.SigV4Auth(
+            BotoCredentials(access_key, secret_key, token), "ssm", self.region
+        )
+        with mock.patch.object(botocore.auth, "get_current_datetime", return_value=moment):
+            auth.add_auth(request)
+        self.signatures_checked += 1
+        return hmac.compare_digest(request.headers["Authorization"], authorization)
+
+    def _parameter_store(self, operation: str, body: dict[str, Any]) -> tuple[int, str | None, Any]:
+        if operation == "GetParameter":
+            name = body["Name"]
+            if name not in self.parameters:
+                return 400, "ParameterNotFound", {"Message": f"{name} not found"}
+            return 200, None, {"Parameter": self._parameter(name)}
+        if operation == "GetParameters":
+            names = body["Names"]
+            found = [self._parameter(n) for n in names if n in self.parameters]
+            invalid = [n for n in names if n not in self.parameters]
+            return 200, None, {"Parameters": found, "InvalidParameters": invalid}
+        return 400, "ValidationException", {"Message": f"{operation} is not an operation"}
+
+    def _parameter(self, name: str) -> dict[str, Any]:
+        return {
+            "Name": name,
+            "Type": "String",
+            "Value": self.parameters[name],
+            "Version": 1,
+            "ARN": f"arn:aws:ssm:{self.region}:123456789012:parameter{name}",
+            "DataType": "text",
+        }
+
+    def _secret(self, secret_id: str) -> dict[str, Any]:
+        return {
+            "ARN": f"arn:aws:secretsmanager:{self.region}:123456789012:secret:{secret_id}-AbCdEf",
+            "Name": secret_id,
+            "VersionId": "v1",
+            "SecretString": self.secrets[secret_id],
+            "VersionStages": ["AWSCURRENT"],
+        }

@@ -1,0 +1,82 @@
+"""What importing the package costs a cold start: no AWS-direct code (SigV4, credentials,
+AwsSource) and no HTTP client until a source needs them, checked in fresh interpreters."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.processes import clean_environment
+
+ROOT = Path(__file__).resolve().parent.parent
+VALUES_FILE = ROOT / "examples" / "local-values.json"
+AWS_DIRECT = (
+    "parameters_secrets._sources.aws",
+    "parameters_secrets._sigv4",
+    "parameters_secrets._credentials",
+    "parameters_secrets._sources._endpoints",
+    "botocore",
+)
+
+REPORT = """
+import json, sys
+{code}
+aws = sorted(m for m in {aws!r} if m in sys.modules)
+print(json.dumps({{"aws": aws, "httpx": "httpx" in sys.modules}}))
+"""
+
+
+def loaded_after(code: str, **environ: str) -> dict[str, object]:
+    completed = subprocess.run(
+        [sys.executable, "-c", REPORT.format(code=code, aws=AWS_DIRECT)],
+        env=clean_environment({"PYTHONPATH": str(ROOT), **environ}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    report: dict[str, object] = json.loads(completed.stdout.splitlines()[-1])
+    return report
+
+
+def test_importing_the_package_loads_no_aws_code_and_no_http_client() -> None:
+    assert loaded_after("import parameters_secrets") == {"aws": [], "httpx": False}
+
+
+def test_a_store_on_the_extension_loads_no_aws_code() -> None:
+    code = (
+        "from parameters_secrets import ExtensionSource, Parameter, ParametersSecrets\n"
+        "config = ParametersSecrets({'k': Parameter('/k')}, source=ExtensionSource(2773, 't'))"
+    )
+    assert loaded_after(code) == {"aws": [], "httpx": False}
+
+
+@pytest.mark.parametrize("how", ["explicit", "variable"])
+def test_a_store_on_a_values_file_loads_and_serves_without_aws_code_or_http(how: str) -> None:
+    if how == "explicit":
+        code = (
+            "from parameters_secrets import Parameter, ParametersSecrets, StaticSource\n"
+            "config = ParametersSecrets({'k': Parameter('/demo-app/prod/api-key')},"
+            f" source=StaticSource.from_file({str(VALUES_FILE)!r}))\n"
+            "config.load_sync()"
+        )
+        assert loaded_after(code) == {"aws": [], "httpx": False}
+    else:
+        code = (
+            "from parameters_secrets import Parameter, ParametersSecrets\n"
+            "config = ParametersSecrets({'k': Parameter('/demo-app/prod/api-key')})\n"
+            "config.load_sync()"
+        )
+        report = loaded_after(code, PARAMETERS_SECRETS_SOURCE=f"file:{VALUES_FILE}")
+        assert report == {"aws": [], "httpx": False}
+
+
+def test_the_aws_source_is_what_loads_the_aws_code() -> None:
+    # The control: the check above does see these modules when they are imported.
+    report = loaded_after("from parameters_secrets import AwsSource")
+    assert report["aws"] == sorted(AWS_DIRECT[:4])
+    assert report["httpx"] is True
