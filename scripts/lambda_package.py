@@ -38,6 +38,7 @@ import argparse
 import ast
 import csv
 import glob
+import json
 import os
 import re
 import shutil
@@ -390,6 +391,25 @@ def _remove_distribution(directory: Path, dist_info: Path) -> None:
             parent.rmdir()
 
 
+def _forget_wheel_path(directory: Path, temporary: Path) -> None:
+    """Drop the ``direct_url.json`` (PEP 610) pip wrote for a wheel it installed from
+    ``temporary`` (this project's, built here), and its RECORD row: it names a random
+    directory, which would make every build's zip differ. Lambda never reads it."""
+    prefix = temporary.resolve().as_uri()
+    for dist_info in directory.glob("*.dist-info"):
+        direct_url = dist_info / "direct_url.json"
+        if not direct_url.is_file():
+            continue
+        if json.loads(direct_url.read_text(encoding="utf-8")).get("url", "").startswith(prefix):
+            direct_url.unlink()
+            record = dist_info / "RECORD"
+            name = f"{dist_info.name}/direct_url.json"
+            with record.open(encoding="utf-8", newline="") as file:
+                rows = [row for row in csv.reader(file) if row and row[0] != name]
+            with record.open("w", encoding="utf-8", newline="") as file:
+                csv.writer(file, lineterminator="\n").writerows(rows)
+
+
 def top_level_names(directory: Path) -> set[str]:
     """The names ``import`` finds at the top of ``directory``: packages (namespace ones
     too), modules and extension modules."""
@@ -694,6 +714,7 @@ def build(
             if name not in needed:
                 _remove_distribution(staging, dist_info)
         shutil.rmtree(staging / "bin", ignore_errors=True)  # console scripts: never zipped
+        _forget_wheel_path(staging, Path(temporary))
         if the_app is None:
             for name in EXAMPLE_FILES:
                 target = staging / name

@@ -208,6 +208,13 @@ def _without_bytecode(names: Iterable[str]) -> set[str]:
     return {name for name in names if not name.endswith(".pyc")}
 
 
+def assert_nothing_names_the_build_directory(archive: zipfile.ZipFile) -> None:
+    """No file records the build's random temporary directory (pip's direct_url.json for
+    the wheel built there did): the same inputs give the same zip."""
+    assert not [n for n in archive.namelist() if b"lambda-package-" in archive.read(n)]
+    assert not [n for n in archive.namelist() if n.endswith("direct_url.json")]
+
+
 @pytest.mark.parametrize(("python", "arch"), TARGETS)
 def test_zip_holds_exactly_the_fastapi_example_and_its_dependency_closure(
     zips: dict[Target, Path], python: str, arch: str
@@ -224,6 +231,7 @@ def test_zip_holds_exactly_the_fastapi_example_and_its_dependency_closure(
         examples = {name for name in _without_bytecode(names) if name.startswith("examples/")}
         assert examples == set(lambda_package.EXAMPLE_FILES)
         assert _without_bytecode(names) - examples <= recorded
+        assert_nothing_names_the_build_directory(archive)
     assert not any(name.startswith("bin/") for name in names)
 
 
@@ -457,6 +465,7 @@ def test_app_zip_holds_the_app_at_its_root_and_exactly_its_requirements_closure(
         assert not distributions & NEVER_IN_THE_ZIP
         recorded = {file for _, files in _files_by_distribution(archive) for file in files}
         assert names - recorded == APP_FILES[kind]  # the app, at the root, and nothing else
+        assert_nothing_names_the_build_directory(archive)
         assert not any(name.startswith(("examples/", "bin/")) for name in names)
 
 
