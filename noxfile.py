@@ -1,9 +1,11 @@
-"""Sessions: tests (every installed Python from 3.10), lint, typecheck, demo, package,
-dist, template, docs, bench."""
+"""Sessions: tests (every supported Python that is installed), lint, typecheck, demo,
+package, dist, template, docs, coverage, bench."""
 
 from __future__ import annotations
 
+import re
 import shutil
+import sys
 from pathlib import Path
 
 import nox
@@ -11,7 +13,34 @@ import nox
 nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
 
-PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+ROOT = Path(__file__).resolve().parent
+_CLASSIFIER = "Programming Language :: Python :: "
+
+
+def supported_pythons(pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
+    """The Python versions pyproject.toml's classifiers list (``3.10``, ...): the one place
+    they are written; .ci/run reads them from here too."""
+    text = pyproject.read_text(encoding="utf-8")
+    if sys.version_info >= (3, 11):
+        import tomllib
+
+        classifiers: list[str] = tomllib.loads(text)["project"]["classifiers"]
+    else:
+        classifiers = quoted_lines(text)
+    versions = [
+        c.removeprefix(_CLASSIFIER) for c in classifiers if re.fullmatch(rf"{_CLASSIFIER}3\.\d+", c)
+    ]
+    return sorted(versions, key=lambda version: tuple(map(int, version.split("."))))
+
+
+def quoted_lines(text: str) -> list[str]:
+    """Every line of ``text`` that is one quoted string (``"...",``): pyproject.toml's
+    classifiers, read without a TOML parser. nox may run on Python 3.10, which has no
+    tomllib, in a virtualenv without tomli."""
+    return re.findall(r'^\s*"([^"]+)",?\s*$', text, flags=re.MULTILINE)
+
+
+PYTHONS = supported_pythons()
 
 
 @nox.session(python=PYTHONS)
@@ -45,16 +74,20 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def package(session: nox.Session) -> None:
-    """build/lambda.zip: the FastAPI example for Lambda, built for the runtime, not this
-    machine. ``nox -s package -- --python-version 3.12 --arch arm64`` (defaults: the
-    template's, python3.12 on x86_64; ``--output`` for another path)."""
+    """A Lambda zip built for the runtime, not this machine: your app with
+    ``-- --app myapp.py --requirements requirements.txt``, else the FastAPI example
+    (build/lambda.zip). ``--python-version 3.12 --arch arm64`` (defaults: the template's,
+    python3.12 on x86_64), ``--output`` for another path; bytecode when that Python is
+    installed. Paths are relative to where nox was started."""
     session.install("packaging")  # the builder reads the wheels' metadata with it
-    session.run("python", "scripts/lambda_package.py", *session.posargs)
+    session.chdir(session.invoked_from)
+    session.run("python", str(ROOT / "scripts" / "lambda_package.py"), *session.posargs)
 
 
 @nox.session
 def dist(session: nox.Session) -> None:
-    """Build the sdist and the wheel, ``twine check`` them, and install the wheel, the
+    """Build the sdist and the wheel, ``twine check`` them, check what they hold
+    (scripts/check_dist.py: license, changelog, version, URLs), and install the wheel, the
     checkout and the repository's git URL each into a fresh virtualenv that imports the
     FastAPI example and runs its handler once (scripts/check_install.py)."""
     session.install("build", "twine")
@@ -63,8 +96,9 @@ def dist(session: nox.Session) -> None:
     shutil.rmtree(outdir, ignore_errors=True)
     session.run("python", "-m", "build", "--outdir", str(outdir))
     session.run("twine", "check", "--strict", *sorted(str(path) for path in outdir.iterdir()))
+    session.run("python", "scripts/check_dist.py", str(outdir))  # license, changelog, version
     (wheel,) = outdir.glob("*.whl")
-    root = Path(__file__).resolve().parent
+    root = ROOT
     installs = {"wheel": f"{wheel}[fastapi]", "checkout": f"{root}[fastapi]"}
     if (root / ".git").exists():  # what a git URL gives: the committed HEAD
         installs["git"] = f"asgi-parameters-secrets[fastapi] @ git+file://{root}"
@@ -95,6 +129,17 @@ def docs(session: nox.Session) -> None:
     site = Path(session.create_tmp()).resolve() / "site"
     session.run("mkdocs", "build", "--strict", "--clean", "--site-dir", str(site))
     session.log(f"built {site}")
+
+
+@nox.session
+def coverage(session: nox.Session) -> None:
+    """The test suite under coverage.py, Python subprocesses included (``[tool.coverage]``
+    in pyproject.toml); fails below its ``fail_under``. ``-- -k ...`` goes to pytest."""
+    session.install("-e", ".[test]", "coverage>=7.10.3")  # patch = subprocess, fixed
+    session.run("coverage", "erase")
+    session.run("coverage", "run", "--parallel-mode", "-m", "pytest", *session.posargs)
+    session.run("coverage", "combine", "--quiet")
+    session.run("coverage", "report")
 
 
 @nox.session

@@ -1,17 +1,32 @@
-"""Build a deployable AWS Lambda zip of the FastAPI example, for the runtime, not this machine.
+"""Build a deployable AWS Lambda zip of your app (or of the FastAPI example), for the
+runtime, not this machine.
 
-    python scripts/lambda_package.py [--python-version 3.12] [--arch x86_64|arm64] [--output PATH]
-    (or: nox -s package -- --arch arm64)
+    python scripts/lambda_package.py [--app PATH [--requirements FILE]]
+        [--python-version 3.12] [--arch x86_64|arm64] [--output ZIP] [--no-bytecode]
+    (or: nox -s package -- --app myapp.py --requirements requirements.txt)
 
-The zip holds this project's wheel with its ``fastapi`` extra (FastAPI, Mangum and their
-dependencies, nothing else: no Flask, no uvicorn), installed by pip for the target
-(``--platform manylinux2014_<arch> --implementation cp --python-version X.Y
---only-binary=:all:``) and completed for the target's environment markers (pip evaluates
-them for the Python that runs it), plus ``examples/__init__.py`` and
-``examples/fastapi_app.py``: handler ``examples.fastapi_app.handler``. It leaves out what
-Lambda never uses (console scripts in ``bin/``, bytecode compiled by this machine's
-Python) and checks that every native library in it is built for the target architecture.
-Entries are sorted and time-stamped 1980-01-01, so the same inputs give the same zip.
+``--app`` is a module file (``myapp.py``) or a package directory (``myapp/``, with an
+``__init__.py``): it goes at the zip's root, so its handler is ``myapp.handler``. The zip
+holds this project's wheel plus the distributions the requirements file names, with
+their dependencies. Without ``--app`` the zip is the FastAPI example: this project's
+wheel with its ``fastapi`` extra (FastAPI, Mangum and their dependencies, nothing else:
+no Flask, no uvicorn) plus ``examples/__init__.py`` and ``examples/fastapi_app.py``,
+handler ``examples.fastapi_app.handler``.
+
+pip installs the wheels built for the target (``--platform manylinux2014_<arch>
+--implementation cp --python-version X.Y --only-binary=:all:``), and the builder
+completes them for the target's environment markers (pip evaluates them for the Python
+that runs it). It leaves out what Lambda never uses (console scripts in ``bin/``,
+bytecode compiled by this machine's Python) and checks that every native library in it
+is built for the target architecture.
+
+Lambda's ``/var/task`` is read-only: Python cannot cache the bytecode it compiles there,
+so a zip without bytecode for the runtime's exact Python compiles every module it
+imports on every cold start. When an interpreter of the target version is installed
+(``python3.12`` on ``PATH``, or pyenv's), it compiles every ``.py`` in the zip into
+``__pycache__/*.cpython-312.pyc``; otherwise the build says what the zip lacks.
+Entries are sorted and time-stamped 1980-01-01 and the bytecode depends on the sources
+alone, so the same inputs give the same zip.
 
 The defaults match ``examples/template.yaml`` (``Runtime`` python3.12, ``Architecture``
 x86_64); its ``CodeUri`` is ``build/lambda.zip``.
@@ -20,31 +35,48 @@ x86_64); its ``CodeUri`` is ``build/lambda.zip``.
 from __future__ import annotations
 
 import argparse
+import ast
 import csv
+import glob
+import json
+import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from email.parser import Parser
 from pathlib import Path
 
-from packaging.requirements import Requirement
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PYTHON_VERSION = "3.12"
 DEFAULT_ARCH = "x86_64"
 DEFAULT_OUTPUT = ROOT / "build" / "lambda.zip"
+# Where an app's zip goes by default: relative to the directory the build runs in.
+DEFAULT_APP_OUTPUT = Path("build") / "lambda.zip"
 # The extra that holds exactly what examples/fastapi_app.py imports besides this package.
 EXTRA = "fastapi"
 EXAMPLE_FILES = ("examples/__init__.py", "examples/fastapi_app.py")
+EXAMPLE_HANDLER = "examples.fastapi_app.handler"
 PROJECT = "asgi-parameters-secrets"
 # Each pass installs what the target's markers add; a chain longer than this is a bug.
 MAX_MARKER_PASSES = 5
+# Where Lambda unpacks the zip: the path compiled into the bytecode (tracebacks read the
+# real path anyway), so that it does not depend on the temporary directory of the build.
+TASK_ROOT = "/var/task"
+# What the example's cold import costs without bytecode, measured by
+# benchmarks/bench_bytecode.py (Python 3.12.1, x86_64, 2 CPUs: 0.33 s with, 0.79 s
+# without, medians of 15 interleaved runs): said when the zip has none.
+NO_BYTECODE_COST = (
+    "the FastAPI example's import takes 2.4x as long, about 0.45 s more, in"
+    " benchmarks/bench_bytecode.py"
+)
 
 
 @dataclass(frozen=True)
@@ -66,10 +98,64 @@ ELF_MACHINES = {arch.elf_machine: arch.elf_name for arch in ARCHITECTURES.values
 
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 _LEFT_OUT_DIRECTORIES = {"bin", "__pycache__"}
+# What is never copied from an app's directory: this machine's bytecode.
+_APP_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
+# The flags word of a hash-based .pyc whose source is never checked (PEP 552).
+UNCHECKED_HASH_FLAGS = 0b01
 
 
 class PackageError(Exception):
     """The zip could not be built, or would not run on the target."""
+
+
+@dataclass(frozen=True)
+class App:
+    """The code to package: a module file or a package directory, by its import name."""
+
+    path: Path
+    name: str
+
+    @property
+    def is_package(self) -> bool:
+        return self.path.is_dir()
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}/" if self.is_package else f"{self.name}.py"
+
+    def sources(self) -> list[Path]:
+        """The app's own ``.py`` files."""
+        if not self.is_package:
+            return [self.path]
+        return sorted(path for path in self.path.rglob("*.py") if "__pycache__" not in path.parts)
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    """A Python that compiles bytecode for the target: its path, version and bytecode."""
+
+    path: str
+    version: str  # e.g. "3.12.1"
+    cache_tag: str  # e.g. "cpython-312": the .pyc file names Python looks for
+    magic: bytes  # importlib.util.MAGIC_NUMBER: the first 4 bytes of its .pyc files
+
+
+@dataclass(frozen=True)
+class Bytecode:
+    """What the bytecode step did: by which interpreter, how many files, which failed."""
+
+    interpreter: Interpreter
+    compiled: int
+    not_compiled: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Build:
+    """A built zip and what went into it."""
+
+    output: Path
+    handler: str
+    bytecode: Bytecode | None
 
 
 def elf_machine(header: bytes) -> int | None:
@@ -85,15 +171,32 @@ def _python_version(text: str) -> str:
     return text
 
 
-def _files(directory: Path) -> Iterator[tuple[Path, str]]:
-    """Every file under ``directory`` that goes into the zip, with its name in the zip."""
+def _say(message: str) -> None:
+    print(f"lambda_package: {message}", file=sys.stderr, flush=True)
+
+
+def _files(directory: Path, cache_tag: str | None = None) -> Iterator[tuple[Path, str]]:
+    """Every file under ``directory`` that goes into the zip, with its name in the zip:
+    bytecode only in ``__pycache__`` and only for ``cache_tag`` (none without one)."""
     for path in sorted(directory.rglob("*")):
         relative = path.relative_to(directory)
-        if path.is_dir() or _LEFT_OUT_DIRECTORIES & set(relative.parts):
+        if path.is_dir():
             continue
-        if path.suffix == ".pyc":
+        if cache_tag is not None and _is_bytecode_for(relative, cache_tag):
+            yield path, relative.as_posix()
+            continue
+        if _LEFT_OUT_DIRECTORIES & set(relative.parts) or path.suffix == ".pyc":
             continue
         yield path, relative.as_posix()
+
+
+def _is_bytecode_for(relative: Path, cache_tag: str) -> bool:
+    return (
+        len(relative.parts) >= 2
+        and relative.parts[-2] == "__pycache__"
+        and relative.name.endswith(f".{cache_tag}.pyc")
+        and not {"bin", "__pycache__"} & set(relative.parts[:-2])
+    )
 
 
 def wrong_architecture(directory: Path, arch: str) -> list[str]:
@@ -128,6 +231,107 @@ def target_environment(python_version: str, arch: str) -> dict[str, str]:
     }
 
 
+# -- inputs ----------------------------------------------------------------------------
+
+
+def check_app(path: Path) -> App:
+    """The app at ``path``, or a one-line ``PackageError`` saying why it cannot be one."""
+    if not path.exists():
+        raise PackageError(f"--app {path}: no such file or directory")
+    if path.is_dir():
+        name = path.resolve().name
+        if not (path / "__init__.py").is_file():
+            raise PackageError(
+                f"--app {path}: a directory must be a Python package (with an __init__.py)"
+            )
+    elif path.suffix == ".py":
+        name = path.stem
+    else:
+        raise PackageError(
+            f"--app {path}: not a Python module (.py) or a package directory (with an __init__.py)"
+        )
+    if not name.isidentifier():
+        raise PackageError(f"--app {path}: {name!r} is not an importable name (use a-z, 0-9, _)")
+    return App(path.resolve(), name)
+
+
+def check_requirements(path: Path) -> Path:
+    """``path`` if it is a file, else a one-line ``PackageError``."""
+    if not path.exists():
+        raise PackageError(f"--requirements {path}: no such file")
+    if not path.is_file():
+        raise PackageError(f"--requirements {path}: not a file")
+    return path.resolve()
+
+
+_OPTION_AFTER_REQUIREMENT = re.compile(r"\s+--?[A-Za-z]")
+_COMMENT = re.compile(r"(^|\s+)#.*$")
+
+
+def _logical_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """A requirements file's lines as pip reads them: continuations joined, comments
+    dropped, with the number of the line each starts on."""
+    pending, start = "", 0
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not pending:
+            start = number
+        if raw.endswith("\\"):
+            pending += raw[:-1]
+            continue
+        line = _COMMENT.sub("", pending + raw).strip()
+        pending = ""
+        if line:
+            yield start, line
+    if pending.strip():
+        yield start, _COMMENT.sub("", pending).strip()
+
+
+def requirement_roots(
+    path: Path, environment: dict[str, str], _seen: frozenset[Path] = frozenset()
+) -> list[Requirement]:
+    """What a requirements file asks for on the target, markers evaluated for it (and
+    dropped), following ``-r`` includes; constraints and pip's options are pip's to read."""
+    path = path.resolve()
+    if path in _seen:
+        return []
+    roots: list[Requirement] = []
+    for number, line in _logical_lines(path):
+        include = re.match(r"(?:-r|--requirement)(?:\s*=?\s*)(\S+)$", line)
+        if include:
+            roots += requirement_roots(path.parent / include.group(1), environment, _seen | {path})
+            continue
+        if re.match(r"(?:-e|--editable)\b", line):
+            raise PackageError(
+                f"--requirements {path}:{number}: an editable install ({line!r}) cannot go"
+                " into a zip: name the distribution instead"
+            )
+        if re.search(r"(^|\s)--(hash|require-hashes)\b", line):
+            # pip would then want a hash for this project's wheel too, which is built here.
+            raise PackageError(
+                f"--requirements {path}:{number}: hash-checking (--hash, --require-hashes)"
+                " is not supported: this package's wheel is built here and has no hash to"
+                " pin; list the requirements without hashes"
+            )
+        if line.startswith("-"):
+            continue  # --index-url, -c constraints.txt, --find-links...: pip reads them
+        text = _OPTION_AFTER_REQUIREMENT.split(line, 1)[0]  # "name --config-settings=..."
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement:
+            raise PackageError(
+                f"--requirements {path}:{number}: cannot read {text!r} as a requirement"
+                " (write a URL or a path as 'name @ URL')"
+            ) from None
+        marker = requirement.marker
+        if marker is None or marker.evaluate({**environment, "extra": ""}):
+            requirement.marker = None
+            roots.append(requirement)
+    return roots
+
+
+# -- dependencies ----------------------------------------------------------------------
+
+
 def installed_distributions(directory: Path) -> dict[str, Path]:
     """Each distribution installed in ``directory``: canonical name -> its ``.dist-info``."""
     found: dict[str, Path] = {}
@@ -138,15 +342,15 @@ def installed_distributions(directory: Path) -> dict[str, Path]:
 
 
 def needed_distributions(
-    directory: Path, root: Requirement, environment: dict[str, str]
+    directory: Path, roots: Requirement | Iterable[Requirement], environment: dict[str, str]
 ) -> tuple[set[str], dict[str, Requirement]]:
-    """Follow ``root``'s ``Requires-Dist`` through the metadata in ``directory``, with the
-    target's markers: the installed distributions it needs, and what it needs that is not
-    installed (by name, the specifiers of every requirer combined, without markers)."""
+    """Follow ``roots``' ``Requires-Dist`` through the metadata in ``directory``, with the
+    target's markers: the installed distributions they need, and what they need that is
+    not installed (by name, the specifiers of every requirer combined, without markers)."""
     installed = installed_distributions(directory)
     needed: set[str] = set()
     missing: dict[str, Requirement] = {}
-    queue = [root]
+    queue = [roots] if isinstance(roots, Requirement) else list(roots)
     seen: set[tuple[str, frozenset[str]]] = set()
     while queue:
         requirement = queue.pop()
@@ -158,6 +362,7 @@ def needed_distributions(
             known = missing.setdefault(name, Requirement(name))
             known.extras |= requirement.extras
             known.specifier &= requirement.specifier
+            known.url = known.url or requirement.url
             continue
         needed.add(name)
         metadata = Parser().parsestr((installed[name] / "METADATA").read_text(encoding="utf-8"))
@@ -186,13 +391,240 @@ def _remove_distribution(directory: Path, dist_info: Path) -> None:
             parent.rmdir()
 
 
-def build_lambda_zip(
-    output: Path = DEFAULT_OUTPUT,
+def _forget_wheel_path(directory: Path, temporary: Path) -> None:
+    """Drop the ``direct_url.json`` (PEP 610) pip wrote for a wheel it installed from
+    ``temporary`` (this project's, built here), and its RECORD row: it names a random
+    directory, which would make every build's zip differ. Lambda never reads it."""
+    prefix = temporary.resolve().as_uri()
+    for dist_info in directory.glob("*.dist-info"):
+        direct_url = dist_info / "direct_url.json"
+        if not direct_url.is_file():
+            continue
+        if json.loads(direct_url.read_text(encoding="utf-8")).get("url", "").startswith(prefix):
+            direct_url.unlink()
+            record = dist_info / "RECORD"
+            name = f"{dist_info.name}/direct_url.json"
+            with record.open(encoding="utf-8", newline="") as file:
+                rows = [row for row in csv.reader(file) if row and row[0] != name]
+            with record.open("w", encoding="utf-8", newline="") as file:
+                csv.writer(file, lineterminator="\n").writerows(rows)
+
+
+def top_level_names(directory: Path) -> set[str]:
+    """The names ``import`` finds at the top of ``directory``: packages (namespace ones
+    too), modules and extension modules."""
+    names = set()
+    for path in directory.iterdir():
+        if path.is_dir():
+            if not path.name.endswith((".dist-info", ".data")) and path.name not in {
+                "bin",
+                "__pycache__",
+            }:
+                names.add(path.name)
+        elif path.suffix in {".py", ".so", ".pyd"}:
+            names.add(path.name.split(".", 1)[0])
+    return names
+
+
+def imported_names(sources: Iterable[Path]) -> dict[str, Path]:
+    """The top-level modules ``sources`` import absolutely -> the first file importing each."""
+    found: dict[str, Path] = {}
+    for source in sources:
+        try:
+            tree = ast.parse(source.read_bytes(), filename=str(source))
+        except SyntaxError:
+            continue  # newer syntax than this Python's, maybe: the target's compiler says
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules = [node.module]
+            else:
+                continue
+            for module in modules:
+                found.setdefault(module.split(".", 1)[0], source)
+    return found
+
+
+def _defines_handler(app: App) -> bool:
+    source = app.path / "__init__.py" if app.is_package else app.path
+    try:
+        tree = ast.parse(source.read_bytes())
+    except SyntaxError:
+        return True  # nothing to say about a file this Python cannot read
+    for node in tree.body:
+        targets = (
+            node.targets
+            if isinstance(node, ast.Assign)
+            else [node.target]
+            if isinstance(node, ast.AnnAssign)
+            else []
+        )
+        if any(isinstance(t, ast.Name) and t.id == "handler" for t in targets):
+            return True
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == "handler":
+            return True
+        if isinstance(node, ast.ImportFrom) and any(
+            (alias.asname or alias.name) == "handler" for alias in node.names
+        ):
+            return True
+    return False
+
+
+# -- bytecode --------------------------------------------------------------------------
+
+
+_DESCRIBE = (
+    "import importlib.util, sys; "
+    "print(sys.implementation.name, '%d.%d.%d' % sys.version_info[:3], "
+    "sys.version_info.releaselevel, sys.implementation.cache_tag, "
+    "importlib.util.MAGIC_NUMBER.hex(), sys.executable, sep='\\n')"
+)
+
+
+def describe_python(path: str) -> Interpreter | None:
+    """``path`` as an :class:`Interpreter`, or None if it does not run."""
+    try:
+        result = subprocess.run(  # noqa: S603 - an interpreter we found, running our code
+            [path, "-I", "-c", _DESCRIBE], capture_output=True, text=True, timeout=60, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    fields = result.stdout.splitlines()
+    if result.returncode != 0 or len(fields) != 6:
+        return None
+    implementation, version, releaselevel, cache_tag, magic, executable = fields
+    # Only CPython's final releases: a pre-release's magic number may differ from the
+    # runtime's, and the runtime is CPython.
+    if implementation != "cpython" or releaselevel != "final":
+        return None
+    # The interpreter itself, not a pyenv shim that picks it by the environment.
+    return Interpreter(executable or path, version, cache_tag, bytes.fromhex(magic))
+
+
+def find_python(version: str) -> Interpreter | None:
+    """A CPython of ``version`` (``"3.12"``): ``pythonX.Y`` on ``PATH``, else pyenv's
+    newest ``X.Y.*``. A pyenv shim on PATH that is not active does not run: it is skipped."""
+    candidates: list[str | None] = [shutil.which(f"python{version}")]
+    pyenv_root = os.environ.get("PYENV_ROOT") or str(Path.home() / ".pyenv")
+    found = glob.glob(f"{glob.escape(pyenv_root)}/versions/{version}.*/bin/python{version}")
+
+    def patch(path: str) -> tuple[int, ...]:
+        release = Path(path).parent.parent.name.split(".")
+        return tuple(int(part) if part.isdigit() else -1 for part in release)
+
+    newest_first = sorted(found, key=patch, reverse=True)
+    candidates.extend(newest_first)
+    for candidate in candidates:
+        if candidate is None:
+            continue
+        interpreter = describe_python(candidate)
+        if interpreter is not None and interpreter.version.rsplit(".", 1)[0] == version:
+            return interpreter
+    return None
+
+
+def bytecode_interpreter(python_version: str, *, bytecode: bool = True) -> Interpreter | None:
+    """The interpreter to compile with, if ``bytecode`` is wanted; when there is none, say
+    once what the zip lacks and what that costs."""
+    if not bytecode:
+        return None
+    interpreter = find_python(python_version)
+    if interpreter is None:
+        _say(
+            f"no Python {python_version} here (python{python_version} on PATH or pyenv's):"
+            f" the zip has no bytecode, so Lambda compiles every module it imports on every"
+            f" cold start ({NO_BYTECODE_COST}); install Python {python_version} and build"
+            " again to include it"
+        )
+    return interpreter
+
+
+def compile_bytecode(directory: Path, interpreter: Interpreter) -> Bytecode:
+    """Compile every ``.py`` under ``directory`` with ``interpreter``, into the
+    ``__pycache__/NAME.<cache_tag>.pyc`` files it reads, and check their magic number.
+
+    Unchecked-hash bytecode (PEP 552), because Python on Lambda then loads it without
+    looking at the source:
+
+    - Timestamp-based bytecode records the source's modification time and size, and
+      Python compiles again when the file it finds has another time. Lambda's copy has
+      the zip entry's time (1980-01-01 here, read in whatever time zone the unpacker
+      assumes), not the one this build saw: every module would be compiled again on
+      every cold start, and not saved (/var/task is read-only), which is the very cost
+      this step removes. tests/test_package.py sees it: built timestamp-based, the
+      unpacked zip compiled each of its ~300 imported modules from source.
+    - Checked-hash bytecode would be used, but only after reading and hashing every
+      source on every import.
+    - A deployed zip never changes, and this build compiles the very bytes it zips: there
+      is nothing to check. The bytecode also depends on the sources alone (no times, and
+      the path compiled in is /var/task's), so the same inputs still give the same zip.
+    """
+    command = [
+        interpreter.path,
+        "-I",  # no PYTHONPYCACHEPREFIX or other variables of this machine
+        "-m",
+        "compileall",
+        "-q",
+        "-j",
+        "0",
+        "--invalidation-mode",
+        "unchecked-hash",  # not timestamp, nor checked-hash: see the docstring
+        # The name compiled in: where Lambda unpacks the zip, not this temporary directory.
+        "-s",
+        str(directory),
+        "-p",
+        TASK_ROOT,
+        str(directory),
+    ]
+    # A file that does not compile for the target (a template, code for another Python)
+    # makes compileall exit 1; it is reported below, as it would fail on Lambda too if
+    # imported, but it is no reason to refuse the zip.
+    subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)  # noqa: S603
+    compiled = 0
+    not_compiled = []
+    for path, name in _files(directory):
+        if path.suffix != ".py":
+            continue
+        pyc = path.parent / "__pycache__" / f"{path.stem}.{interpreter.cache_tag}.pyc"
+        if not pyc.is_file():
+            not_compiled.append(name)
+            continue
+        with pyc.open("rb") as file:
+            header = file.read(8)
+        if header[:4] != interpreter.magic:
+            raise PackageError(
+                f"{pyc.relative_to(directory)}: magic number {header[:4].hex()}, not"
+                f" {interpreter.magic.hex()} of Python {interpreter.version}"
+            )
+        if int.from_bytes(header[4:8], "little") != UNCHECKED_HASH_FLAGS:
+            raise PackageError(f"{pyc.relative_to(directory)}: not unchecked-hash bytecode")
+        compiled += 1
+    return Bytecode(interpreter, compiled, tuple(not_compiled))
+
+
+# -- the build -------------------------------------------------------------------------
+
+
+def _pip_error(result: subprocess.CompletedProcess[str]) -> str:
+    """pip's first ``ERROR:`` line, on one line."""
+    lines = (result.stderr + result.stdout).splitlines()
+    for line in lines:
+        if line.startswith("ERROR:"):
+            return line.removeprefix("ERROR:").strip()
+    return next((line.strip() for line in reversed(lines) if line.strip()), "pip failed")
+
+
+def build(
+    output: Path | None = None,
     *,
+    app: Path | None = None,
+    requirements: Path | None = None,
     python_version: str = DEFAULT_PYTHON_VERSION,
     arch: str = DEFAULT_ARCH,
-) -> Path:
-    """Build the zip at ``output`` and return it.
+    bytecode: bool = True,
+) -> Build:
+    """Build the zip and return what went into it.
 
     pip picks wheels for the target (``--platform``, ``--python-version``) but evaluates
     environment markers (``exceptiongroup; python_version < "3.11"``) for the Python that
@@ -201,17 +633,44 @@ def build_lambda_zip(
     missing), and what it installed for this machine only is removed.
 
     Args:
-        output: Where to write the zip (its directory is created).
+        output: Where to write the zip (its directory is created); default
+            ``build/lambda.zip``, in this repository for the example, in the current
+            directory for an app.
+        app: A module file or a package directory to put at the zip's root; default the
+            FastAPI example.
+        requirements: A pip requirements file of what ``app`` needs besides this
+            package (only with ``app``).
         python_version: The Lambda runtime's Python, e.g. ``"3.12"`` for ``python3.12``.
         arch: ``"x86_64"`` or ``"arm64"``, as in the template's ``Architectures``.
+        bytecode: Compile bytecode when an interpreter of ``python_version`` is installed
+            (the build says so when it is not).
 
     Raises:
-        PackageError: pip failed, or a native file is built for another architecture.
+        PackageError: a bad input (one line), pip failed, or a native file is built for
+            another architecture.
     """
     if arch not in ARCHITECTURES:
         raise PackageError(f"arch must be one of {sorted(ARCHITECTURES)}, not {arch!r}")
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "--quiet"]
+    if requirements is not None and app is None:
+        raise PackageError(
+            "--requirements goes with --app (the example's requirements are this project's"
+            f" {EXTRA} extra)"
+        )
+    the_app = check_app(app) if app is not None else None
+    requirements = check_requirements(requirements) if requirements is not None else None
     environment = target_environment(python_version, arch)
+    if the_app is None:
+        roots = [Requirement(f"{PROJECT}[{EXTRA}]")]
+        handler = EXAMPLE_HANDLER
+        output = output if output is not None else DEFAULT_OUTPUT
+    else:
+        roots = [Requirement(PROJECT)]
+        if requirements is not None:
+            roots += requirement_roots(requirements, environment)
+        handler = f"{the_app.name}.handler"
+        output = output if output is not None else DEFAULT_APP_OUTPUT
+    interpreter = bytecode_interpreter(python_version, bytecode=bytecode)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "--quiet"]
     with tempfile.TemporaryDirectory(prefix="lambda-package-") as temporary:
         wheels, staging = Path(temporary, "wheels"), Path(temporary, "staging")
         _run([*pip, "wheel", "--no-deps", "--wheel-dir", str(wheels), str(ROOT)])
@@ -231,10 +690,21 @@ def build_lambda_zip(
             # pip would compile bytecode with this machine's Python, not the runtime's.
             "--no-compile",
         ]
-        _run([*install, f"{wheel}[{EXTRA}]"])
-        root = Requirement(f"{PROJECT}[{EXTRA}]")
+        if the_app is None:
+            _run([*install, f"{wheel}[{EXTRA}]"])
+        else:
+            first = [*install, str(wheel)]
+            if requirements is not None:
+                first += ["--requirement", str(requirements)]
+            result = subprocess.run(first, capture_output=True, text=True, check=False)  # noqa: S603
+            if result.returncode != 0:
+                what = f"--requirements {requirements}" if requirements else PROJECT
+                raise PackageError(
+                    f"{what}: pip cannot install it for python{python_version} on {arch}:"
+                    f" {_pip_error(result)}"
+                )
         for _ in range(MAX_MARKER_PASSES):
-            needed, missing = needed_distributions(staging, root, environment)
+            needed, missing = needed_distributions(staging, roots, environment)
             if not missing:
                 break
             _run([*install, "--no-deps", *(str(r) for r in missing.values())])
@@ -243,23 +713,88 @@ def build_lambda_zip(
         for name, dist_info in installed_distributions(staging).items():
             if name not in needed:
                 _remove_distribution(staging, dist_info)
-        for name in EXAMPLE_FILES:
-            target = staging / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(ROOT / name, target)
+        shutil.rmtree(staging / "bin", ignore_errors=True)  # console scripts: never zipped
+        _forget_wheel_path(staging, Path(temporary))
+        if the_app is None:
+            for name in EXAMPLE_FILES:
+                target = staging / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(ROOT / name, target)
+        else:
+            _add_app(the_app, staging)
         wrong = wrong_architecture(staging, arch)
         if wrong:
             raise PackageError(f"native files not built for {arch}: {', '.join(wrong)}")
-        return write_zip(staging, output)
+        compiled = compile_bytecode(staging, interpreter) if interpreter is not None else None
+        if compiled is not None and compiled.not_compiled:
+            shown = ", ".join(compiled.not_compiled[:5])
+            more = len(compiled.not_compiled) - 5
+            _say(
+                f"{len(compiled.not_compiled)} file(s) do not compile with Python"
+                f" {compiled.interpreter.version} and have no bytecode: {shown}"
+                + (f" and {more} more" if more > 0 else "")
+            )
+        cache_tag = compiled.interpreter.cache_tag if compiled is not None else None
+        return Build(write_zip(staging, output, cache_tag=cache_tag), handler, compiled)
 
 
-def write_zip(directory: Path, output: Path) -> Path:
-    """Zip ``directory``'s files (not ``bin/``, ``__pycache__`` or ``.pyc``) into ``output``:
-    sorted, dated 1980-01-01 and readable by all, so the same files give the same bytes."""
+def _add_app(app: App, staging: Path) -> None:
+    """Copy ``app`` to the root of ``staging``, unless a dependency holds its name; warn
+    about what it imports that is neither in the zip nor in the standard library."""
+    taken = top_level_names(staging)
+    if app.name in taken:
+        raise PackageError(
+            f"--app {app.path}: the zip already holds a module named {app.name!r} (from a"
+            " dependency): rename your app"
+        )
+    if app.is_package:
+        shutil.copytree(app.path, staging / app.name, ignore=_APP_IGNORED)
+    else:
+        shutil.copyfile(app.path, staging / f"{app.name}.py")
+    available = taken | {app.name} | set(sys.stdlib_module_names)
+    absent = {
+        module: source
+        for module, source in imported_names(app.sources()).items()
+        if module not in available
+    }
+    for module, source in sorted(absent.items()):
+        _say(
+            f"warning: {source.name} imports {module}, which is neither in the zip nor in"
+            " the standard library: add the distribution that provides it to --requirements"
+        )
+    if not _defines_handler(app):
+        _say(f"warning: {app.label} defines no name 'handler': point Handler at yours")
+
+
+def build_lambda_zip(
+    output: Path = DEFAULT_OUTPUT,
+    *,
+    python_version: str = DEFAULT_PYTHON_VERSION,
+    arch: str = DEFAULT_ARCH,
+    app: Path | None = None,
+    requirements: Path | None = None,
+    bytecode: bool = True,
+) -> Path:
+    """Build the zip at ``output`` and return its path: :func:`build`, for callers that
+    want the file only."""
+    return build(
+        output,
+        app=app,
+        requirements=requirements,
+        python_version=python_version,
+        arch=arch,
+        bytecode=bytecode,
+    ).output
+
+
+def write_zip(directory: Path, output: Path, *, cache_tag: str | None = None) -> Path:
+    """Zip ``directory``'s files (not ``bin/``, nor bytecode but ``__pycache__/*.<cache_tag>
+    .pyc``) into ``output``: sorted, dated 1980-01-01 and readable by all, so the same
+    files give the same bytes."""
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".partial")
     with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
-        for path, name in _files(directory):
+        for path, name in _files(directory, cache_tag):
             info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
             info.external_attr = 0o100644 << 16  # a regular file, readable by the runtime
             info.compress_type = zipfile.ZIP_DEFLATED
@@ -270,6 +805,17 @@ def write_zip(directory: Path, output: Path) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument(
+        "--app",
+        type=Path,
+        help="your app: a module file (myapp.py) or a package directory (myapp/), put at"
+        " the zip's root (default: the FastAPI example)",
+    )
+    parser.add_argument(
+        "--requirements",
+        type=Path,
+        help="a pip requirements file of what --app needs besides this package",
+    )
     parser.add_argument(
         "--python-version",
         type=_python_version,
@@ -285,24 +831,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--output",
         type=Path,
-        default=DEFAULT_OUTPUT,
-        help="where to write the zip (default build/lambda.zip)",
+        help="where to write the zip (default build/lambda.zip: in this repository for the"
+        " example, in the current directory for --app)",
+    )
+    parser.add_argument(
+        "--no-bytecode",
+        action="store_true",
+        help="leave bytecode out even when an interpreter of the target version is here",
     )
     args = parser.parse_args(argv)
     try:
-        output = build_lambda_zip(args.output, python_version=args.python_version, arch=args.arch)
+        result = build(
+            args.output,
+            app=args.app,
+            requirements=args.requirements,
+            python_version=args.python_version,
+            arch=args.arch,
+            bytecode=not args.no_bytecode,
+        )
     except PackageError as exc:
         print(f"lambda_package: {exc}", file=sys.stderr)
         return 1
+    output = result.output
     with zipfile.ZipFile(output) as archive:
         count = len(archive.namelist())
     size = output.stat().st_size
     runtime = f"python{args.python_version}"
     print(f"{output}: {size / 1e6:.1f} MB, {count} files, for {runtime} on {args.arch}")
-    print(
-        "deploy: sam deploy --guided --template-file examples/template.yaml"
-        f" --parameter-overrides Runtime={runtime} Architecture={args.arch}"
-    )
+    if result.bytecode is not None:
+        bytecode = result.bytecode
+        print(
+            f"bytecode: {bytecode.compiled} modules compiled by Python"
+            f" {bytecode.interpreter.version} ({bytecode.interpreter.cache_tag},"
+            f" unchecked-hash) with {bytecode.interpreter.path}"
+        )
+    else:
+        print("bytecode: none (Lambda compiles every module on every cold start)")
+    if args.app is None:
+        print(
+            "deploy: sam deploy --guided --template-file examples/template.yaml"
+            f" --parameter-overrides Runtime={runtime} Architecture={args.arch}"
+        )
+    else:
+        print(
+            f"deploy: CodeUri {output}, Handler {result.handler}, Runtime {runtime},"
+            f" Architectures [{args.arch}]"
+        )
     return 0
 
 

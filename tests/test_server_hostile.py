@@ -502,12 +502,23 @@ class RawResponse:
 
 def exchange(port: int, data: bytes, timeout: float = 10.0) -> bytes:
     """Send ``data``; read until the server closes (every case asks it to)."""
+    return exchange_or_reset(port, data, timeout)[0]
+
+
+def exchange_or_reset(port: int, data: bytes, timeout: float = 10.0) -> tuple[bytes, bool]:
+    """Send ``data``; read until the server closes: what came back, and whether the
+    connection was reset. A server that refuses a request before reading all of it
+    closes with bytes unread, and the kernel then resets the connection, which may
+    discard its answer before the client reads it (a race, not a server fault)."""
+    chunks = []
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(data)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
+        try:
+            sock.sendall(data)
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except (ConnectionResetError, BrokenPipeError):
+            return b"".join(chunks), True
+    return b"".join(chunks), False
 
 
 def parse_responses(data: bytes) -> list[RawResponse]:
@@ -632,12 +643,23 @@ RAW_CASES: dict[str, tuple[bytes, set[tuple[int, ...]]]] = {
 }
 
 
+# Requests too large to read whole: the server may answer and close with bytes unread.
+REFUSED_UNREAD = {"huge-header", "huge-query"}
+
+
 @pytest.mark.parametrize("case", list(RAW_CASES))
 def test_malformed_http_gets_a_client_error_and_the_server_lives_on(
     served: Served, case: str
 ) -> None:
     data, allowed = RAW_CASES[case]
-    answers = parse_responses(exchange(served.port, data))
+    received, reset = exchange_or_reset(served.port, data)
+    if reset and case in REFUSED_UNREAD:
+        # Refused before it was read to the end: the answer may be lost to the reset.
+        assert VALUE.encode() not in received
+        assert_alive(served)
+        return
+    assert not reset, received
+    answers = parse_responses(received)
     assert tuple(a.status for a in answers) in allowed
     for answer in answers:
         if VALUE.encode() in answer.body:

@@ -6,6 +6,11 @@ a warm request pays nothing.
 
 from __future__ import annotations
 
+# The one place the version is written: hatchling reads it from here for the package's
+# metadata ([tool.hatch.version] in pyproject.toml), and the AWS user agent from the
+# package. Set before the imports below, so that a submodule may import it at any time.
+__version__ = "0.1.0"
+
 import typing as _typing
 
 from ._cache import CacheStats
@@ -34,7 +39,6 @@ from .exceptions import ConfigurationError, FetchError, LoadError, ParametersSec
 if _typing.TYPE_CHECKING:
     from ._sources.aws import AwsSource
 
-__version__ = "0.1.0"
 
 __all__ = [
     "AwsSource",

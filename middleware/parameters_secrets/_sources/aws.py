@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from .. import __name__ as _package
+from .. import __version__
 from .._concurrency import PerLoop, concurrently
 from .._credentials import CredentialsProvider
 from .._declarations import ParameterRequest, PathRequest, SecretRequest, ValueRequest
@@ -31,7 +32,7 @@ PARAMETERS_PER_PAGE = 10  # GetParametersByPath's MaxResults limit
 MAX_PAGES = 10_000
 SECRETS_PER_BATCH = 20  # BatchGetSecretValue's limit
 _NOT_ALLOWED = frozenset({"AccessDeniedException", "AccessDenied", "UnauthorizedOperation"})
-_USER_AGENT = f"{_package}/0.1"
+_USER_AGENT = f"{_package}/{__version__}"
 _ssl_context: ssl.SSLContext | None = None
 R = TypeVar("R", ParameterRequest, SecretRequest, PathRequest)
 
