@@ -29,7 +29,6 @@ from ._middleware import ParametersSecretsMiddleware
 from ._settings import Settings
 from ._sources import Outcome, Source
 from ._sources._retry import RetryPolicy
-from ._sources.cloud_extensions import CloudExtensionsSource
 from ._sources.extension import ExtensionSource
 from ._sources.static import StaticSource
 from ._store import ParametersSecrets
@@ -38,6 +37,7 @@ from .exceptions import ConfigurationError, FetchError, LoadError, ParametersSec
 
 if _typing.TYPE_CHECKING:
     from ._sources.aws import AwsSource
+    from ._sources.cloud_extensions import CloudExtensionsSource
 
 
 __all__ = [
@@ -72,10 +72,15 @@ __all__ = [
 
 
 def __getattr__(name: str) -> _typing.Any:
-    # AWS-direct code (SigV4, credentials, AwsSource) loads on first use, not on import:
-    # a function whose source is the extension or a file never pays for it.
+    # AWS-direct code (SigV4, credentials, AwsSource, and CloudExtensionsSource, built on
+    # it) loads on first use, not on import: a function whose source is the extension or a
+    # file never pays for it.
     if name == "AwsSource":
         from ._sources.aws import AwsSource
 
         return AwsSource
+    if name == "CloudExtensionsSource":
+        from ._sources.cloud_extensions import CloudExtensionsSource
+
+        return CloudExtensionsSource
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

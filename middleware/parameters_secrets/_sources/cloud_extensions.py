@@ -19,7 +19,6 @@ against a running runtime, which could not be had here:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .._concurrency import concurrently
@@ -39,10 +38,11 @@ DEFAULT_PORT = 5333
 PARAMETER_STORE_PATH = "/parameterstore"
 
 
-@dataclass(frozen=True)
 class LoadingAwareRetryPolicy(RetryPolicy):
     """:class:`RetryPolicy`, and an extension still loading (503
     ``ServiceUnavailableException``) is asked again until the fetch's time bound."""
+
+    # No fields of its own: RetryPolicy's dataclass machinery serves it as it is.
 
     def retries(self, error: FetchError, attempt: int) -> bool:
         if error.code == "ServiceUnavailableException":
