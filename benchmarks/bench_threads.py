@@ -197,7 +197,9 @@ def _table(
         )
     shared = median([r["wall"] for r in bursts[True]])
     alone = median([r["wall"] for r in bursts[False]])
-    table.headline["threads: shared store wall / store each"] = shared / alone
+    table.headline[f"{THREADS} threads cold: a store each / one shared store (wall)"] = (
+        alone / shared
+    )
     table.notes += [
         f"Upstream: the local server behind a proxy adding {LATENCY * 1000:.0f} ms per "
         f"request; {PARAMETERS} parameters and {SECRETS} secrets; medians of "
