@@ -162,3 +162,20 @@ def test_the_hook_is_registered_with_the_real_module_the_runtime_reads() -> None
     assert any(
         getattr(func, "__module__", "") == "parameters_secrets._concurrency" for func in hooks
     )
+
+
+@pytest.mark.parametrize("on_lambda", [True, False])
+def test_the_runtime_module_is_imported_on_lambda_only(
+    monkeypatch: pytest.MonkeyPatch, on_lambda: bool
+) -> None:
+    pytest.importorskip("snapshot_restore_py")  # installed with the test extra
+    monkeypatch.delitem(sys.modules, "snapshot_restore_py")
+    if on_lambda:
+        monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "demo")
+    ParametersSecrets(VALUES, source=ExtensionSource(2773, TOKEN))
+    # Off Lambda nothing restores a snapshot: no import (a failing one costs every cold start).
+    assert ("snapshot_restore_py" in sys.modules) is on_lambda
+    if on_lambda:
+        runtime = sys.modules["snapshot_restore_py"]
+        modules = [getattr(func, "__module__", "") for func, _, _ in runtime.get_after_restore()]
+        assert "parameters_secrets._concurrency" in modules

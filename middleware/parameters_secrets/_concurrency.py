@@ -33,6 +33,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
+import os
+import sys
 import threading
 import time
 import weakref
@@ -327,17 +330,23 @@ def drop_after_restore(holder: _Restorable) -> None:
 
 
 def hook_snapstart() -> None:
-    """Register the after-restore hook with ``snapshot_restore_py``, once, if importable."""
+    """Register the after-restore hook with ``snapshot_restore_py``, once: the module the
+    Lambda runtime provides (off Lambda, only if something imported it already, as tests
+    do; an import that fails costs a search of the whole path on every cold start)."""
     global _hooked
-    try:
-        import snapshot_restore_py
-    except ImportError:
+    runtime: Any = sys.modules.get("snapshot_restore_py")
+    if runtime is None and os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        try:
+            runtime = importlib.import_module("snapshot_restore_py")
+        except ImportError:
+            return
+    if runtime is None:
         return
     with _restorables_lock:
-        if _hooked is snapshot_restore_py:
+        if _hooked is runtime:
             return
-        _hooked = snapshot_restore_py
-    snapshot_restore_py.register_after_restore(_restored)
+        _hooked = runtime
+    runtime.register_after_restore(_restored)
 
 
 def _restored() -> None:
