@@ -463,16 +463,21 @@ def test_sixteen_threads_mixing_every_method_on_a_small_cache_see_only_right_val
 # -- warm reads --------------------------------------------------------------------------------
 
 
-def test_warm_reads_after_an_expiry_run_no_event_loop_and_make_no_call(
-    extension: FakeExtension, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def short_and_long(extension: FakeExtension, clock: FakeClock) -> ParametersSecrets:
+    """A store of two values, "short" (60 s) and "long" (300 s), on a fake clock."""
     extension.put_parameter("/short", "s1")
     extension.put_parameter("/long", "l1")
-    store = ParametersSecrets(
+    return ParametersSecrets(
         {"short": Parameter("/short", ttl=60), "long": Parameter("/long", ttl=300)},
         source=ExtensionSource(extension.port, TOKEN),
         clock=clock,
     )
+
+
+def test_warm_reads_after_an_expiry_run_no_event_loop_and_make_no_call(
+    extension: FakeExtension, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = short_and_long(extension, clock)
     store.load_sync()
     clock.advance(61)  # "short" expired: the store's snapshot of every value is gone
     loops = 0
@@ -500,13 +505,7 @@ def test_warm_reads_after_an_expiry_run_no_event_loop_and_make_no_call(
 def test_async_get_after_an_expiry_rebuilds_the_fast_path(
     extension: FakeExtension, clock: FakeClock, event_loop_per_test: asyncio.AbstractEventLoop
 ) -> None:
-    extension.put_parameter("/short", "s1")
-    extension.put_parameter("/long", "l1")
-    store = ParametersSecrets(
-        {"short": Parameter("/short", ttl=60), "long": Parameter("/long", ttl=300)},
-        source=ExtensionSource(extension.port, TOKEN),
-        clock=clock,
-    )
+    store = short_and_long(extension, clock)
 
     async def main() -> None:
         await store.load()

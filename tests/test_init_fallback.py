@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -153,6 +154,19 @@ def test_off_lambda_the_extension_source_never_falls_back_by_itself(
     assert store.source.fallback is None  # a local server not started must not mean AWS
 
 
+def last_json_line(script: str, environ: dict[str, str]) -> Any:
+    """What ``script`` prints last, as JSON, run in a fresh interpreter with ``environ``."""
+    completed = subprocess.run(
+        [sys.executable, "-c", script],
+        env=clean_environment(environ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(completed.stdout.splitlines()[-1])
+
+
 def test_the_aws_code_is_imported_only_when_the_fallback_is_first_used(
     starting: FakeExtension, aws: CountingProxy
 ) -> None:
@@ -177,15 +191,7 @@ print(json.dumps(report))
         "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT": str(starting.port),
         "PYTHONPATH": str(ROOT),
     }
-    served = subprocess.run(
-        [sys.executable, "-c", script],
-        env=clean_environment(environ),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    report = json.loads(served.stdout.splitlines()[-1])
+    report = last_json_line(script, environ)
     assert report == {"built": [], "served": [FROM_EXTENSION["flags"], []]}
     starting.fail("not_ready")
     script_not_ready = script.replace('report["served"]', 'report["fallback"]')
@@ -196,15 +202,7 @@ print(json.dumps(report))
         "AWS_REGION": "us-east-1",
         "AWS_ENDPOINT_URL": aws.url,
     }
-    fallback = subprocess.run(
-        [sys.executable, "-c", script_not_ready],
-        env=clean_environment(aws_environ),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    report = json.loads(fallback.stdout.splitlines()[-1])
+    report = last_json_line(script_not_ready, aws_environ)
     modules = sorted(
         [
             "parameters_secrets._sources.aws",
