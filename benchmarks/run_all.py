@@ -65,7 +65,7 @@ def _machine() -> str:
     return f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} CPUs"
 
 
-def intro(quick: bool, elapsed: float) -> str:
+def intro(quick: bool, elapsed: float, commit: str) -> str:
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     mode = "quick run (`--quick`)" if quick else "full run"
     return "\n".join(
@@ -80,7 +80,7 @@ def intro(quick: bool, elapsed: float) -> str:
             f"- machine: {_machine()}",
             f"- python: {platform.python_implementation()} {platform.python_version()}",
             f"- date: {now}",
-            f"- commit: {_commit()}",
+            f"- commit: {commit}",
             f"- {mode}, {elapsed:.0f} s in all",
             "",
         ]
@@ -88,9 +88,9 @@ def intro(quick: bool, elapsed: float) -> str:
 
 
 def write_markdown(
-    tables: Sequence[Table], failures: Sequence[str], quick: bool, elapsed: float
+    tables: Sequence[Table], failures: Sequence[str], quick: bool, elapsed: float, commit: str
 ) -> None:
-    parts = [intro(quick, elapsed)]
+    parts = [intro(quick, elapsed, commit)]
     if RESULTS_PNG.exists():
         parts.append(f"![headline numbers]({RESULTS_PNG.name})\n")
     parts += [table.markdown() for table in tables]
@@ -147,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run_all", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     args = parser.parse_args(argv)
+    # Before the run: once the chart is written, the tree has changes of our own making.
+    commit = _commit()
     started = time.perf_counter()
     tables: list[Table] = []
     failures: list[str] = []
@@ -166,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elapsed = time.perf_counter() - started
     if write_chart(tables):
         print(f"wrote {RESULTS_PNG.relative_to(HERE.parent)}")
-    write_markdown(tables, failures, args.quick, elapsed)
+    write_markdown(tables, failures, args.quick, elapsed, commit)
     print(f"wrote {RESULTS_MD.relative_to(HERE.parent)} ({elapsed:.0f} s in all)")
     if failures:
         print(f"failed: {', '.join(failures)}", file=sys.stderr)
