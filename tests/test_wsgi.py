@@ -6,11 +6,14 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import sys
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+from wsgiref import simple_server
+from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
 import httpx
 import pytest
@@ -35,6 +38,7 @@ from parameters_secrets import (
 from tests.conftest import TOKEN
 from tests.extension_server import FakeExtension
 from tests.lambda_events import LambdaContext, invoke
+from tests.processes import ReadyLineProcess, clean_environment
 
 DELAY = 0.3
 VALUES: dict[str, Parameter | Secret] = {
@@ -274,3 +278,223 @@ def test_the_flask_wsgi_example_serves_its_values_under_apig_wsgi(
         assert (response.status, response.json()) == (200, body)
     assert example.config.stats.fetches == 4  # once, for both requests
     assert invoke(example.handler, "api_gateway_v1", "/health").body == "ok"
+
+
+# The middleware is invisible to the server: what the server would do with the app's own
+# response (Content-Length from a one-chunk body, sendfile for its file wrapper), it does.
+
+KEY_VALUES = {"key": Parameter("/app/key")}
+BODY = b"hello, server"
+
+
+def static_store() -> ParametersSecrets:
+    return ParametersSecrets(KEY_VALUES, source=StaticSource(parameters={"/app/key": "k-1"}))
+
+
+class QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class SendfileRecorder(ServerHandler):
+    """wsgiref's handler, noting each response it recognised as its file wrapper (wsgiref
+    asks ``sendfile()`` only then); it then writes the file as wsgiref does by default."""
+
+    sent_files: ClassVar[list[object]] = []
+
+    def sendfile(self) -> bool:
+        self.sent_files.append(self.result)
+        return False  # wsgiref iterates the wrapper instead
+
+
+@pytest.fixture
+def wsgiref_serve(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Serve a WSGI app with the standard library's wsgiref on 127.0.0.1; yields its URL."""
+    monkeypatch.setattr(simple_server, "ServerHandler", SendfileRecorder)
+    monkeypatch.setattr(SendfileRecorder, "sent_files", [])
+    servers: list[tuple[WSGIServer, threading.Thread]] = []
+
+    def start(app: Any) -> str:
+        server = simple_server.make_server("127.0.0.1", 0, app, handler_class=QuietHandler)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield start
+    for server, thread in servers:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def headers_of(url: str) -> tuple[dict[str, str], bytes]:
+    with httpx.Client(timeout=10) as client:
+        response = client.get(url)
+    assert response.status_code == 200
+    headers = {k: v for k, v in response.headers.items() if k != "date"}  # the clock's
+    return headers, response.content
+
+
+def one_chunk_list(environ: Any, start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])  # no Content-Length
+    return [BODY]
+
+
+def test_a_one_chunk_list_body_keeps_its_content_length_under_wsgiref(
+    wsgiref_serve: Any,
+) -> None:
+    bare = headers_of(wsgiref_serve(one_chunk_list))
+    wrapped = headers_of(
+        wsgiref_serve(ParametersSecretsWSGIMiddleware(one_chunk_list, values=static_store()))
+    )
+    assert bare[0]["content-length"] == str(len(BODY))  # what wsgiref adds for one chunk
+    assert wrapped == bare
+
+
+class OneChunkWithClose:
+    """A sized body that runs the app's code on close: it must be wrapped, and still sized."""
+
+    def __init__(self) -> None:
+        self.closed_with: list[str] = []
+        self.closed = threading.Event()
+
+    def __len__(self) -> int:
+        return 1
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield BODY
+
+    def close(self) -> None:
+        self.closed_with.append(current_values().key)
+        self.closed.set()
+
+
+def test_a_sized_body_with_close_keeps_its_content_length_and_has_the_values_on_close(
+    wsgiref_serve: Any,
+) -> None:
+    body = OneChunkWithClose()
+
+    def app(environ: Any, start_response: Any) -> OneChunkWithClose:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return body
+
+    headers, _ = headers_of(
+        wsgiref_serve(ParametersSecretsWSGIMiddleware(app, values=static_store()))
+    )
+    assert headers["content-length"] == str(len(BODY))
+    assert body.closed.wait(10)  # the server closes the body after sending it
+    assert body.closed_with == ["k-1"]  # with the request's values
+
+
+@pytest.fixture
+def served_file(tmp_path: Path) -> Path:
+    path = tmp_path / "report.txt"
+    path.write_bytes(BODY * 1000)
+    return path
+
+
+def file_app(path: Path, returned: list[object]) -> Any:
+    def app(environ: Any, start_response: Any) -> Any:
+        size = path.stat().st_size
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(size))])
+        returned.append(environ["wsgi.file_wrapper"](path.open("rb"), 8192))
+        return returned[-1]
+
+    return app
+
+
+def test_the_servers_file_wrapper_reaches_it_as_the_same_object(
+    wsgiref_serve: Any, served_file: Path
+) -> None:
+    returned: list[object] = []
+    bare = headers_of(wsgiref_serve(file_app(served_file, returned)))
+    wrapped = ParametersSecretsWSGIMiddleware(
+        file_app(served_file, returned), values=static_store()
+    )
+    assert headers_of(wsgiref_serve(wrapped)) == bare
+    assert bare[1] == served_file.read_bytes()
+    # wsgiref offered each response to sendfile(): it recognised its own wrapper both times.
+    assert len(returned) == 2
+    assert [id(sent) for sent in SendfileRecorder.sent_files] == [id(body) for body in returned]
+
+
+GUNICORN_APP = """
+import os
+from pathlib import Path
+
+from parameters_secrets import (
+    Parameter, ParametersSecrets, ParametersSecretsWSGIMiddleware, StaticSource, current_values
+)
+
+PATH = Path(os.environ["SERVED_FILE"])
+
+
+def file_app(environ, start_response):
+    headers = [("Content-Length", str(PATH.stat().st_size))]
+    if environ.get("parameters_secrets.values") is not None:
+        headers.append(("X-Key", current_values().key))
+    start_response("200 OK", headers)
+    return environ["wsgi.file_wrapper"](PATH.open("rb"))
+
+
+wrapped = ParametersSecretsWSGIMiddleware(
+    file_app,
+    values=ParametersSecrets(
+        {"key": Parameter("/app/key")}, source=StaticSource(parameters={"/app/key": "k-1"})
+    ),
+)
+
+
+def app(environ, start_response):
+    chosen = wrapped if environ["PATH_INFO"] == "/wrapped" else file_app
+    return chosen(environ, start_response)
+"""
+
+# Gunicorn's hook: note, in a file, whether each response went out with sendfile. Written
+# before the body is sent, so it is there when the client has the body.
+GUNICORN_CONFIG = """
+import os
+
+
+def post_worker_init(worker):
+    from gunicorn.http import wsgi
+
+    original = wsgi.Response.sendfile
+
+    def sendfile(self, respiter):
+        sent = original(self, respiter)
+        with open(os.environ["SENDFILE_LOG"], "a") as log:
+            log.write(f"{self.req.path} {sent}\\n")
+        return sent
+
+    wsgi.Response.sendfile = sendfile
+"""
+
+
+def test_under_gunicorn_a_file_response_goes_out_with_sendfile(
+    tmp_path: Path, served_file: Path
+) -> None:
+    pytest.importorskip("gunicorn", reason="gunicorn runs on Unix only")
+    (tmp_path / "gunicorn_app.py").write_text(GUNICORN_APP)
+    (tmp_path / "gunicorn_conf.py").write_text(GUNICORN_CONFIG)
+    log = tmp_path / "sendfile.log"
+    env = clean_environment(
+        {
+            "SERVED_FILE": str(served_file),
+            "SENDFILE_LOG": str(log),
+            "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT / "middleware")]),
+        }
+    )
+    argv = [sys.executable, "-m", "gunicorn", "--bind", "127.0.0.1:0", "--workers", "1"]
+    argv += ["--config", str(tmp_path / "gunicorn_conf.py"), "gunicorn_app:app"]
+    with ReadyLineProcess(argv, env, r"Listening at: http://127\.0\.0\.1:(\d+)") as server:
+        with httpx.Client(timeout=30) as client:
+            bare = client.get(f"{server.url}/bare")
+            wrapped = client.get(f"{server.url}/wrapped")
+        output = server.output()
+    assert (bare.status_code, wrapped.status_code) == (200, 200), output
+    assert bare.content == wrapped.content == served_file.read_bytes()
+    assert wrapped.headers["x-key"] == "k-1"  # the values were there when the app ran
+    # Gunicorn recognised the file wrapper behind the middleware and sent the file itself.
+    assert log.read_text().splitlines() == ["/bare True", "/wrapped True"], output

@@ -76,7 +76,16 @@ class ParametersSecretsWSGIMiddleware(StoreMiddleware["WSGIApplication", "OnFail
             except LoadError as error:
                 return self._refuse(environ, start_response, error)
         environ[ENVIRON_KEY] = values
-        return _WithValues(self.app, environ, start_response, values)
+        token = _current.set(values)
+        try:
+            body = self.app(environ, start_response)
+        finally:
+            _current.reset(token)
+        if _runs_no_app_code(body, environ):
+            return body  # as the app gave it: its len() and sendfile reach the server
+        if hasattr(body, "__len__"):
+            return _SizedWithValues(body, values)
+        return _WithValues(body, values)
 
     def _refuse(
         self, environ: WSGIEnvironment, start_response: StartResponse, error: LoadError
@@ -100,26 +109,27 @@ class ParametersSecretsWSGIMiddleware(StoreMiddleware["WSGIApplication", "OnFail
         return [UNAVAILABLE_BODY]
 
 
+def _runs_no_app_code(body: Iterable[bytes], environ: WSGIEnvironment) -> bool:
+    """Whether the server can iterate and close ``body`` without running the app's code,
+    so that nothing there could read :func:`current_values`: a list or tuple (the body
+    made already), or the server's own ``wsgi.file_wrapper``, which a server recognises
+    by its type to send the file with ``sendfile`` (gunicorn, wsgiref)."""
+    if isinstance(body, (list, tuple)) and not hasattr(body, "close"):
+        return True
+    file_wrapper = environ.get("wsgi.file_wrapper")
+    return isinstance(file_wrapper, type) and isinstance(body, file_wrapper)
+
+
 class _WithValues:
     """The app's response, with :func:`current_values` set whenever the app's code runs for
-    it: the call, each chunk of a streamed body, and ``close()``; and never in between, so
-    nothing is left set in a server's thread, whatever the server does with the body."""
+    it: each chunk of a streamed body, and ``close()``; and never in between, so nothing is
+    left set in a server's thread, whatever the server does with the body."""
 
     __slots__ = ("_body", "_values")
 
-    def __init__(
-        self,
-        app: WSGIApplication,
-        environ: WSGIEnvironment,
-        start_response: StartResponse,
-        values: Values,
-    ) -> None:
+    def __init__(self, body: Iterable[bytes], values: Values) -> None:
+        self._body = body
         self._values = values
-        token = _current.set(values)
-        try:
-            self._body = app(environ, start_response)
-        finally:
-            _current.reset(token)
 
     def __iter__(self) -> Iterator[bytes]:
         chunks = iter(self._body)
@@ -141,3 +151,13 @@ class _WithValues:
                 close()
             finally:
                 _current.reset(token)
+
+
+class _SizedWithValues(_WithValues):
+    """As :class:`_WithValues`, for a body with a length (its number of chunks): a server
+    that sees one chunk sets ``Content-Length`` from it (wsgiref does)."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        return len(self._body)  # type: ignore[arg-type]  # checked: it has __len__
