@@ -303,7 +303,7 @@ class SendfileRecorder(ServerHandler):
     sent_files: ClassVar[list[object]] = []
 
     def sendfile(self) -> bool:
-        self.sent_files.append(self.result)
+        self.sent_files.append(self.result)  # type: ignore[attr-defined]  # set by run()
         return False  # wsgiref iterates the wrapper instead
 
 
