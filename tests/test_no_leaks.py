@@ -6,25 +6,44 @@ distinctive secret; the test then searches everything that left the code for it.
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
+import pickle
+import pprint
+import reprlib
 from typing import Any
 
 import pytest
+from fastapi.encoders import jsonable_encoder
 from mangum import Mangum
+from pydantic import TypeAdapter
 from starlette.responses import JSONResponse
 
+import parameters_secrets
 from parameters_secrets import (
+    AwsSource,
+    CloudExtensionsSource,
+    ConfigurationError,
     ExtensionSource,
     FetchError,
+    LoadError,
     Parameter,
+    ParameterRequest,
+    ParametersByPath,
     ParametersSecrets,
+    ParametersSecretsError,
     ParametersSecretsMiddleware,
+    ParametersSecretsWSGIMiddleware,
+    RetryPolicy,
     Secret,
+    SecretRequest,
     Settings,
     StaticSource,
     current_values,
 )
 from parameters_secrets._declarations import apply_transform
+from parameters_secrets._sigv4 import Credentials
 from tests.conftest import TOKEN, FakeClock, detail_503
 from tests.extension_server import FakeExtension
 from tests.lambda_events import EVENT_KINDS, invoke
@@ -137,3 +156,135 @@ def test_reprs_and_errors_never_show_values(
     assert error.__cause__ is None
     assert error.__context__ is None
     assert_no_canary(seen, caplog, capsys)
+
+
+# Every object the library hands out: a decrypted value never shows in its repr or str,
+# nor in a traceback's locals, an error reporter or a debug print of the whole config.
+
+JSON_SECRET = {"user": "app", "password": CANARY, "replicas": [CANARY, {"token": CANARY}]}
+STATIC = StaticSource(
+    parameters={"/app/key": CANARY, "/cfg/db/password": CANARY, "/cfg/port": "5432"},
+    secrets={"db": {"json": JSON_SECRET}, "list": {"json": [CANARY, CANARY]}},
+)
+DECLARATIONS: dict[str, Parameter | Secret | ParametersByPath] = {
+    "key": Parameter("/app/key", default=CANARY),
+    "db": Secret("db", transform="json"),
+    "hosts": Secret("list", transform="json"),
+    "config": ParametersByPath("/cfg"),
+}
+# Names in parameters_secrets.__all__ that are no type of object the library returns.
+NOT_OBJECT_TYPES = {
+    "Outcome": "a type alias: a record or a FetchError",
+    "Record": "a type alias: the mapping a source returns",
+    "Source": "a protocol: every source the library has is checked",
+    "ValueRequest": "a type alias of the three request types",
+    "__version__": "a string",
+    "current_values": "a function: what it returns (Values) is checked",
+}
+
+
+def loaded_store() -> ParametersSecrets:
+    store = ParametersSecrets(DECLARATIONS, source=STATIC)
+    store.load_sync()
+    return store
+
+
+def load_error() -> LoadError:
+    with pytest.raises(LoadError) as raised:
+        ParametersSecrets(
+            {"bad": Parameter("/app/key", transform=leaky_int)}, source=STATIC
+        ).load_sync()
+    return raised.value
+
+
+def public_objects() -> dict[str, list[object]]:
+    """An instance of each public type, built with the canary wherever it can hold it."""
+    store = loaded_store()
+    values = store.load_sync()
+    credentials = Credentials("AKIDEXAMPLE", secret_key=CANARY, token=CANARY)
+    with pytest.raises(FetchError) as fetch_error:
+        apply_transform(Parameter("/p", transform=leaky_int), {"Value": CANARY})
+    with pytest.raises(ConfigurationError) as configuration_error:
+        ParametersSecrets({"not a key": Parameter("/p", default=CANARY)}, source=STATIC)
+    with pytest.raises(ParametersSecretsError) as outside:
+        current_values()
+    return {
+        "AwsSource": [AwsSource("us-east-1", credentials=credentials)],
+        "CacheStats": [store.stats],
+        "CloudExtensionsSource": [CloudExtensionsSource(token=CANARY, credentials=credentials)],
+        "ConfigurationError": [configuration_error.value],
+        "ExtensionSource": [ExtensionSource(port=2773, token=CANARY)],
+        "FetchError": [fetch_error.value],
+        "LoadError": [load_error()],
+        "Parameter": [DECLARATIONS["key"]],
+        "ParameterRequest": [ParameterRequest("/app/key")],
+        "ParametersByPath": [DECLARATIONS["config"]],
+        "ParametersSecrets": [store],
+        "ParametersSecretsError": [outside.value],
+        "ParametersSecretsMiddleware": [
+            ParametersSecretsMiddleware(JSONResponse({}), values=store)
+        ],
+        "ParametersSecretsWSGIMiddleware": [ParametersSecretsWSGIMiddleware(print, values=store)],
+        "PathRequest": [DECLARATIONS["config"].request],  # type: ignore[union-attr]
+        "RetryPolicy": [RetryPolicy()],
+        "Secret": [Secret("db", default=CANARY)],
+        "SecretRequest": [SecretRequest("db")],
+        "Settings": [Settings()],
+        "StaticSource": [STATIC],
+        # What the store returns: the values, and in them the by-path mapping and a JSON
+        # secret's dict and list (FrozenDict, FrozenList), nested containers included.
+        "Values": [values, values.config, values.db, values.db["replicas"], values.hosts],
+    }
+
+
+def renderings(value: object) -> list[str]:
+    """Every way a value becomes text in a log line, an error reporter or a debug print."""
+    return [
+        repr(value),
+        str(value),
+        f"{value}",
+        f"{value!r}",
+        format(value),
+        "%s %r" % (value, value),  # noqa: UP031 - logging's way
+        pprint.pformat(value),
+        pprint.pformat({"config": value, "in": [value]}),
+        reprlib.repr(value),
+    ]
+
+
+def test_every_public_type_is_checked() -> None:
+    assert set(public_objects()) | set(NOT_OBJECT_TYPES) == set(parameters_secrets.__all__)
+
+
+def test_no_public_object_shows_a_value_in_its_repr_or_str() -> None:
+    for name, objects in public_objects().items():
+        for value in objects:
+            for text in renderings(value):
+                assert CANARY not in text, name
+
+
+def test_a_json_secret_and_a_by_path_mapping_mask_their_leaves_and_keep_their_shape() -> None:
+    values = loaded_store().load_sync()
+    assert repr(values.db) == (
+        "{'user': '***', 'password': '***', 'replicas': ['***', {'token': '***'}]}"
+    )
+    assert repr(values.hosts) == "['***', '***']"
+    assert str(values.config) == "{'db/password': '***', 'port': '***'}"
+    assert pprint.pformat({"hosts": values.hosts}) == "{'hosts': ['***', '***']}"
+
+
+def test_a_masked_container_still_gives_code_its_real_values() -> None:
+    values = loaded_store().load_sync()
+    db, hosts, config = values.db, values.hosts, values.config
+    assert db["password"] == config["db/password"] == hosts[0] == CANARY
+    assert list(hosts) == [CANARY, CANARY]
+    assert dict(db) == JSON_SECRET == db
+    assert json.loads(json.dumps(db)) == JSON_SECRET
+    assert json.loads(json.dumps(config)) == {"db/password": CANARY, "port": "5432"}
+    assert pickle.loads(pickle.dumps(db)) == JSON_SECRET  # noqa: S301 - our own bytes
+    assert copy.copy(hosts) == copy.deepcopy(hosts) == [CANARY, CANARY]
+    # What FastAPI and pydantic do with a route's answer.
+    assert jsonable_encoder({"db": db, "hosts": hosts}) == {"db": JSON_SECRET, "hosts": hosts}
+    adapter = TypeAdapter(dict[str, Any])
+    assert json.loads(adapter.dump_json(db)) == JSON_SECRET
+    assert adapter.validate_python(config) == {"db/password": CANARY, "port": "5432"}

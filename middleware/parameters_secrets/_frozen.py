@@ -5,6 +5,11 @@ able to change it for the others. JSON objects and arrays become subclasses of `
 and ``list`` (so ``json.dumps``, FastAPI and pydantic treat them as usual) whose
 mutating methods raise ``TypeError``. This costs one conversion per fetch instead of a
 deep copy per request.
+
+Their ``repr`` (and so ``str``, f-strings, ``pprint`` and a traceback's locals) shows the
+shape and the keys but masks every leaf, since these containers hold decrypted values;
+only code that asks for a value (indexing, iteration, ``dict(...)``, ``json.dumps``) gets
+it. Only ``repr`` is overridden: reading and freezing cost what they did.
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ _HINT = (
     "values from parameters_secrets are shared between requests and read-only; "
     "copy.deepcopy(value) gives a mutable copy"
 )
+
+
+MASK = "***"
 
 
 def _read_only(self: object, *args: object, **kwargs: object) -> NoReturn:
@@ -28,6 +36,9 @@ class FrozenDict(dict[str, Any]):
     __setitem__ = __delitem__ = _read_only
     clear = pop = popitem = setdefault = update = _read_only
     __ior__ = _read_only
+
+    def __repr__(self) -> str:
+        return masked_repr(self)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (FrozenDict, (dict(self),))
@@ -47,6 +58,9 @@ class FrozenList(list[Any]):
     __setitem__ = __delitem__ = _read_only
     append = extend = insert = pop = remove = clear = sort = reverse = _read_only
     __iadd__ = __imul__ = _read_only
+
+    def __repr__(self) -> str:
+        return masked_repr(self)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (FrozenList, (list(self),))
@@ -94,3 +108,29 @@ def thaw(value: Any) -> Any:
         make = getattr(type(value), "_make", None)
         return make(items) if callable(make) else tuple(items)
     return value
+
+
+def masked_repr(value: Any) -> str:
+    """``repr(value)`` with its containers' shape and keys, and every leaf shown as ``'***'``:
+    ``{'db': {'password': '***', 'ports': ['***', '***']}}``."""
+    try:
+        return repr(_masked(value, set()))
+    except RecursionError:  # nested deeper than the stack: still no value, and no error
+        return f"<{type(value).__name__} nested too deeply to show>"
+
+
+def _masked(value: Any, seen: set[int]) -> Any:
+    if not isinstance(value, (dict, list, tuple, set, frozenset)):
+        return MASK  # a leaf, whatever its type: a number or a flag can be secret too
+    if id(value) in seen:
+        return ...  # a cycle (only a callable transform can build one): repr shows "Ellipsis"
+    seen = seen | {id(value)}
+    if isinstance(value, dict):
+        return {key: _masked(item, seen) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_masked(item, seen) for item in value]
+    if isinstance(value, tuple):
+        items = [_masked(item, seen) for item in value]
+        make = getattr(type(value), "_make", None)  # a namedtuple shows its field names
+        return make(items) if callable(make) else tuple(items)
+    return {MASK} if value else set()  # a set's members are its values: not even a count
