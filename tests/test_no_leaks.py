@@ -12,13 +12,18 @@ import logging
 import pickle
 import pprint
 import reprlib
+import traceback
 from typing import Any
 
 import pytest
 from fastapi.encoders import jsonable_encoder
 from mangum import Mangum
 from pydantic import TypeAdapter
+from starlette.applications import Starlette
+from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
 
 import parameters_secrets
 from parameters_secrets import (
@@ -197,6 +202,14 @@ def load_error() -> LoadError:
     return raised.value
 
 
+def no_app(environ: Any, start_response: Any) -> list[bytes]:
+    return []
+
+
+def no_start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+    return None
+
+
 def public_objects() -> dict[str, list[object]]:
     """An instance of each public type, built with the canary wherever it can hold it."""
     store = loaded_store()
@@ -224,8 +237,8 @@ def public_objects() -> dict[str, list[object]]:
         "ParametersSecretsMiddleware": [
             ParametersSecretsMiddleware(JSONResponse({}), values=store)
         ],
-        "ParametersSecretsWSGIMiddleware": [ParametersSecretsWSGIMiddleware(print, values=store)],
-        "PathRequest": [DECLARATIONS["config"].request],  # type: ignore[union-attr]
+        "ParametersSecretsWSGIMiddleware": [ParametersSecretsWSGIMiddleware(no_app, values=store)],
+        "PathRequest": [DECLARATIONS["config"].request],
         "RetryPolicy": [RetryPolicy()],
         "Secret": [Secret("db", default=CANARY)],
         "SecretRequest": [SecretRequest("db")],
@@ -288,3 +301,48 @@ def test_a_masked_container_still_gives_code_its_real_values() -> None:
     adapter = TypeAdapter(dict[str, Any])
     assert json.loads(adapter.dump_json(db)) == JSON_SECRET
     assert adapter.validate_python(config) == {"db/password": CANARY, "port": "5432"}
+
+
+def traceback_with_locals(error: BaseException) -> str:
+    """What an error reporter shows: the traceback with every frame's local variables."""
+    return "".join(traceback.TracebackException.from_exception(error, capture_locals=True).format())
+
+
+def test_a_failing_wsgi_route_leaves_no_value_in_a_traceback_with_locals() -> None:
+    def route(environ: Any, start_response: Any) -> list[bytes]:
+        values = current_values()
+        db, hosts, config = values.db, values.hosts, values.config  # noqa: F841 - locals shown
+        raise RuntimeError("boom")
+
+    app = ParametersSecretsWSGIMiddleware(route, values=loaded_store())
+    with pytest.raises(RuntimeError) as raised:
+        app({"PATH_INFO": "/", "SCRIPT_NAME": ""}, no_start_response)
+    text = traceback_with_locals(raised.value)
+    assert "db = {'user': '***', 'password': '***'" in text  # the locals are there, masked
+    assert "environ = {" in text  # the environ holds the Values: keys only
+    assert CANARY not in text
+
+
+def test_a_failing_asgi_route_leaves_no_container_value_in_a_traceback_with_locals() -> None:
+    # The JSON secret, the JSON list and the by-path mapping only: scope["state"] is the
+    # server's plain dict, so a plain string value in it would show (see the report).
+    containers = {key: DECLARATIONS[key] for key in ("db", "hosts", "config")}
+
+    async def route(request: Request) -> JSONResponse:
+        db, config = request.state.db, current_values().config  # noqa: F841 - locals shown
+        raise RuntimeError("boom")
+
+    app = Starlette(routes=[Route("/", route)])
+    wrapped = ParametersSecretsMiddleware(app, values=ParametersSecrets(containers, source=STATIC))
+    with TestClient(wrapped) as client, pytest.raises(RuntimeError) as raised:
+        client.get("/")
+    text = traceback_with_locals(raised.value)
+    assert "config = {'db/password': '***', 'port': '***'}" in text
+    assert "scope = {" in text  # the scope with its state, in every middleware's frame
+    assert CANARY not in text
+
+
+def test_a_load_error_leaves_no_value_in_a_traceback_with_locals() -> None:
+    error = load_error()
+    assert error.failures  # a LoadError with its failures, and what they were chained to
+    assert CANARY not in traceback_with_locals(error)
