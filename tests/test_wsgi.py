@@ -352,6 +352,16 @@ def test_a_one_chunk_list_body_keeps_its_content_length_under_wsgiref(
     assert wrapped == bare
 
 
+@pytest.mark.parametrize("body", [[BODY], (BODY,)], ids=["list", "tuple"])
+def test_a_body_made_already_is_returned_as_the_app_gave_it(body: Any) -> None:
+    def app(environ: Any, start_response: Any) -> Any:
+        start_response("200 OK", [])
+        return body
+
+    middleware: Any = ParametersSecretsWSGIMiddleware(app, values=static_store())
+    assert middleware({"PATH_INFO": "/"}, lambda status, headers: None) is body
+
+
 class OneChunkWithClose:
     """A sized body that runs the app's code on close: it must be wrapped, and still sized."""
 
