@@ -638,6 +638,7 @@ def test_requirements_are_read_for_the_target_python(tmp_path: Path) -> None:
         "tomli; python_version < '3.11'\n",
         encoding="utf-8",
     )
+    (tmp_path / "constraints.txt").write_text("fastapi<1000\n", encoding="utf-8")  # pip's to read
     (tmp_path / "requirements.txt").write_text(
         "# the app\n-r base.txt\n-c constraints.txt\nmangum[extra]>=0.21\n\n"
         "exceptiongroup ; python_version<'3.11' and platform_machine=='aarch64'\n"
