@@ -3,6 +3,7 @@ runtime, not this machine.
 
     python scripts/lambda_package.py [--app PATH [--requirements FILE]]
         [--python-version 3.12] [--arch x86_64|arm64] [--output ZIP] [--no-bytecode]
+        [--follow-external-symlinks]
     (or: nox -s package -- --app myapp.py --requirements requirements.txt)
 
 ``--app`` is a module file (``myapp.py``) or a package directory (``myapp/``, with an
@@ -12,6 +13,10 @@ their dependencies. Without ``--app`` the zip is the FastAPI example: this proje
 wheel with its ``fastapi`` extra (FastAPI, Mangum and their dependencies, nothing else:
 no Flask, no uvicorn) plus ``examples/__init__.py`` and ``examples/fastapi_app.py``,
 handler ``examples.fastapi_app.handler``.
+
+A bad input (the app, its requirements file or one it includes, a symlink loop or a
+symlink out of the app's folder) is refused in one line on stderr with exit status 2,
+before pip runs; a build that fails (pip cannot install a requirement) exits with 1.
 
 pip installs the wheels built for the target (``--platform manylinux2014_<arch>
 --implementation cp --python-version X.Y --only-binary=:all:``), and the builder
