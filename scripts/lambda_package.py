@@ -3,6 +3,7 @@ runtime, not this machine.
 
     python scripts/lambda_package.py [--app PATH [--requirements FILE]]
         [--python-version 3.12] [--arch x86_64|arm64] [--output ZIP] [--no-bytecode]
+        [--follow-external-symlinks]
     (or: nox -s package -- --app myapp.py --requirements requirements.txt)
 
 ``--app`` is a module file (``myapp.py``) or a package directory (``myapp/``, with an
@@ -12,6 +13,10 @@ their dependencies. Without ``--app`` the zip is the FastAPI example: this proje
 wheel with its ``fastapi`` extra (FastAPI, Mangum and their dependencies, nothing else:
 no Flask, no uvicorn) plus ``examples/__init__.py`` and ``examples/fastapi_app.py``,
 handler ``examples.fastapi_app.handler``.
+
+A bad input (the app, its requirements file or one it includes, a symlink loop or a
+symlink out of the app's folder) is refused in one line on stderr with exit status 2,
+before pip runs; a build that fails (pip cannot install a requirement) exits with 1.
 
 pip installs the wheels built for the target (``--platform manylinux2014_<arch>
 --implementation cp --python-version X.Y --only-binary=:all:``), and the builder
@@ -46,7 +51,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from email.parser import Parser
 from pathlib import Path
@@ -104,8 +109,22 @@ _APP_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
 UNCHECKED_HASH_FLAGS = 0b01
 
 
+# The builder's exit statuses (its --help says them too); argparse's own usage errors
+# are 2 as well.
+EXIT_BUILD_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
 class PackageError(Exception):
     """The zip could not be built, or would not run on the target."""
+
+    exit_status = EXIT_BUILD_FAILED
+
+
+class InputError(PackageError):
+    """A bad input: the app, its requirements or an option (refused before pip runs)."""
+
+    exit_status = EXIT_BAD_INPUT
 
 
 @dataclass(frozen=True)
@@ -114,6 +133,8 @@ class App:
 
     path: Path
     name: str
+    # A package's files to copy: each file (symlinks followed) and its path in the package.
+    files: tuple[tuple[Path, str], ...] = ()
 
     @property
     def is_package(self) -> bool:
@@ -127,7 +148,7 @@ class App:
         """The app's own ``.py`` files."""
         if not self.is_package:
             return [self.path]
-        return sorted(path for path in self.path.rglob("*.py") if "__pycache__" not in path.parts)
+        return [path for path, name in self.files if name.endswith(".py")]
 
 
 @dataclass(frozen=True)
@@ -211,10 +232,12 @@ def wrong_architecture(directory: Path, arch: str) -> list[str]:
     return wrong
 
 
-def _run(argv: Sequence[str]) -> None:
+def _run(argv: Sequence[str], failure: Callable[[str | None], str]) -> None:
+    """Run pip; if it fails, a one-line ``PackageError``: ``failure`` (given the
+    requirement pip found nothing for, if that is why) and pip's error."""
     result = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603
     if result.returncode != 0:
-        raise PackageError(f"{' '.join(argv[:5])} ... failed:\n{result.stdout}{result.stderr}")
+        raise PackageError(f"{failure(_not_found(result))}: {_pip_error(result)}")
 
 
 def target_environment(python_version: str, arch: str) -> dict[str, str]:
@@ -234,33 +257,97 @@ def target_environment(python_version: str, arch: str) -> dict[str, str]:
 # -- inputs ----------------------------------------------------------------------------
 
 
-def check_app(path: Path) -> App:
-    """The app at ``path``, or a one-line ``PackageError`` saying why it cannot be one."""
+def check_app(path: Path, *, follow_external_symlinks: bool = False) -> App:
+    """The app at ``path`` with the files it holds, or a one-line ``InputError`` saying
+    why it cannot be one (for a package: see :func:`package_files` for its symlinks)."""
     if not path.exists():
-        raise PackageError(f"--app {path}: no such file or directory")
+        raise InputError(f"--app {path}: no such file or directory")
     if path.is_dir():
         name = path.resolve().name
         if not (path / "__init__.py").is_file():
-            raise PackageError(
+            raise InputError(
                 f"--app {path}: a directory must be a Python package (with an __init__.py)"
             )
     elif path.suffix == ".py":
         name = path.stem
     else:
-        raise PackageError(
+        raise InputError(
             f"--app {path}: not a Python module (.py) or a package directory (with an __init__.py)"
         )
     if not name.isidentifier():
-        raise PackageError(f"--app {path}: {name!r} is not an importable name (use a-z, 0-9, _)")
-    return App(path.resolve(), name)
+        raise InputError(f"--app {path}: {name!r} is not an importable name (use a-z, 0-9, _)")
+    if not path.is_dir():
+        return App(path.resolve(), name)
+    files = package_files(path, name, follow_external_symlinks=follow_external_symlinks)
+    return App(path.resolve(), name, tuple(files))
+
+
+def package_files(
+    path: Path, name: str, *, follow_external_symlinks: bool = False
+) -> list[tuple[Path, str]]:
+    """Each file of the package directory ``path`` that goes into the zip, with its name
+    there (``name/...``), sorted; never this machine's bytecode.
+
+    A symlink is followed (its target is copied) when it stays in the package; one that
+    leads out of it is refused unless ``follow_external_symlinks``: it may bring in what
+    was never meant to ship (a home directory, a secrets folder). A symlink loop, a
+    broken symlink or a special file (a pipe, a socket) is refused in one line.
+    """
+    root = path.resolve()
+    found: list[tuple[Path, str]] = []
+    # (directory, its name in the zip, the real paths of it and the directories above it)
+    pending: list[tuple[Path, str, tuple[Path, ...]]] = [(path, name, (root,))]
+    while pending:
+        directory, prefix, above = pending.pop()
+        for entry in os.scandir(directory):
+            if _APP_IGNORED(directory, [entry.name]):
+                continue
+            entry_path, entry_name = Path(entry.path), f"{prefix}/{entry.name}"
+
+            def refuse(problem: str, shown: str = entry_name) -> InputError:
+                return InputError(f"--app {path}: {shown} {problem}")
+
+            if not entry.is_symlink():
+                real = entry_path.resolve()
+            else:
+                real = _symlink_target(entry_path, refuse)
+                if not follow_external_symlinks and not _is_within(real, root):
+                    raise refuse(
+                        f"links to {real}, outside the app's folder: copy what it needs"
+                        " into the app, or pass --follow-external-symlinks to copy its target"
+                    )
+            if real.is_dir():
+                if real in above:
+                    raise refuse(f"is a symlink loop: it leads back to {real}, which holds it")
+                pending.append((entry_path, entry_name, (*above, real)))
+            elif real.is_file():
+                found.append((entry_path, entry_name))
+            else:
+                raise refuse("is not a regular file, a directory or a symlink to one")
+    return sorted(found, key=lambda item: item[1])
+
+
+def _symlink_target(link: Path, refuse: Callable[[str], InputError]) -> Path:
+    """Where ``link`` leads in the end, or the ``InputError`` ``refuse`` makes."""
+    try:
+        return link.resolve(strict=True)
+    except FileNotFoundError:
+        raise refuse(f"is a broken symlink (to {os.readlink(link)})") from None
+    except (OSError, RuntimeError):
+        # ELOOP, or before Python 3.13 pathlib's own RuntimeError("Symlink loop ...")
+        raise refuse(f"is a symlink loop (it links to {os.readlink(link)})") from None
+
+
+def _is_within(path: Path, directory: Path) -> bool:
+    return path == directory or directory in path.parents
 
 
 def check_requirements(path: Path) -> Path:
     """``path`` if it is a file, else a one-line ``PackageError``."""
     if not path.exists():
-        raise PackageError(f"--requirements {path}: no such file")
+        raise InputError(f"--requirements {path}: no such file")
     if not path.is_file():
-        raise PackageError(f"--requirements {path}: not a file")
+        raise InputError(f"--requirements {path}: not a file")
     return path.resolve()
 
 
@@ -268,11 +355,30 @@ _OPTION_AFTER_REQUIREMENT = re.compile(r"\s+--?[A-Za-z]")
 _COMMENT = re.compile(r"(^|\s+)#.*$")
 
 
-def _logical_lines(path: Path) -> Iterator[tuple[int, str]]:
+def _read_requirements(path: Path, where: str) -> str:
+    """The text of the requirements file ``path``, or a one-line ``InputError``:
+    ``where`` names what asked for it (``--requirements FILE`` or ``FILE:LINE: -r NAME``)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{where}: no such file ({path})") from None
+    except OSError as exc:
+        raise InputError(f"{where}: cannot read {path}: {exc.strerror}") from None
+    try:
+        return data.decode("utf-8-sig")  # a byte order mark as some editors write it
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(
+            f"--requirements {path}:{line}: not UTF-8 (byte {data[exc.start]:#04x}): save the"
+            " file as UTF-8"
+        ) from None
+
+
+def _logical_lines(text: str) -> Iterator[tuple[int, str]]:
     """A requirements file's lines as pip reads them: continuations joined, comments
     dropped, with the number of the line each starts on."""
     pending, start = "", 0
-    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, raw in enumerate(text.splitlines(), 1):
         if not pending:
             start = number
         if raw.endswith("\\"):
@@ -286,28 +392,46 @@ def _logical_lines(path: Path) -> Iterator[tuple[int, str]]:
         yield start, _COMMENT.sub("", pending).strip()
 
 
+_INCLUDE = re.compile(r"(-r|--requirement|-c|--constraint)(?:\s*=?\s*)(\S+)$")
+
+
 def requirement_roots(
-    path: Path, environment: dict[str, str], _seen: frozenset[Path] = frozenset()
+    path: Path,
+    environment: dict[str, str],
+    _seen: frozenset[Path] = frozenset(),
+    _where: str | None = None,
 ) -> list[Requirement]:
     """What a requirements file asks for on the target, markers evaluated for it (and
-    dropped), following ``-r`` includes; constraints and pip's options are pip's to read."""
+    dropped), following ``-r`` includes; a ``-c`` constraints file must exist, but its
+    contents and pip's options are pip's to read."""
     path = path.resolve()
     if path in _seen:
         return []
     roots: list[Requirement] = []
-    for number, line in _logical_lines(path):
-        include = re.match(r"(?:-r|--requirement)(?:\s*=?\s*)(\S+)$", line)
+    text = _read_requirements(path, _where or f"--requirements {path}")
+    for number, line in _logical_lines(text):
+        include = _INCLUDE.match(line)
         if include:
-            roots += requirement_roots(path.parent / include.group(1), environment, _seen | {path})
+            option, name = include.groups()
+            where = f"--requirements {path}:{number}: {option} {name}"
+            if "://" in name:
+                raise InputError(
+                    f"{where}: an include by URL is not followed: save the file and name it"
+                )
+            included = path.parent / name
+            if option in {"-r", "--requirement"}:
+                roots += requirement_roots(included, environment, _seen | {path}, where)
+            elif not included.is_file():
+                raise InputError(f"{where}: no such file ({included})")
             continue
         if re.match(r"(?:-e|--editable)\b", line):
-            raise PackageError(
+            raise InputError(
                 f"--requirements {path}:{number}: an editable install ({line!r}) cannot go"
                 " into a zip: name the distribution instead"
             )
         if re.search(r"(^|\s)--(hash|require-hashes)\b", line):
             # pip would then want a hash for this project's wheel too, which is built here.
-            raise PackageError(
+            raise InputError(
                 f"--requirements {path}:{number}: hash-checking (--hash, --require-hashes)"
                 " is not supported: this package's wheel is built here and has no hash to"
                 " pin; list the requirements without hashes"
@@ -318,7 +442,7 @@ def requirement_roots(
         try:
             requirement = Requirement(text)
         except InvalidRequirement:
-            raise PackageError(
+            raise InputError(
                 f"--requirements {path}:{number}: cannot read {text!r} as a requirement"
                 " (write a URL or a path as 'name @ URL')"
             ) from None
@@ -607,12 +731,44 @@ def compile_bytecode(directory: Path, interpreter: Interpreter) -> Bytecode:
 
 
 def _pip_error(result: subprocess.CompletedProcess[str]) -> str:
-    """pip's first ``ERROR:`` line, on one line."""
+    """pip's first ``ERROR:`` line that says what failed, on one line."""
     lines = (result.stderr + result.stdout).splitlines()
     for line in lines:
-        if line.startswith("ERROR:"):
+        # "Ignored the following yanked versions" comes first, and says nothing of the cause.
+        if line.startswith("ERROR:") and not line.startswith("ERROR: Ignored the following"):
             return line.removeprefix("ERROR:").strip()
     return next((line.strip() for line in reversed(lines) if line.strip()), "pip failed")
+
+
+def _not_found(result: subprocess.CompletedProcess[str]) -> str | None:
+    """The requirement pip found no distribution for, if that is why it failed."""
+    found = re.search(r"^ERROR: No matching distribution found for (\S+)", result.stderr, re.M)
+    return found.group(1) if found else None
+
+
+def _cannot_install(default: str, for_target: str) -> Callable[[str | None], str]:
+    """What to say when pip fails to install ``default``: the requirement pip found
+    nothing for, if that is why, else ``default``."""
+    return lambda name: f"pip cannot install {name or default} {for_target}"
+
+
+def _unknown_extras(directory: Path, roots: Iterable[Requirement]) -> list[str]:
+    """``roots``' extras that the distribution installed in ``directory`` does not
+    provide, as ``"name version has no extra 'x'"``: pip only warns about them."""
+    installed = installed_distributions(directory)
+    unknown = []
+    for root in roots:
+        dist_info = installed.get(canonicalize_name(root.name))
+        if dist_info is None or not root.extras:
+            continue
+        metadata = Parser().parsestr((dist_info / "METADATA").read_text(encoding="utf-8"))
+        provided = {canonicalize_name(extra) for extra in metadata.get_all("Provides-Extra") or []}
+        unknown += [
+            f"{metadata['Name']} {metadata['Version']} has no extra {extra!r}"
+            for extra in sorted(root.extras)
+            if canonicalize_name(extra) not in provided
+        ]
+    return unknown
 
 
 def build(
@@ -623,6 +779,7 @@ def build(
     python_version: str = DEFAULT_PYTHON_VERSION,
     arch: str = DEFAULT_ARCH,
     bytecode: bool = True,
+    follow_external_symlinks: bool = False,
 ) -> Build:
     """Build the zip and return what went into it.
 
@@ -644,19 +801,27 @@ def build(
         arch: ``"x86_64"`` or ``"arm64"``, as in the template's ``Architectures``.
         bytecode: Compile bytecode when an interpreter of ``python_version`` is installed
             (the build says so when it is not).
+        follow_external_symlinks: Copy the target of a symlink in ``app``'s folder that
+            leads out of it, instead of refusing it.
 
     Raises:
-        PackageError: a bad input (one line), pip failed, or a native file is built for
-            another architecture.
+        InputError: a bad input (one line), found before pip runs but for an extra that
+            the installed distribution does not provide.
+        PackageError: pip failed (one line), or a native file is built for another
+            architecture.
     """
     if arch not in ARCHITECTURES:
-        raise PackageError(f"arch must be one of {sorted(ARCHITECTURES)}, not {arch!r}")
+        raise InputError(f"arch must be one of {sorted(ARCHITECTURES)}, not {arch!r}")
     if requirements is not None and app is None:
-        raise PackageError(
+        raise InputError(
             "--requirements goes with --app (the example's requirements are this project's"
             f" {EXTRA} extra)"
         )
-    the_app = check_app(app) if app is not None else None
+    the_app = (
+        check_app(app, follow_external_symlinks=follow_external_symlinks)
+        if app is not None
+        else None
+    )
     requirements = check_requirements(requirements) if requirements is not None else None
     environment = target_environment(python_version, arch)
     if the_app is None:
@@ -673,7 +838,10 @@ def build(
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "--quiet"]
     with tempfile.TemporaryDirectory(prefix="lambda-package-") as temporary:
         wheels, staging = Path(temporary, "wheels"), Path(temporary, "staging")
-        _run([*pip, "wheel", "--no-deps", "--wheel-dir", str(wheels), str(ROOT)])
+        _run(
+            [*pip, "wheel", "--no-deps", "--wheel-dir", str(wheels), str(ROOT)],
+            lambda _: f"pip cannot build {PROJECT}'s wheel from {ROOT}",
+        )
         (wheel,) = wheels.glob("*.whl")
         install = [
             *pip,
@@ -690,8 +858,12 @@ def build(
             # pip would compile bytecode with this machine's Python, not the runtime's.
             "--no-compile",
         ]
+        for_target = f"for python{python_version} on {arch}"
         if the_app is None:
-            _run([*install, f"{wheel}[{EXTRA}]"])
+            _run(
+                [*install, f"{wheel}[{EXTRA}]"],
+                _cannot_install(f"{PROJECT}[{EXTRA}]", for_target),
+            )
         else:
             first = [*install, str(wheel)]
             if requirements is not None:
@@ -700,16 +872,24 @@ def build(
             if result.returncode != 0:
                 what = f"--requirements {requirements}" if requirements else PROJECT
                 raise PackageError(
-                    f"{what}: pip cannot install it for python{python_version} on {arch}:"
+                    f"{what}: pip cannot install {_not_found(result) or 'it'} {for_target}:"
                     f" {_pip_error(result)}"
                 )
         for _ in range(MAX_MARKER_PASSES):
             needed, missing = needed_distributions(staging, roots, environment)
             if not missing:
                 break
-            _run([*install, "--no-deps", *(str(r) for r in missing.values())])
+            names = ", ".join(sorted(str(r) for r in missing.values()))
+            _run(
+                [*install, "--no-deps", *(str(r) for r in missing.values())],
+                _cannot_install(names, f"{for_target} (for its markers)"),
+            )
         else:
             raise PackageError(f"still missing after {MAX_MARKER_PASSES} passes: {missing}")
+        unknown = _unknown_extras(staging, roots)
+        if unknown:
+            what = f"--requirements {requirements}" if requirements else PROJECT
+            raise InputError(f"{what}: {'; '.join(unknown)}")
         for name, dist_info in installed_distributions(staging).items():
             if name not in needed:
                 _remove_distribution(staging, dist_info)
@@ -743,12 +923,14 @@ def _add_app(app: App, staging: Path) -> None:
     about what it imports that is neither in the zip nor in the standard library."""
     taken = top_level_names(staging)
     if app.name in taken:
-        raise PackageError(
+        raise InputError(
             f"--app {app.path}: the zip already holds a module named {app.name!r} (from a"
             " dependency): rename your app"
         )
     if app.is_package:
-        shutil.copytree(app.path, staging / app.name, ignore=_APP_IGNORED)
+        for source, name in app.files:
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, staging / name)
     else:
         shutil.copyfile(app.path, staging / f"{app.name}.py")
     available = taken | {app.name} | set(sys.stdlib_module_names)
@@ -774,6 +956,7 @@ def build_lambda_zip(
     app: Path | None = None,
     requirements: Path | None = None,
     bytecode: bool = True,
+    follow_external_symlinks: bool = False,
 ) -> Path:
     """Build the zip at ``output`` and return its path: :func:`build`, for callers that
     want the file only."""
@@ -784,6 +967,7 @@ def build_lambda_zip(
         python_version=python_version,
         arch=arch,
         bytecode=bytecode,
+        follow_external_symlinks=follow_external_symlinks,
     ).output
 
 
@@ -804,7 +988,14 @@ def write_zip(directory: Path, output: Path, *, cache_tag: str | None = None) ->
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        epilog=f"exit status: 0 built, {EXIT_BUILD_FAILED} the build failed (pip could not"
+        " install a requirement, a native file for another architecture, a file that"
+        f" could not be read or written), {EXIT_BAD_INPUT} a bad input (an option, the"
+        " app, its requirements file, a symlink in the app's folder); the reason is one"
+        " line on stderr",
+    )
     parser.add_argument(
         "--app",
         type=Path,
@@ -839,6 +1030,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="leave bytecode out even when an interpreter of the target version is here",
     )
+    parser.add_argument(
+        "--follow-external-symlinks",
+        action="store_true",
+        help="copy what a symlink in the app's folder that leads out of it points to"
+        " (default: refuse it)",
+    )
     args = parser.parse_args(argv)
     try:
         result = build(
@@ -848,10 +1045,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             python_version=args.python_version,
             arch=args.arch,
             bytecode=not args.no_bytecode,
+            follow_external_symlinks=args.follow_external_symlinks,
         )
     except PackageError as exc:
         print(f"lambda_package: {exc}", file=sys.stderr)
-        return 1
+        return exc.exit_status
+    except OSError as exc:  # a file that cannot be read or written: no traceback for that
+        print(f"lambda_package: the build failed: {exc}", file=sys.stderr)
+        return EXIT_BUILD_FAILED
     output = result.output
     with zipfile.ZipFile(output) as archive:
         count = len(archive.namelist())

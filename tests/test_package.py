@@ -516,8 +516,10 @@ def test_app_zip_answers_200_on_python_3_12_from_a_read_only_copy(
 # -- bad inputs: one line each, before anything is built -------------------------------
 
 
-def _package_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    assert lambda_package.main(argv) == 1
+def _package_error(
+    argv: list[str], capsys: pytest.CaptureFixture[str], status: int = lambda_package.EXIT_BAD_INPUT
+) -> str:
+    assert lambda_package.main(argv) == status
     captured = capsys.readouterr()
     assert captured.out == ""
     lines = captured.err.splitlines()
@@ -600,7 +602,7 @@ def test_bad_inputs_are_refused_in_one_line(
     assert not (tmp_path / "build").exists()
 
 
-def _no_pip(argv: Sequence[str]) -> None:
+def _no_pip(argv: Sequence[str], failure: object) -> None:
     raise AssertionError(f"pip ran: {argv}")
 
 
@@ -616,7 +618,9 @@ def test_requirements_pip_cannot_satisfy_for_the_target_are_refused_in_one_line(
     # This project needs httpx>=0.27: no httpx satisfies both.
     (tmp_path / "requirements.txt").write_text("httpx<0.20\n", encoding="utf-8")
     line = _package_error(
-        ["--app", "myapp.py", "--requirements", "requirements.txt", "--no-bytecode"], capsys
+        ["--app", "myapp.py", "--requirements", "requirements.txt", "--no-bytecode"],
+        capsys,
+        lambda_package.EXIT_BUILD_FAILED,
     )
     assert line.startswith(
         f"lambda_package: --requirements {tmp_path.resolve()}/requirements.txt: pip cannot"
@@ -634,6 +638,7 @@ def test_requirements_are_read_for_the_target_python(tmp_path: Path) -> None:
         "tomli; python_version < '3.11'\n",
         encoding="utf-8",
     )
+    (tmp_path / "constraints.txt").write_text("fastapi<1000\n", encoding="utf-8")  # pip's to read
     (tmp_path / "requirements.txt").write_text(
         "# the app\n-r base.txt\n-c constraints.txt\nmangum[extra]>=0.21\n\n"
         "exceptiongroup ; python_version<'3.11' and platform_machine=='aarch64'\n"
