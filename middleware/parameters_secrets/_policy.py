@@ -177,8 +177,11 @@ def policy(
             needs for the values declared with it.
 
     Raises:
-        PolicyError: Nothing to allow (no declaration, or none for ``role``).
+        PolicyError: Nothing to allow (no declaration, or none for ``role``), or a
+            ``role`` that is not an IAM role's ARN.
     """
+    if role is not None and not _ROLE.fullmatch(role):
+        raise PolicyError(f"--role must be an IAM role ARN, not {role!r}")
     where = where or Scope()
     needs = _Needs.empty()
     for declaration in declarations:
