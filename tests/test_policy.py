@@ -431,3 +431,13 @@ def test_environment_region_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("AWS_REGION", "eu-west-1")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     assert scope() == Scope("*", "*", "aws")
+
+
+def test_the_deploy_docs_show_what_the_command_prints_for_the_example() -> None:
+    text = (ROOT / "docs" / "deploying.md").read_text(encoding="utf-8")
+    command = "$ parameters-secrets policy examples.fastapi_app:config\n"
+    after = text[text.index(command) :]
+    shown = after[after.index("```json\n") + len("```json\n") :].split("```", 1)[0]
+    result = run_command("examples.fastapi_app:config")
+    assert result.returncode == 0, result.stderr
+    assert shown == result.stdout
