@@ -441,3 +441,19 @@ def test_the_deploy_docs_show_what_the_command_prints_for_the_example() -> None:
     result = run_command("examples.fastapi_app:config")
     assert result.returncode == 0, result.stderr
     assert shown == result.stdout
+
+
+def test_the_generator_is_imported_only_by_the_command() -> None:
+    code = (
+        "import sys, parameters_secrets, parameters_secrets._cli\n"
+        "print('parameters_secrets._policy' in sys.modules)"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code],
+        env=clean_environment({"PYTHONPATH": str(ROOT / "middleware")}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert completed.stdout.strip() == "False"
