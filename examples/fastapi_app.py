@@ -12,8 +12,8 @@ use your usual credentials (``AWS_PROFILE``...).
 
 On Lambda: ``examples/template.yaml`` deploys it (``nox -s package`` builds the zip): the
 handler is ``examples.fastapi_app.handler``, with the AWS Parameters and Secrets Lambda
-Extension layer attached and a role allowed ``ssm:GetParameter`` and
-``secretsmanager:GetSecretValue`` on exactly the names below. The names start with
+Extension layer attached and a role allowed to read exactly the names below: the policy
+``parameters-secrets policy examples.fastapi_app:config`` prints. The names start with
 ``APP_PREFIX`` (default ``demo-app/prod``, the names in ``examples/local-values.json``),
 which the template sets from its ``AppPrefix``. With ``PARAMETERS_SECRETS_SOURCE`` unset,
 values come from the extension on the first request and are cached in process

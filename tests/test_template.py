@@ -130,24 +130,55 @@ def test_sam_validate_lint_catches_a_broken_template(tmp_path: Path) -> None:
 # --- the role matches the code ---------------------------------------------------------
 
 
-def _statements(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    policy = function_properties(template)["Policies"][0]
-    statements: dict[str, dict[str, Any]] = {}
-    for statement in policy["Statement"]:
-        if "Fn::If" in statement:
-            statement = statement["Fn::If"][1]
-        statements[statement["Sid"]] = statement
-    return statements
+REGION = "eu-west-1"
+ACCOUNT = "123456789012"
 
 
-def _resolved(resource: Any, prefix: str) -> str:
-    text: str = resource["Fn::Sub"]
-    return (
-        text.replace("${AWS::Partition}", "aws")
-        .replace("${AWS::Region}", "us-east-1")
-        .replace("${AWS::AccountId}", "123456789012")
-        .replace("${AppPrefix}", prefix)
+def _resolved(resource: Any, prefix: str) -> Any:
+    """A policy value with the stack's pseudo parameters and ``AppPrefix`` filled in."""
+    if isinstance(resource, list):
+        return [_resolved(item, prefix) for item in resource]
+    if isinstance(resource, dict) and "Fn::Sub" in resource:
+        text: str = resource["Fn::Sub"]
+        return (
+            text.replace("${AWS::Partition}", "aws")
+            .replace("${AWS::Region}", REGION)
+            .replace("${AWS::AccountId}", ACCOUNT)
+            .replace("${AWS::URLSuffix}", "amazonaws.com")
+            .replace("${AppPrefix}", prefix)
+        )
+    if isinstance(resource, dict):
+        return {key: _resolved(value, prefix) for key, value in resource.items()}
+    return resource
+
+
+def _policy_command(prefix: str) -> dict[str, Any]:
+    """What ``parameters-secrets policy examples.fastapi_app:config`` prints for the
+    example run with ``APP_PREFIX=prefix``, as the template runs it."""
+    command = ["policy", "examples.fastapi_app:config", "--region", REGION, "--account", ACCOUNT]
+    completed = subprocess.run(
+        [sys.executable, "-m", "parameters_secrets", *command],
+        cwd=ROOT,
+        env=clean_environment(
+            {"PYTHONPATH": os.pathsep.join([str(ROOT / "middleware"), str(ROOT)])}
+            | {"APP_PREFIX": prefix}
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
+    document: dict[str, Any] = json.loads(completed.stdout)
+    return document
+
+
+@pytest.mark.parametrize("prefix", ["default", "billing/staging"])
+def test_role_is_the_policy_command_s_for_the_example(prefix: str) -> None:
+    template = load()
+    if prefix == "default":
+        prefix = template["Parameters"]["AppPrefix"]["Default"]
+    (policy,) = function_properties(template)["Policies"]
+    assert _resolved(policy, prefix) == _policy_command(prefix)
 
 
 @pytest.mark.parametrize("prefix", ["default", "billing/staging"])
@@ -158,20 +189,21 @@ def test_role_allows_exactly_the_declared_values_and_nothing_broader(
     if prefix == "default":
         prefix = template["Parameters"]["AppPrefix"]["Default"]
     values = fastapi_example(prefix).VALUES
-    statements = _statements(template)
-    parameters = statements["DeclaredParameters"]
-    secrets = statements["DeclaredSecrets"]
-    assert parameters["Action"] == "ssm:GetParameter"
+    (policy,) = function_properties(template)["Policies"]
+    statements = {s["Sid"]: s for s in _resolved(policy, prefix)["Statement"]}
+    parameters = statements["ReadDeclaredParameters"]
+    secrets = statements["ReadDeclaredSecrets"]
+    assert parameters["Action"] == ["ssm:GetParameter", "ssm:GetParameters"]
     assert secrets["Action"] == "secretsmanager:GetSecretValue"
-    allowed_parameters = {_resolved(r, prefix) for r in parameters["Resource"]}
-    allowed_secrets = {_resolved(r, prefix) for r in secrets["Resource"]}
+    allowed_parameters = set(parameters["Resource"])
+    allowed_secrets = {secrets["Resource"]}
     declared_parameters = {
-        f"arn:aws:ssm:us-east-1:123456789012:parameter{d.name}"
+        f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{d.name}"
         for d in values.values()
         if isinstance(d, Parameter)
     }
     declared_secrets = {
-        f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{d.secret_id}-??????"
+        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{d.secret_id}-??????"
         for d in values.values()
         if isinstance(d, Secret)
     }
@@ -179,6 +211,16 @@ def test_role_allows_exactly_the_declared_values_and_nothing_broader(
     assert allowed_secrets == declared_secrets
     assert not any("*" in arn for arn in allowed_parameters | allowed_secrets)
     assert all(f"/{prefix}/" in arn for arn in allowed_parameters)
+    # Decryption only through the two services, in the stack's region.
+    decrypt = statements["DecryptThroughDeclaredServices"]
+    assert decrypt["Condition"] == {
+        "StringEquals": {
+            "kms:ViaService": [
+                f"secretsmanager.{REGION}.amazonaws.com",
+                f"ssm.{REGION}.amazonaws.com",
+            ]
+        }
+    }
 
 
 def test_example_default_prefix_is_the_template_default_and_the_local_values_names(

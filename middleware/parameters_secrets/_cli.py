@@ -1,4 +1,5 @@
-"""``parameters-secrets serve``: the extension's HTTP API on 127.0.0.1, for local work."""
+"""``parameters-secrets serve``: the extension's HTTP API on 127.0.0.1, for local work;
+``parameters-secrets policy``: the IAM policy for what an app declares."""
 
 from __future__ import annotations
 
@@ -45,12 +46,98 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="aws (default) or file:PATH (default: PARAMETERS_SECRETS_SOURCE)",
     )
+    _add_policy_command(commands)
     args = parser.parse_args(argv)
+    if args.command == "policy":
+        return _policy(args.target, args.region, args.account, args.partition, args.role)
     try:
         return _serve(args.port, args.source)
     except ConfigurationError as error:
         print(f"parameters-secrets: {error}", file=sys.stderr)
         return 2
+
+
+def _add_policy_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    policy = commands.add_parser(
+        "policy",
+        help="print the IAM policy the values an app declares need",
+        description=(
+            "Print the least-privilege IAM policy (JSON) for the values MODULE:ATTR "
+            "declares: a ParametersSecrets store, a middleware, a mapping of key to "
+            "declaration, or a model class with Annotated[..., Parameter(...)] fields. "
+            "MODULE is imported from the current directory first. Where the region or "
+            "account is not given, the ARNs hold '*'."
+        ),
+    )
+    policy.add_argument("target", metavar="MODULE:ATTR", help="e.g. myapp:config")
+    policy.add_argument("--region", default=None, help="the values' region (default: *)")
+    policy.add_argument("--account", default=None, help="the values' account id (default: *)")
+    policy.add_argument(
+        "--partition",
+        default=None,
+        help="aws, aws-cn, aws-us-gov... (default: the region's, else aws)",
+    )
+    policy.add_argument(
+        "--role",
+        default=None,
+        metavar="ROLE_ARN",
+        help=(
+            "print the policy of this role_arn, for the values declared with it "
+            "(default: the function's own role)"
+        ),
+    )
+
+
+def _policy(
+    target: str,
+    region: str | None,
+    account: str | None,
+    partition: str | None,
+    role: str | None,
+) -> int:
+    import json
+
+    from . import _policy
+
+    try:
+        where = _policy.scope(region, account, partition)
+        declared = _policy.declarations_of(_resolve(target))
+        document = _policy.policy(declared, where, role=role)
+    except _policy.PolicyError as error:
+        print(f"parameters-secrets policy: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(document, indent=2))
+    return 0
+
+
+def _resolve(target: str) -> object:
+    """The object MODULE:ATTR names, MODULE imported as ``python -m`` would, from the
+    current directory first (a console script's ``sys.path`` starts elsewhere)."""
+    import importlib
+
+    from ._policy import PolicyError
+
+    module_name, _, attribute = target.partition(":")
+    if not module_name or not attribute:
+        raise PolicyError(f"give the target as MODULE:ATTR (e.g. myapp:config), not {target!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        found: object = importlib.import_module(module_name)
+    except BaseException as exc:  # the user's module may raise anything, SystemExit too
+        raise PolicyError(
+            f"cannot import {module_name}: {type(exc).__name__}: {_one_line(exc)}"
+        ) from None
+    for name in attribute.split("."):
+        try:
+            found = getattr(found, name)
+        except AttributeError:
+            raise PolicyError(f"{module_name} has no attribute {attribute!r}") from None
+    return found
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or "(no message)"
 
 
 def _serve(port: int | None, source_name: str | None) -> int:
