@@ -19,6 +19,7 @@ from typing import Any, Literal
 import httpx
 import pytest
 
+import parameters_secrets
 from parameters_secrets import (
     AwsSource,
     CloudExtensionsSource,
@@ -49,7 +50,8 @@ HUGE_INT = (
 )
 CANARY = "canary-7f3a9c"  # in every value: it must appear in no log line or message
 FAST_RETRY = RetryPolicy(base_delay=0.001, max_delay=0.002)
-ROOT = Path(__file__).resolve().parent.parent
+# The child imports the package the tests import (a checkout's, or the installed one).
+PACKAGE_ROOT = Path(parameters_secrets.__file__).resolve().parent.parent
 
 
 # -- a loopback server answering 1 GiB -----------------------------------------------------
@@ -151,7 +153,7 @@ def test_a_1_gib_answer_is_refused_at_the_cap_with_little_memory_and_in_time(
 ) -> None:
     env = clean_environment(
         {
-            "PYTHONPATH": str(ROOT / "middleware"),
+            "PYTHONPATH": str(PACKAGE_ROOT),
             "AWS_ACCESS_KEY_ID": "AKIDTEST",
             "AWS_SECRET_ACCESS_KEY": "test-secret-key",
         }

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ._frozen import FrozenDict, FrozenList, freeze
-from ._json import loads
+from ._json import InvalidJSON, loads
 from .exceptions import ConfigurationError, FetchError
 
 TransformName = Literal["json", "binary", "list"]
@@ -319,7 +319,9 @@ def _transformed(transform: Transform, record: Record) -> Any:
             return FrozenList(text.split(","))
         assert callable(transform)
         return freeze(transform(raw))
-    except Exception as exc:  # bad JSON or base64, or whatever a user's callable raises
+    except InvalidJSON as exc:  # its message says what kind of failure, never the value
+        failure = str(exc)
+    except Exception as exc:  # bad base64, or whatever a user's callable raises
         failure = type(exc).__name__
     if transform is None:  # a source let through a record without a value
         message = f"the record holds no usable value ({failure})"
