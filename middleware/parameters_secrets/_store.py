@@ -114,6 +114,7 @@ class ParametersSecrets:
         self._snapshot = None
         self._cache.clear()
         self._transformed.clear()
+        self._refused.clear()
 
     @property
     def stats(self) -> CacheStats:
@@ -352,7 +353,8 @@ class ParametersSecrets:
         now = self._clock()
         refused = {r: self._refused[r] for r in requests if self._refused.get(r, (0.0,))[0] > now}
         asked = [r for r in requests if r not in refused]
-        outcomes = dict(zip(asked, await self._fetch_upstream(asked, deadline), strict=True))
+        answers = await self._fetch_upstream(asked, deadline) if asked else []
+        outcomes = dict(zip(asked, answers, strict=True))
         return [
             refused[r][1] if r in refused else self._transform_record(r, outcomes[r])
             for r in requests
