@@ -280,6 +280,23 @@ def test_a_hostile_json_answer_is_malformed_and_a_refresh_serves_the_value_stale
         assert_no_value_in(logs, outcome)
 
 
+@pytest.mark.parametrize("kind", ["extension", "aws", "cloud-extensions"])
+def test_an_answer_over_the_cap_on_refresh_serves_the_value_stale(
+    kind: SourceKind,
+    monkeypatch: pytest.MonkeyPatch,
+    logs: pytest.LogCaptureFixture,
+    clock: FakeClock,
+) -> None:
+    source, hostile = _source(kind, monkeypatch)
+    store = ParametersSecrets({"key": Parameter("/app/key")}, source=source, clock=clock)
+    assert store.load_sync()["key"] == f"good-{CANARY}"
+    hostile.body = b" " * (MAX_ANSWER_BYTES + 1)  # valid JSON's whitespace, one byte too many
+    assert store.refresh_sync()["key"] == f"good-{CANARY}"
+    assert any("ResponseTooLarge" in line for line in _stale_warnings(logs))
+    assert hostile.served >= 1
+    assert_no_value_in(logs)
+
+
 @contextlib.contextmanager
 def python_310_integers() -> Iterator[None]:
     """Python 3.10 converts any number of digits to an int (in time quadratic in their
@@ -403,6 +420,17 @@ def test_a_value_that_fails_its_transform_is_not_asked_for_again_on_every_reques
     fake_extension.put_secret("prod/db", string=json.dumps({"password": "fixed"}))
     assert store.refresh_sync()["db"]["password"] == "fixed"
     assert fake_extension.calls("secret", "prod/db") == 2
+
+
+def test_with_the_cache_off_a_value_that_fails_its_transform_is_asked_for_each_time(
+    fake_extension: FakeExtension, clock: FakeClock, logs: pytest.LogCaptureFixture
+) -> None:
+    fake_extension.put_secret("prod/db", string="not json")
+    store = _json_store(fake_extension, clock, cache_enabled=False)
+    for _ in range(3):
+        with pytest.raises(LoadError, match="TransformFailed"):
+            store.load_sync()
+    assert fake_extension.calls("secret", "prod/db") == 3
 
 
 def test_a_remembered_transform_failure_is_asked_again_after_a_while(

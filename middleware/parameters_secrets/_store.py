@@ -84,7 +84,7 @@ class ParametersSecrets:
         for key, declaration in self._declarations.items():
             self._keys_of.setdefault(declaration.request, []).append(key)
         # request -> (until when, the error): a value that failed its transform with no
-        # previous one to serve, not asked for again before then (see _refused_until).
+        # previous one to serve, not asked for again before then (see _remember_refusal).
         self._refused: dict[ValueRequest, tuple[float, FetchError]] = {}
         self._cache: Cache[ValueRequest, Record] = Cache(
             self._fetch_transformed,
@@ -379,7 +379,10 @@ class ParametersSecrets:
         """Remember a value that failed its transform as not-found answers are: for
         ``NOT_FOUND_TTL_SECONDS`` (or the shortest TTL of its keys). Without a previous
         value to serve, every request would ask upstream again for the same bad value; a
-        forced refresh asks anyway (it clears this)."""
+        forced refresh asks anyway (it clears this), and so does every request when the
+        cache is off."""
+        if not self.settings.cache_enabled or self.settings.cache_size <= 0:
+            return
         ttl = min(self._ttls[key] for key in self._keys_of[request])
         self._refused[request] = (self._clock() + min(ttl, NOT_FOUND_TTL_SECONDS), error)
 
