@@ -34,7 +34,6 @@ time, abandoned by a caller at its time bound.
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import os
 import threading
@@ -47,7 +46,9 @@ from typing import Any
 import httpx
 
 from ._concurrency import Flight, drop_after_restore, in_thread, run_blocking
+from ._json import loads
 from ._sigv4 import Credentials
+from ._sources._bounded import read_capped
 from .exceptions import FetchError
 
 logger = logging.getLogger("parameters_secrets")
@@ -223,7 +224,8 @@ class CredentialsProvider:
         import anyio
 
         endpoint = container_endpoint(environ)
-        headers = {"Accept": "application/json"}
+        # Identity: a compressed answer is refused (httpx would inflate each chunk whole).
+        headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
         token = authorization_token(environ)
         if token is not None:
             headers["Authorization"] = token
@@ -242,14 +244,16 @@ class CredentialsProvider:
                     client.stream("GET", endpoint.url, headers=headers) as response,
                 ):
                     status = response.status_code
-                    body = await _capped_body(response)
-        except _TooLong:
-            raise FetchError(
-                f"{where} answered more than {MAX_ENDPOINT_ANSWER_BYTES // 1024} KiB: "
-                "not credentials",
-                code="CredentialsError",
-                transient=True,
-            ) from None
+                    # An error's body is not read: its status says what went wrong.
+                    body = (
+                        await read_capped(
+                            response, MAX_ENDPOINT_ANSWER_BYTES, what=f"the answer of {where}"
+                        )
+                        if status == 200
+                        else b""
+                    )
+        except FetchError as error:  # too large, or compressed: not credentials
+            raise FetchError(str(error), code="CredentialsError", transient=True) from None
         except (TimeoutError, httpx.TimeoutException):
             raise FetchError(
                 f"{where} did not answer within {self._timeout:g} s",
@@ -271,7 +275,7 @@ class CredentialsProvider:
                 status=status,
             )
         try:
-            return _parse_credentials(json.loads(body))
+            return _parse_credentials(loads(body))
         except ValueError:
             # Never the body itself: it holds the keys.
             raise FetchError(
@@ -315,20 +319,6 @@ class CredentialsProvider:
         credentials = Credentials(frozen.access_key, frozen.secret_key, frozen.token or None)
         self._botocore_frozen = (credentials, time.monotonic() + BOTOCORE_REUSE_SECONDS)
         return credentials
-
-
-class _TooLong(Exception):
-    """An answer longer than the cap."""
-
-
-async def _capped_body(response: httpx.Response) -> bytes:
-    """The body, read as it comes, refused once it passes the cap (whatever it claims)."""
-    body = bytearray()
-    async for chunk in response.aiter_bytes():
-        body += chunk
-        if len(body) > MAX_ENDPOINT_ANSWER_BYTES:
-            raise _TooLong
-    return bytes(body)
 
 
 class _Temporary:

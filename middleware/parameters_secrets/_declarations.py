@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ._frozen import FrozenDict, FrozenList, freeze
+from ._json import InvalidJSON, loads
 from .exceptions import ConfigurationError, FetchError
 
 TransformName = Literal["json", "binary", "list"]
@@ -308,7 +308,8 @@ def _transformed(transform: Transform, record: Record) -> Any:
         if transform is None:
             return raw
         if transform == "json":
-            return freeze(json.loads(raw))
+            # A hostile value (deeply nested, a huge integer) fails as bad JSON does.
+            return freeze(loads(raw))
         if transform == "binary":
             if isinstance(raw, bytes):
                 return raw  # a SecretBinary is already bytes
@@ -318,7 +319,9 @@ def _transformed(transform: Transform, record: Record) -> Any:
             return FrozenList(text.split(","))
         assert callable(transform)
         return freeze(transform(raw))
-    except Exception as exc:  # bad JSON or base64, or whatever a user's callable raises
+    except InvalidJSON as exc:  # its message says what kind of failure, never the value
+        failure = str(exc)
+    except Exception as exc:  # bad base64, or whatever a user's callable raises
         failure = type(exc).__name__
     if transform is None:  # a source let through a record without a value
         message = f"the record holds no usable value ({failure})"

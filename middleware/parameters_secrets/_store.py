@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ._cache import Cache, CacheStats, Lookup
+from ._cache import NOT_FOUND_TTL_SECONDS, Cache, CacheStats, Lookup
 from ._concurrency import drop_after_restore, hook_snapstart, run_blocking
 from ._context import Values
 from ._declarations import (
@@ -77,9 +77,17 @@ class ParametersSecrets:
         logger.info("parameters_secrets: values from %r (%s)", source, reason)
         logger.debug("parameters_secrets: %r", self.settings)
         self._ttls = {key: self._ttl(d) for key, d in self._declarations.items()}
+        # A source that does not check its answers is held to the same check here.
+        self._fetch_upstream = source.fetch if source.checks_records else self._fetch_checked
+        # The keys each request's record is transformed for, before it enters the cache.
+        self._keys_of: dict[ValueRequest, list[str]] = {}
+        for key, declaration in self._declarations.items():
+            self._keys_of.setdefault(declaration.request, []).append(key)
+        # request -> (until when, the error): a value that failed its transform with no
+        # previous one to serve, not asked for again before then (see _remember_refusal).
+        self._refused: dict[ValueRequest, tuple[float, FetchError]] = {}
         self._cache: Cache[ValueRequest, Record] = Cache(
-            # A source that does not check its answers is held to the same check here.
-            source.fetch if source.checks_records else self._fetch_checked,
+            self._fetch_transformed,
             max_size=self.settings.cache_size,
             enabled=self.settings.cache_enabled,
             stale_if_error=self.settings.stale_if_error,
@@ -106,6 +114,7 @@ class ParametersSecrets:
         self._snapshot = None
         self._cache.clear()
         self._transformed.clear()
+        self._refused.clear()
 
     @property
     def stats(self) -> CacheStats:
@@ -252,6 +261,7 @@ class ParametersSecrets:
         until when all of them are fresh (``None``: one is not cached)."""
         if force:
             self._snapshot = None
+            self._refused.clear()  # a value fixed upstream is asked for now
         before = self._cache.stats if logger.isEnabledFor(logging.DEBUG) else None
         lookups = await self._cache.get_many(
             [(self._declarations[key].request, self._ttls[key]) for key in keys],
@@ -332,6 +342,49 @@ class ParametersSecrets:
             outcome if isinstance(outcome, FetchError) else checked_record(request, outcome)
             for request, outcome in zip(requests, outcomes, strict=True)
         ]
+
+    async def _fetch_transformed(
+        self, requests: Sequence[ValueRequest], deadline: float | None
+    ) -> list[Outcome]:
+        """The source's outcomes, each record transformed for every key that uses it
+        before the cache sees it: a record that fails a transform is a transient
+        ``TransformFailed``, so a refresh serves the previous value stale, as for any
+        transient failure, and only a first load fails."""
+        now = self._clock()
+        refused = {r: self._refused[r] for r in requests if self._refused.get(r, (0.0,))[0] > now}
+        asked = [r for r in requests if r not in refused]
+        answers = await self._fetch_upstream(asked, deadline) if asked else []
+        outcomes = dict(zip(asked, answers, strict=True))
+        return [
+            refused[r][1] if r in refused else self._transform_record(r, outcomes[r])
+            for r in requests
+        ]
+
+    def _transform_record(self, request: ValueRequest, outcome: Outcome) -> Outcome:
+        if isinstance(outcome, FetchError):
+            return outcome
+        for key in self._keys_of.get(request, ()):
+            try:
+                self._value(key, self._declarations[key], outcome)
+            except FetchError as error:
+                refusal = FetchError(
+                    f"{request.describe()}: {error}", code=error.code, transient=True
+                )
+                self._remember_refusal(request, refusal)
+                return refusal
+        self._refused.pop(request, None)
+        return outcome
+
+    def _remember_refusal(self, request: ValueRequest, error: FetchError) -> None:
+        """Remember a value that failed its transform as not-found answers are: for
+        ``NOT_FOUND_TTL_SECONDS`` (or the shortest TTL of its keys). Without a previous
+        value to serve, every request would ask upstream again for the same bad value; a
+        forced refresh asks anyway (it clears this), and so does every request when the
+        cache is off."""
+        if not self.settings.cache_enabled or self.settings.cache_size <= 0:
+            return
+        ttl = min(self._ttls[key] for key in self._keys_of[request])
+        self._refused[request] = (self._clock() + min(ttl, NOT_FOUND_TTL_SECONDS), error)
 
     def _value(self, key: str, declaration: Declaration, record: Record) -> Any:
         memo = self._transformed.get(key)

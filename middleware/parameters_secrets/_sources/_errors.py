@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import re
+
+from .._json import loads
 
 THROTTLING_CODES = frozenset(
     {
@@ -31,7 +32,7 @@ def error_code(status: int, text: str, error_type: str | None = None) -> tuple[s
     """
     text = text[:4000]
     try:
-        body = json.loads(text)
+        body = loads(text)  # a hostile error answer (deeply nested) is only text
     except ValueError:
         body = None
     if isinstance(body, dict):

@@ -21,6 +21,7 @@ from .._settings import Settings
 from .._sigv4 import Credentials, sign
 from ..exceptions import ConfigurationError, FetchError
 from . import Outcome, give_up_time
+from ._bounded import parse_answer, send_bounded
 from ._endpoints import Region, configured_region, profile_region, service_endpoint
 from ._errors import THROTTLING_CODES, error_code, is_transient
 from ._records import checked_record
@@ -491,33 +492,40 @@ class AwsSource:
                 region=self._region or "",
                 service=service.name,
             )
+            request = client.build_request(
+                "POST", service.endpoint, content=payload, headers=headers
+            )
             try:
-                response = await client.post(service.endpoint, content=payload, headers=headers)
+                response = await send_bounded(client, request, what=f"{action}'s answer")
+                answer = (
+                    parse_answer(response.body, what=f"{action}'s answer")
+                    if response.status == 200
+                    else None
+                )
+            except FetchError as error:
+                return error
             except httpx.TransportError as exc:
                 return FetchError(
                     f"{action}: connection failed ({type(exc).__name__})",
                     code="ConnectionError",
                     transient=True,
                 )
-            if response.status_code == 200:
-                try:
-                    answer = response.json()
-                except ValueError:
-                    answer = None
+            if response.status == 200:
                 if isinstance(answer, dict):
                     return answer
                 return FetchError(
-                    f"{action}: the answer is not JSON", code="MalformedResponse", transient=True
+                    f"{action}: the answer is not a JSON object",
+                    code="MalformedResponse",
+                    transient=True,
                 )
             code, message = error_code(
-                response.status_code, response.text, response.headers.get("x-amzn-errortype")
+                response.status, response.text, response.headers.get("x-amzn-errortype")
             )
             return FetchError(
-                f"{action}: {code} (HTTP {response.status_code})"
-                + (f": {message}" if message else ""),
+                f"{action}: {code} (HTTP {response.status})" + (f": {message}" if message else ""),
                 code=code,
-                transient=is_transient(response.status_code, code),
-                status=response.status_code,
+                transient=is_transient(response.status, code),
+                status=response.status,
             )
 
         def retries(error: FetchError, attempt: int) -> bool:

@@ -16,6 +16,7 @@ from .._declarations import ParameterRequest, PathRequest, SecretRequest, ValueR
 from .._settings import Settings
 from ..exceptions import ConfigurationError, FetchError
 from . import Outcome, Source, give_up_time
+from ._bounded import Answer, parse_answer, send_bounded
 from ._errors import error_code, is_transient
 from ._records import checked_record
 from ._retry import RetryPolicy, within_time_bound
@@ -189,7 +190,13 @@ class ExtensionSource:
 
         async def attempt() -> Outcome:
             try:
-                response = await client.get(path, headers=headers)
+                answer = await send_bounded(
+                    client,
+                    client.build_request("GET", path, headers=headers),
+                    what=f"{request.describe()}: the extension's answer",
+                )
+            except FetchError as error:
+                return error
             except httpx.ConnectError:
                 return _NotServing(
                     f"{request.describe()}: nothing answers on 127.0.0.1:{self.port}: "
@@ -204,14 +211,14 @@ class ExtensionSource:
                     code="ConnectionError",
                     transient=True,
                 )
-            if response.status_code == 400 and b"not ready" in response.content.lower():
+            if answer.status == 400 and b"not ready" in answer.body.lower():
                 return _NotServing(
                     f"{request.describe()}: the extension is not ready to serve traffic",
                     code="ExtensionNotReady",
                     transient=True,
                     status=400,
                 )
-            return _parse(request, response)
+            return _parse(request, answer, token)
 
         def retries(error: FetchError, tries: int) -> bool:
             # A refused connection or "not ready": the extension may still be starting.
@@ -280,13 +287,13 @@ def _timeout(request: ValueRequest) -> FetchError:
     return FetchError(f"{request.describe()}: timed out", code="Timeout", transient=True)
 
 
-def _parse(request: ValueRequest, response: httpx.Response) -> Outcome:
-    status = response.status_code
+def _parse(request: ValueRequest, response: Answer, token: str | None) -> Outcome:
+    status = response.status
     if status == 200:
         try:
-            body = response.json()
-        except ValueError:
-            body = None
+            body = parse_answer(response.body, what="the extension's answer")
+        except FetchError:
+            body = None  # checked_record says what is wrong: MalformedResponse
         record = (
             body.get("Parameter")
             if isinstance(request, ParameterRequest) and isinstance(body, dict)
@@ -298,7 +305,7 @@ def _parse(request: ValueRequest, response: httpx.Response) -> Outcome:
         return outcome  # type: ignore[no-any-return]
     code, message = error_code(status, response.text, response.headers.get("x-amzn-errortype"))
     if status == 401:
-        message = _refused_token_hint(response.request.headers.get(TOKEN_HEADER))
+        message = _refused_token_hint(token)
     transient = is_transient(status, code)
     return FetchError(
         f"{request.describe()}: {code} (HTTP {status}){': ' + message if message else ''}",
