@@ -202,16 +202,14 @@ class ValidatedModels(Generic[M]):
                 self._rejected = None
 
     def _previous_or_raise(self, values: Values, failures: dict[str, FetchError]) -> M:
-        described = ", ".join(f"{key!r} ({error.code}: {error})" for key, error in failures.items())
+        described = "; ".join(str(error) for error in failures.values())
         kept = self._kept
         if kept is None:
-            logger.error("values do not validate as %s: %s", self.model.__name__, described)
+            logger.error("values do not validate: %s", described)
             raise LoadError(failures)
         # As for a refreshed value that fails its transform: the previous one, served stale.
         logger.warning(
-            "refreshed values do not validate as %s: %s; serving the previous model",
-            self.model.__name__,
-            described,
+            "refreshed values do not validate: %s; serving the previous model", described
         )
         with self._lock:
             self._rejected = values
