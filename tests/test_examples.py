@@ -88,7 +88,9 @@ def test_example_serves_values_on_every_event_kind_from_one_fetch(
     assert all(r.headers["content-type"] == "application/json" for r in responses)
 
 
-@pytest.mark.parametrize("name", ["fastapi_app", "starlette_app", "flask_app", "flask_wsgi_app"])
+@pytest.mark.parametrize(
+    "name", ["fastapi_app", "starlette_app", "flask_app", "flask_wsgi_app", "typed_config_app"]
+)
 def test_example_fails_at_import_on_a_bad_values_file(
     load_example: LoadExample, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str
 ) -> None:
@@ -100,6 +102,45 @@ def test_example_fails_at_import_on_a_bad_values_file(
     monkeypatch.delitem(sys.modules, f"examples.{name}", raising=False)
     with pytest.raises(ConfigurationError, match=r"values\.json"):
         importlib.import_module(f"examples.{name}")
+
+
+def test_typed_config_example_serves_one_model_from_one_fetch_with_secrets_masked(
+    load_example: LoadExample,
+) -> None:
+    module = load_example("typed_config_app")
+    responses = [invoke(module.handler, kind, "/") for kind in [*EVENT_KINDS, *EVENT_KINDS]]
+    assert [(r.status, r.json()) for r in responses] == [(200, INDEX_BODY)] * len(responses)
+    shown = invoke(module.handler, "http_api_v2", "/config")
+    assert shown.status == 200
+    assert shown.json()["api_key"] == "**********"
+    assert shown.json()["db"] == {
+        "username": "demo",
+        "password": "**********",
+        "host": "localhost",
+        "port": 5432,
+    }
+    assert (shown.json()["flags"], shown.json()["page_size"]) == (
+        {"beta": True, "max_items": 25},
+        20,
+    )
+    assert API_KEY not in shown.body
+    assert DB_PASSWORD not in shown.body
+    assert middleware_of(module.app).stats.fetches == DECLARED  # the routes' models fetched nothing
+    assert module.store.model_sync() is module.store.model_sync()
+
+
+def test_typed_config_example_answers_503_when_a_value_fails_validation(
+    load_example: LoadExample, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    values = json.loads(VALUES_FILE.read_text(encoding="utf-8"))
+    values["secrets"]["demo-app/prod/db"]["json"]["port"] = "not-a-port"
+    path = tmp_path / "values.json"
+    path.write_text(json.dumps(values), encoding="utf-8")
+    monkeypatch.setenv("PARAMETERS_SECRETS_SOURCE", f"file:{path}")
+    monkeypatch.delitem(sys.modules, "examples.typed_config_app", raising=False)
+    module = importlib.import_module("examples.typed_config_app")
+    response = invoke(module.handler, "alb", "/")
+    assert (response.status, response.json()) == (503, {"detail": "Service Unavailable"})
 
 
 def test_flask_view_reads_current_values(load_example: LoadExample) -> None:

@@ -4,6 +4,7 @@ AwsSource) and no HTTP client until a source needs them, checked in fresh interp
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -80,3 +81,49 @@ def test_the_aws_source_is_what_loads_the_aws_code() -> None:
     report = loaded_after("from parameters_secrets import AwsSource")
     assert report["aws"] == sorted(AWS_DIRECT[:4])
     assert report["httpx"] is True
+
+
+PYDANTIC_REPORT = """
+import sys
+{code}
+print("pydantic" in sys.modules)
+"""
+
+
+def pydantic_loaded_after(code: str) -> bool:
+    completed = subprocess.run(
+        [sys.executable, "-c", PYDANTIC_REPORT.format(code=code)],
+        # This checkout's package first, whatever is installed.
+        env=clean_environment(
+            {"PYTHONPATH": os.pathsep.join([str(ROOT / "middleware"), str(ROOT)])}
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return bool(json.loads(completed.stdout.splitlines()[-1].lower()))
+
+
+def test_a_store_that_loads_its_values_never_imports_pydantic() -> None:
+    code = (
+        "import parameters_secrets\n"
+        "from parameters_secrets import Parameter, ParametersSecrets, StaticSource\n"
+        "config = ParametersSecrets({'k': Parameter('/demo-app/prod/api-key')},"
+        f" source=StaticSource.from_file({str(VALUES_FILE)!r}))\n"
+        "config.load_sync(); config.get_sync('k')"
+    )
+    assert pydantic_loaded_after(code) is False
+
+
+def test_from_model_is_what_imports_pydantic() -> None:
+    # The control: the check above does see pydantic once from_model() runs (here on a
+    # class that is not a model, so that nothing else imports pydantic).
+    code = (
+        "from parameters_secrets import ConfigurationError, ParametersSecrets\n"
+        "try:\n"
+        "    ParametersSecrets.from_model(dict)\n"
+        "except ConfigurationError:\n"
+        "    pass"
+    )
+    assert pydantic_loaded_after(code) is True

@@ -7,7 +7,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._cache import NOT_FOUND_TTL_SECONDS, Cache, CacheStats, Lookup
 from ._concurrency import drop_after_restore, hook_snapstart, run_blocking
@@ -24,7 +24,14 @@ from ._declarations import (
 from ._settings import Settings, logger
 from ._sources import Outcome, Source, choose_source, give_up_time
 from ._sources._records import checked_record
-from .exceptions import ConfigurationError, FetchError, LoadError
+from .exceptions import ConfigurationError, FetchError, LoadError, ParametersSecretsError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from ._model import TypedParametersSecrets
+
+ModelT = TypeVar("ModelT", bound="BaseModel")
 
 
 class ParametersSecrets:
@@ -394,6 +401,50 @@ class ParametersSecrets:
         # Two threads may transform one record at once: either result is the same value.
         self._transformed[key] = (record, value)
         return value
+
+    # -- typed config (pydantic): parameters_secrets._model -----------------------------
+
+    @classmethod
+    def from_model(
+        cls,
+        model: type[ModelT],
+        *,
+        source: Source | None = None,
+        settings: Settings | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> TypedParametersSecrets[ModelT]:
+        """A store of the values a pydantic model's fields declare, and
+        :meth:`model` / :meth:`model_sync` to get the validated model.
+
+        Each field annotated ``Annotated[T, Parameter(...)]`` (or ``Secret``,
+        ``ParametersByPath``) is a value, keyed by the field's name; fields without a
+        declaration keep their defaults. Needs pydantic (extra ``[pydantic]``).
+
+        Raises:
+            ConfigurationError: ``model`` is not a pydantic model class, declares no value,
+                or a field has two declarations, a declaration and a default, or neither.
+        """
+        from ._model import TypedParametersSecrets
+
+        return TypedParametersSecrets(model, source=source, settings=settings, clock=clock)
+
+    async def model(self) -> Any:
+        """The validated model of a store built by :meth:`from_model`.
+
+        Raises:
+            ParametersSecretsError: This store was not built from a model.
+        """
+        raise self._not_from_a_model("model")
+
+    def model_sync(self) -> Any:
+        """:meth:`model` for code with no running event loop."""
+        raise self._not_from_a_model("model_sync")
+
+    def _not_from_a_model(self, method: str) -> ParametersSecretsError:
+        return ParametersSecretsError(
+            f"{method}() needs a store built by ParametersSecrets.from_model(YourModel); "
+            "this one was built from a mapping of declarations: read it with load() or get()"
+        )
 
 
 def _validated(values: Mapping[str, Declaration]) -> dict[str, Declaration]:
