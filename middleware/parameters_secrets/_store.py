@@ -5,6 +5,7 @@ from __future__ import annotations
 import keyword
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -93,6 +94,10 @@ class ParametersSecrets:
         # the cache whenever a lookup leaves every value fresh. Shared, read-only, by every
         # caller until then; replaced whole, so any thread reads a consistent pair.
         self._snapshot: tuple[Values, float] | None = None
+        # The cache generation the snapshot was built from: under this lock, a snapshot
+        # built from older entries never replaces one built from newer (see _publish).
+        self._published_generation = -1
+        self._publishing = threading.Lock()
         # SnapStart: values loaded before a snapshot are never served after a restore.
         drop_after_restore(self)
         hook_snapstart()
@@ -106,6 +111,7 @@ class ParametersSecrets:
         self._snapshot = None
         self._cache.clear()
         self._transformed.clear()
+        self._publish(self._cache.generation, None)
 
     @property
     def stats(self) -> CacheStats:
@@ -230,18 +236,32 @@ class ParametersSecrets:
         return (snapshot[key],)
 
     def _take_snapshot(self) -> None:
-        """Keep every value as the warm path's snapshot, if every one is fresh now: read
-        from the cache, so a lookup that began before a refresh cannot put back the
-        older values it got."""
+        """Keep every value as the warm path's snapshot, if every one is fresh now (else
+        none): read from the cache, so a lookup that began before a refresh cannot put
+        back the older values it got."""
+        generation = self._cache.generation  # before the look: never newer than it
         keys = list(self._declarations)
         lookups = self._cache.peek(
             [(self._declarations[k].request, self._ttls[k]) for k in keys], read=False
         )
-        if lookups is None:
-            return
-        values, failures, until = self._interpret(keys, lookups, log=False)
-        if not failures and until is not None:
-            self._snapshot = (Values(values), until)
+        snapshot = None
+        if lookups is not None:
+            values, failures, until = self._interpret(keys, lookups, log=False)
+            if not failures and until is not None:
+                snapshot = (Values(values), until)
+        self._publish(generation, snapshot)
+
+    def _publish(self, generation: int, snapshot: tuple[Values, float] | None) -> None:
+        """Make ``snapshot``, built from the cache as it was at ``generation`` or later,
+        the warm path's, unless one built from a later generation is there already.
+
+        Whoever changes the cache takes a snapshot after the change: so the snapshot
+        served is never older than the last change that has returned (a refresh that has
+        returned is never undone by a reader that looked at the cache before it)."""
+        with self._publishing:
+            if generation >= self._published_generation:
+                self._snapshot = snapshot
+                self._published_generation = generation
 
     # -- loading ------------------------------------------------------------------------
 
