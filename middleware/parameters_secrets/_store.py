@@ -98,6 +98,9 @@ class ParametersSecrets:
         # built from older entries never replaces one built from newer (see _publish).
         self._published_generation = -1
         self._publishing = threading.Lock()
+        # Warm reads count their hits without a lock: one C call each.
+        self._count_snapshot_read = self._cache.hit_counter(len(self._declarations))
+        self._count_value_read = self._cache.hit_counter(1)
         # SnapStart: values loaded before a snapshot are never served after a restore.
         drop_after_restore(self)
         hook_snapstart()
@@ -123,10 +126,11 @@ class ParametersSecrets:
 
         Never fetches, never waits, never runs an event loop: the warm path of a request.
         """
-        snapshot = self._fresh_snapshot()
-        if snapshot is not None:
-            self._cache.count_hits(len(snapshot))
-        return snapshot
+        snapshot = self._snapshot  # one read: a consistent pair, whoever replaces it
+        if snapshot is not None and self._clock() < snapshot[1]:
+            self._count_snapshot_read()
+            return snapshot[0]
+        return None
 
     # -- async ------------------------------------------------------------------------
 
@@ -217,23 +221,17 @@ class ParametersSecrets:
 
     # -- reading what is cached, without waiting ----------------------------------------
 
-    def _fresh_snapshot(self) -> Values | None:
-        snapshot = self._snapshot
-        if snapshot is not None and self._clock() < snapshot[1]:
-            return snapshot[0]
-        return None
-
     def _fresh_value(self, key: str) -> tuple[Any] | tuple[()]:
         """``(value,)`` if ``key``'s value is cached and fresh, else ``()``."""
-        snapshot = self._fresh_snapshot()
-        if snapshot is None:
-            lookups = self._cache.peek([(self._declarations[key].request, self._ttls[key])])
-            if lookups is None:
-                return ()
-            values, failures, _ = self._interpret([key], lookups, log=False)
-            return () if failures else (values[key],)
-        self._cache.count_hits(1)
-        return (snapshot[key],)
+        snapshot = self._snapshot
+        if snapshot is not None and self._clock() < snapshot[1]:
+            self._count_value_read()
+            return (snapshot[0][key],)
+        lookups = self._cache.peek([(self._declarations[key].request, self._ttls[key])])
+        if lookups is None:
+            return ()
+        values, failures, _ = self._interpret([key], lookups, log=False)
+        return () if failures else (values[key],)
 
     def _take_snapshot(self) -> None:
         """Keep every value as the warm path's snapshot, if every one is fresh now (else
