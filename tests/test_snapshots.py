@@ -23,6 +23,7 @@ import anyio.lowlevel
 import pytest
 
 from parameters_secrets import (
+    FetchError,
     LoadError,
     Outcome,
     Parameter,
@@ -64,6 +65,8 @@ class RotatingSource(Source):
         self.begun = 0
         self.for_refresher = 0
         self.on_fetch: Callable[[], None] = lambda: None
+        # What a refresher's fetch answers instead of a value, if set.
+        self.refresher_error: FetchError | None = None
         self._lock = threading.Lock()
 
     async def fetch(
@@ -80,6 +83,8 @@ class RotatingSource(Source):
         else:
             await anyio.lowlevel.checkpoint()
         assert all(isinstance(r, ParameterRequest) for r in requests)
+        if self.refresher_error is not None and role.get() == "refresher":
+            return [self.refresher_error] * len(requests)
         return [{"Name": r.name, "Value": f"v{number}"} for r in requests]  # type: ignore[union-attr]
 
     async def aclose(self) -> None:
@@ -137,6 +142,10 @@ class Readers:
 
     def join(self) -> None:
         self.stop.set()
+        self.finish()
+
+    def finish(self) -> None:
+        """Wait for every reader to end its rounds."""
         for thread in self._threads:
             thread.join(JOIN_SECONDS)
         assert not any(thread.is_alive() for thread in self._threads), "a reader hung"
@@ -247,6 +256,62 @@ def test_no_read_after_refresh_sync_returns_serves_the_value_before_it(
     # The race was set up: readers were held after reading the cache during refreshes.
     assert hold.total_held >= REFRESHES
     assert stale == [], f"{len(stale)} stale reads after {REFRESHES} refreshes: {stale[:5]}"
+
+
+def test_a_refresh_that_drops_the_value_is_not_undone_by_a_reader(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The value became forbidden: refresh_sync() raises, and the old value must not be
+    served again, not even from a snapshot a reader built from the cache before."""
+    source = RotatingSource()
+    store = ParametersSecrets({"k": Parameter("/k")}, source=source)
+    store.load_sync()
+    readers = Readers(READERS, lambda i, r: store.load_sync(), rounds=1_000_000)
+    hold = Hold(readers.idents)
+    monkeypatch.setattr(store._cache, "peek", hold.wrap(store._cache.peek))
+
+    def hold_readers_during_the_fetch() -> None:
+        if role.get() == "refresher":
+            hold.hold()
+            hold.wait_until_held(READERS)
+
+    source.on_fetch = hold_readers_during_the_fetch
+    source.refresher_error = FetchError("denied", code="AccessDeniedException")
+    readers.start()
+    try:
+        role.set("refresher")
+        with pytest.raises(LoadError) as failed:
+            store.refresh_sync()
+        since = list(readers.done)
+        hold.release()
+        readers.wait_for_each_to_finish_a_call(since)
+        cached = store.cached()
+    finally:
+        hold.release()
+        readers.join()
+    assert failed.value.failures["k"].code == "AccessDeniedException"
+    assert hold.total_held >= 1
+    # None, or a value readers fetched after the refresh (v2 on): never v1.
+    assert cached is None or cached["k"] != "v1"
+
+
+@pytest.mark.usefixtures("fast_switching")
+def test_warm_reads_from_many_threads_count_every_hit() -> None:
+    store = ParametersSecrets({"a": Parameter("/a"), "b": Parameter("/b")}, source=RotatingSource())
+    store.load_sync()
+    before = store.stats.hits
+
+    def read(index: int, round_: int) -> None:
+        assert store.cached() is not None  # two hits
+        assert store.get_sync("a") == "v1"  # one
+        if round_ % 100 == 0:
+            store.stats  # noqa: B018 - read while others count
+
+    readers = Readers(8, read, rounds=2_000)
+    readers.start()
+    readers.finish()
+    assert not readers.errors, readers.errors
+    assert store.stats.hits - before == 8 * 2_000 * 3
 
 
 HAMMERING_READERS = 16
