@@ -30,8 +30,8 @@ the caller's deadline; a caller waiting for another's fetch waits no longer."""
 
 # Without a time bound, a fetch and a wait for one still end (as sources' fetches do).
 DEFAULT_BOUND_SECONDS = 10.0
-# A lookup that keeps finding its fetch abandoned (leaders cancelled one after another)
-# stops after this many tries: it is bounded by count as well as by time.
+# A lookup that keeps finding the fetch it waited for abandoned (leaders cancelled one
+# after another) fetches itself after this many tries: bounded by count as well as time.
 MAX_ROUNDS = 8
 
 # A value that does not exist is remembered this long (or the TTL, if shorter), so that
@@ -92,6 +92,25 @@ class _Entry(Generic[V]):
 
     def __repr__(self) -> str:  # never show a value
         return f"<cache entry fetched_at={self.fetched_at:.3f}>"
+
+
+class _Tally:
+    """Hits counted without the cache's lock, for the warm path: each call of
+    ``count`` (``next`` of an ``itertools.count``: one C call, which the GIL does not
+    split) counts ``hits``. Read under the cache's lock; a read takes one tick too."""
+
+    __slots__ = ("count", "hits", "reads", "ticks")
+
+    def __init__(self, hits: int) -> None:
+        self.hits = hits
+        self.ticks = itertools.count()
+        self.count: Callable[[], object] = self.ticks.__next__
+        self.reads = 0
+
+    def total(self) -> int:
+        counted = next(self.ticks) - self.reads
+        self.reads += 1
+        return counted * self.hits
 
 
 class _Fetch(Flight[dict[K, Outcome[V]]]):
@@ -168,14 +187,18 @@ class Cache(Generic[K, V]):
         self._entries: OrderedDict[K, _Entry[V]] = OrderedDict()
         self._flights: dict[K, _Fetch[K, V]] = {}
         self._numbers = itertools.count(1)
+        # Bumped whenever an entry changes or goes: what was built from the entries under
+        # an older generation may be older than they are now (the store's snapshot).
+        self._generation = 0
         self._hits = self._fetches = self._refreshes = self._stale_serves = self._errors = 0
+        self._tallies: list[_Tally] = []
 
     @property
     def stats(self) -> CacheStats:
         """The counters now."""
         with self._lock:
             return CacheStats(
-                hits=self._hits,
+                hits=self._hits + sum(tally.total() for tally in self._tallies),
                 fetches=self._fetches,
                 refreshes=self._refreshes,
                 stale_serves=self._stale_serves,
@@ -183,19 +206,29 @@ class Cache(Generic[K, V]):
                 size=len(self._entries),
             )
 
+    @property
+    def generation(self) -> int:
+        """Grows whenever an entry changes or goes. Read it before :meth:`peek`: what was
+        built from that look is no older than this generation's entries."""
+        return self._generation
+
     def clear(self) -> None:
         """Forget every entry (counters stay), and abandon the fetches under way: whoever
         waits for one fetches again."""
         with self._lock:
             self._entries.clear()
+            self._generation += 1
             flights, self._flights = list(self._flights.values()), {}
         for flight in flights:
             flight.settle(None)
 
-    def count_hits(self, hits: int) -> None:
-        """Count values served from a copy of fresh entries (the store's snapshot)."""
+    def hit_counter(self, hits: int) -> Callable[[], object]:
+        """A function that counts ``hits`` values served from a copy of fresh entries (the
+        store's snapshot) each time it is called: without a lock, for the warm path."""
+        tally = _Tally(hits)
         with self._lock:
-            self._hits += hits
+            self._tallies.append(tally)
+        return tally.count
 
     def peek(
         self, items: Sequence[tuple[K, float]], *, read: bool = True
@@ -282,6 +315,9 @@ class Cache(Generic[K, V]):
         self, keys: list[K], ttls: dict[K, float], deadline: float | None, force: bool
     ) -> dict[K, Outcome[V]]:
         got: dict[K, Outcome[V]] = {}
+        with self._lock:
+            # Fetches numbered above this began after this lookup was asked.
+            asked = next(self._numbers)
         remaining = keys
         for round_ in range(MAX_ROUNDS):
             lead: list[K] = []
@@ -292,7 +328,9 @@ class Cache(Generic[K, V]):
                     remaining = self._take_fresh(remaining, ttls, got)
                 for key in remaining:
                     flight = self._flights.get(key)
-                    if flight is None or flight.stalled():
+                    # The last round fetches what is left itself: leaders that keep
+                    # stopping without an answer do not make this lookup fail.
+                    if flight is None or flight.stalled() or round_ == MAX_ROUNDS - 1:
                         lead.append(key)
                     else:
                         waits.setdefault(flight, []).append(key)
@@ -308,11 +346,13 @@ class Cache(Generic[K, V]):
                 got.update(await self._lead(mine, lead, ttls, deadline))
             remaining = []
             for flight, waiting in waits.items():
-                remaining += await self._wait(flight, waiting, deadline, force, got)
+                # A forced lookup takes an answer from a forced fetch (every caller forcing
+                # at once shares one) or from one that began after it was asked; after an
+                # older ordinary fetch, it looks again, and then finds none that old.
+                takes = not force or flight.forced or flight.number > asked
+                remaining += await self._wait(flight, waiting, deadline, takes, got)
             if not remaining:
-                return got
-        for key in remaining:  # leaders kept stopping without an answer
-            got[key] = self._gave_up(key, "its fetch was abandoned repeatedly")
+                break
         return got
 
     def _take_fresh(self, keys: list[K], ttls: dict[K, float], got: dict[K, Outcome[V]]) -> list[K]:
@@ -331,18 +371,18 @@ class Cache(Generic[K, V]):
         flight: _Fetch[K, V],
         keys: list[K],
         deadline: float | None,
-        force: bool,
+        takes: bool,
         got: dict[K, Outcome[V]],
     ) -> list[K]:
         """Wait for ``flight``'s outcome for ``keys``, each no longer than its own time
-        bound. Returns the keys to fetch again (their leader stopped without an answer, or
-        began before this refresh was asked)."""
+        bound, and take it if ``takes``. Returns the keys to look up again (their leader
+        stopped without an answer, or its answer is too old for this lookup)."""
         bounds = {key: self._bound(key, deadline) for key in keys}
         waiting = keys
         for until in sorted(set(bounds.values())):
             settled, outcomes = await flight.wait(until)
             if settled:
-                if outcomes is None or (force and not flight.forced):
+                if outcomes is None or not takes:
                     return waiting
                 for key in waiting:
                     got[key] = outcomes[key]
@@ -444,13 +484,14 @@ class Cache(Generic[K, V]):
         if result.transient and self._stale_if_error and previous is not None and self._caches(ttl):
             self._stale_serves += 1
             previous.hold_until = now + min(ttl, STALE_RETRY_SECONDS)
+            self._generation += 1
             previous.longest_ttl = max(previous.longest_ttl, ttl)
             self._entries.move_to_end(key)
             warnings.append((key, result.code))
             return previous.value
-        if not result.transient:
-            # The value is gone or forbidden now: the old one must not be served again.
-            self._entries.pop(key, None)
+        # The value is gone or forbidden now: the old one must not be served again.
+        if not result.transient and self._entries.pop(key, None) is not None:
+            self._generation += 1
         return result
 
     def _store(self, key: K, entry: _Entry[V]) -> None:
@@ -459,6 +500,7 @@ class Cache(Generic[K, V]):
             entry.longest_ttl = max(entry.longest_ttl, previous.longest_ttl)
         self._entries[key] = entry
         self._entries.move_to_end(key)
+        self._generation += 1  # evictions below happen under the same generation
         if len(self._entries) <= self._max_size:
             return
         now = self._clock()

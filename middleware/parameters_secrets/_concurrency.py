@@ -3,8 +3,9 @@ blocks. The whole concurrency model of the package is here; nothing else tracks 
 
 * **Shared by every thread and loop**: the cache's entries, counters and fetches in flight
   (behind the cache's one lock), the store's snapshot of fresh values (one tuple, replaced
-  whole), the credentials (behind the provider's lock). No lock is held across an
-  ``await``, a network call, or a user's code.
+  whole, never by one built from older entries: the cache numbers its changes), the
+  credentials (behind the provider's lock). No lock is held across an ``await``, a
+  network call, or a user's code.
 * **A fetch in flight** is a :class:`Flight`: its leader fetches in its own task and
   settles it; everyone else who needs the same keys, on any thread or loop, waits for
   that outcome. A waiter on an event loop waits on its own loop (the wake-up is posted to

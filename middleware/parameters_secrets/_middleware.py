@@ -53,6 +53,8 @@ class StoreMiddleware(Generic[AppT, FailureT]):
         self.app = app
         self.store = store_for(values, source, settings)
         self._excluded_paths = ExcludedPaths(exclude_paths)
+        # Checked first on every request: no call at all when nothing is excluded.
+        self._excluding = bool(self._excluded_paths.exact or self._excluded_paths.prefixes)
         if on_failure is not None and not callable(on_failure):
             raise ConfigurationError(f"on_failure must be a callable, not {on_failure!r}")
         self._on_failure = on_failure
@@ -99,8 +101,9 @@ class ParametersSecretsMiddleware(StoreMiddleware[ASGIApp, "OnFailure"]):
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or self._excluded_paths.match(
-            scope.get("path", ""), scope.get("root_path", "")
+        if scope["type"] not in ("http", "websocket") or (
+            self._excluding
+            and self._excluded_paths.match(scope.get("path", ""), scope.get("root_path", ""))
         ):
             await self.app(scope, receive, send)
             return

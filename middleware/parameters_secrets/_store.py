@@ -5,6 +5,7 @@ from __future__ import annotations
 import keyword
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -108,6 +109,13 @@ class ParametersSecrets:
         # the cache whenever a lookup leaves every value fresh. Shared, read-only, by every
         # caller until then; replaced whole, so any thread reads a consistent pair.
         self._snapshot: tuple[Values, float] | None = None
+        # The cache generation the snapshot was built from: under this lock, a snapshot
+        # built from older entries never replaces one built from newer (see _publish).
+        self._published_generation = -1
+        self._publishing = threading.Lock()
+        # Warm reads count their hits without a lock: one C call each.
+        self._count_snapshot_read = self._cache.hit_counter(len(self._declarations))
+        self._count_value_read = self._cache.hit_counter(1)
         # SnapStart: values loaded before a snapshot are never served after a restore.
         drop_after_restore(self)
         hook_snapstart()
@@ -122,6 +130,7 @@ class ParametersSecrets:
         self._cache.clear()
         self._transformed.clear()
         self._refused.clear()
+        self._publish(self._cache.generation, None)
 
     @property
     def stats(self) -> CacheStats:
@@ -133,10 +142,11 @@ class ParametersSecrets:
 
         Never fetches, never waits, never runs an event loop: the warm path of a request.
         """
-        snapshot = self._fresh_snapshot()
-        if snapshot is not None:
-            self._cache.count_hits(len(snapshot))
-        return snapshot
+        snapshot = self._snapshot  # one read: a consistent pair, whoever replaces it
+        if snapshot is not None and self._clock() < snapshot[1]:
+            self._count_snapshot_read()
+            return snapshot[0]
+        return None
 
     # -- async ------------------------------------------------------------------------
 
@@ -228,36 +238,50 @@ class ParametersSecrets:
     # -- reading what is cached, without waiting ----------------------------------------
 
     def _fresh_snapshot(self) -> Values | None:
+        """The warm snapshot's values if they are fresh, else ``None``; not a read (no hits
+        counted): for the typed model, to know whether values it got are the newest."""
         snapshot = self._snapshot
-        if snapshot is not None and self._clock() < snapshot[1]:
-            return snapshot[0]
-        return None
+        return snapshot[0] if snapshot is not None and self._clock() < snapshot[1] else None
 
     def _fresh_value(self, key: str) -> tuple[Any] | tuple[()]:
         """``(value,)`` if ``key``'s value is cached and fresh, else ``()``."""
-        snapshot = self._fresh_snapshot()
-        if snapshot is None:
-            lookups = self._cache.peek([(self._declarations[key].request, self._ttls[key])])
-            if lookups is None:
-                return ()
-            values, failures, _ = self._interpret([key], lookups, log=False)
-            return () if failures else (values[key],)
-        self._cache.count_hits(1)
-        return (snapshot[key],)
+        snapshot = self._snapshot
+        if snapshot is not None and self._clock() < snapshot[1]:
+            self._count_value_read()
+            return (snapshot[0][key],)
+        lookups = self._cache.peek([(self._declarations[key].request, self._ttls[key])])
+        if lookups is None:
+            return ()
+        values, failures, _ = self._interpret([key], lookups, log=False)
+        return () if failures else (values[key],)
 
     def _take_snapshot(self) -> None:
-        """Keep every value as the warm path's snapshot, if every one is fresh now: read
-        from the cache, so a lookup that began before a refresh cannot put back the
-        older values it got."""
+        """Keep every value as the warm path's snapshot, if every one is fresh now (else
+        none): read from the cache, so a lookup that began before a refresh cannot put
+        back the older values it got."""
+        generation = self._cache.generation  # before the look: never newer than it
         keys = list(self._declarations)
         lookups = self._cache.peek(
             [(self._declarations[k].request, self._ttls[k]) for k in keys], read=False
         )
-        if lookups is None:
-            return
-        values, failures, until = self._interpret(keys, lookups, log=False)
-        if not failures and until is not None:
-            self._snapshot = (Values(values), until)
+        snapshot = None
+        if lookups is not None:
+            values, failures, until = self._interpret(keys, lookups, log=False)
+            if not failures and until is not None:
+                snapshot = (Values(values), until)
+        self._publish(generation, snapshot)
+
+    def _publish(self, generation: int, snapshot: tuple[Values, float] | None) -> None:
+        """Make ``snapshot``, built from the cache as it was at ``generation`` or later,
+        the warm path's, unless one built from a later generation is there already.
+
+        Whoever changes the cache takes a snapshot after the change: so the snapshot
+        served is never older than the last change that has returned (a refresh that has
+        returned is never undone by a reader that looked at the cache before it)."""
+        with self._publishing:
+            if generation >= self._published_generation:
+                self._snapshot = snapshot
+                self._published_generation = generation
 
     # -- loading ------------------------------------------------------------------------
 
