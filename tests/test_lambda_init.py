@@ -102,12 +102,12 @@ def test_a_module_level_load_during_init_fails_with_its_load_error_before_lambda
         check=False,
     )
     elapsed = time.monotonic() - started  # the limit the issue states
+    assert elapsed < WITHIN_SECONDS, completed.stderr
     assert completed.returncode == 1, completed.stderr
     assert "parameters_secrets.exceptions.LoadError" in completed.stderr
     [line] = [x for x in completed.stderr.splitlines() if "could not be loaded" in x]
     assert TIMED_OUT_AFTER.search(line), line
     assert hanging.connections >= 1  # AWS was asked and hung: that is what was cut
-    assert elapsed < WITHIN_SECONDS, completed.stderr
 
 
 def test_under_the_lambda_runtime_a_hanging_init_reports_its_load_error_before_the_kill(
