@@ -355,7 +355,9 @@ def _waited(outcome: FetchError, started: float | None) -> str:
     """How long a load that timed out waited, for its ERROR line."""
     if outcome.code != "Timeout" or started is None:
         return ""
-    return f" (timed out after {time.monotonic() - started:.1f} s)"
+    waited = f"after {time.monotonic() - started:.1f} s"
+    # "GetParameter timed out after 5.0 s"; else "... (timed out after 5.0 s)".
+    return f" {waited}" if str(outcome).endswith("timed out") else f" (timed out {waited})"
 
 
 def _validated(values: Mapping[str, Declaration]) -> dict[str, Declaration]:
