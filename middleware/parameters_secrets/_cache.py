@@ -14,6 +14,7 @@ from typing import Generic, TypeAlias, TypeVar, Union
 import anyio
 
 from ._concurrency import STALLED_AFTER_SECONDS, Flight
+from ._time_bounds import earliest
 from .exceptions import FetchError
 
 logger = logging.getLogger("parameters_secrets")
@@ -133,8 +134,10 @@ def _described(key: object) -> object:
 
 
 def default_bound(key: object, deadline: float | None) -> float:
-    """The deadline, else :data:`DEFAULT_BOUND_SECONDS` from now."""
-    return deadline if deadline is not None else time.monotonic() + DEFAULT_BOUND_SECONDS
+    """:data:`DEFAULT_BOUND_SECONDS` from now, or the deadline if earlier (an infinite
+    one is the ceiling; NaN is a ``ConfigurationError``); during Lambda's on-demand
+    INIT, also before Lambda's INIT limit (see ``_time_bounds``)."""
+    return earliest(time.monotonic(), DEFAULT_BOUND_SECONDS, deadline)
 
 
 class Cache(Generic[K, V]):
@@ -405,7 +408,10 @@ class Cache(Generic[K, V]):
         self, flight: _Fetch[K, V], keys: list[K], ttls: dict[K, float], deadline: float | None
     ) -> dict[K, Outcome[V]]:
         try:
-            results = await self._fetch_guarded(keys, deadline, flight.give_up_at)
+            # The fetch ends by the flight's bound (the store's settings=, the ceiling, the
+            # INIT window), whatever the source's own settings say.
+            bound = flight.give_up_at if deadline is None else min(deadline, flight.give_up_at)
+            results = await self._fetch_guarded(keys, bound, flight.give_up_at)
             # No await from here to settle(): a cancellation cannot split the settling.
             warnings: list[tuple[K, str]] = []
             with self._lock:
@@ -436,6 +442,7 @@ class Cache(Generic[K, V]):
     async def _fetch_guarded(
         self, keys: list[K], deadline: float | None, give_up_at: float
     ) -> Sequence[Outcome[V]]:
+        started = time.monotonic()
         try:
             # Sources end their fetches by the bound; this is for one that does not.
             with anyio.move_on_after(give_up_at + STALLED_AFTER_SECONDS - time.monotonic()):
@@ -450,7 +457,11 @@ class Cache(Generic[K, V]):
             logger.error("source %r failed unexpectedly: %s", self._fetch, type(exc).__name__)
             error = FetchError(f"source failed: {type(exc).__name__}", code="SourceError")
             return [error] * len(keys)
-        logger.error("source %r did not end its fetch by its time bound", self._fetch)
+        logger.error(
+            "source %r did not end its fetch by its time bound: timed out after %.1f s",
+            self._fetch,
+            time.monotonic() - started,
+        )
         return [
             FetchError("the source did not answer in time", code="Timeout", transient=True)
         ] * len(keys)

@@ -82,8 +82,8 @@ class ParametersSecrets:
                 f"attribute (subclass parameters_secrets.Source to inherit it), not {source!r}"
             )
         self.source = source
-        logger.info("parameters_secrets: values from %r (%s)", source, reason)
-        logger.debug("parameters_secrets: %r", self.settings)
+        logger.info("values from %r (%s)", source, reason)
+        logger.debug("%r", self.settings)
         self._ttls = {key: self._ttl(d) for key, d in self._declarations.items()}
         # A source that does not check its answers is held to the same check here.
         self._fetch_upstream = source.fetch if source.checks_records else self._fetch_checked
@@ -293,6 +293,7 @@ class ParametersSecrets:
         if force:
             self._snapshot = None
             self._refused.clear()  # a value fixed upstream is asked for now
+        started = time.monotonic()
         before = self._cache.stats if logger.isEnabledFor(logging.DEBUG) else None
         lookups = await self._cache.get_many(
             [(self._declarations[key].request, self._ttls[key]) for key in keys],
@@ -300,16 +301,22 @@ class ParametersSecrets:
             force=force,
         )
         if before is not None and self._cache.stats != before:
-            logger.debug("parameters_secrets: cache %s", self._cache.stats)
-        resolved = self._interpret(keys, lookups, log=True)
+            logger.debug("cache %s", self._cache.stats)
+        resolved = self._interpret(keys, lookups, log=True, started=started)
         self._take_snapshot()
         return resolved
 
     def _interpret(
-        self, keys: Sequence[str], lookups: Sequence[Lookup[Record]], *, log: bool
+        self,
+        keys: Sequence[str],
+        lookups: Sequence[Lookup[Record]],
+        *,
+        log: bool,
+        started: float | None = None,
     ) -> tuple[dict[str, Any], dict[str, FetchError], float | None]:
         """What the app sees of the cache's lookups: values (transformed, or defaults),
-        the required ones that failed, and until when all are fresh."""
+        the required ones that failed, and until when all are fresh. ``started``: when
+        the load began (``time.monotonic()``), for how long a timed-out one waited."""
         values: dict[str, Any] = {}
         failures: dict[str, FetchError] = {}
         until = math.inf
@@ -326,12 +333,13 @@ class ParametersSecrets:
                 failures[key] = outcome
                 if log:
                     logger.error(
-                        "required value %r (%s) could not be loaded from %r (%s): %s",
+                        "required value %r (%s) could not be loaded from %r (%s): %s%s",
                         key,
                         declaration.request.describe(),
                         self.source,
                         outcome.code,
                         outcome,
+                        _waited(outcome, started),
                     )
             else:
                 if log and not outcome.not_found:
@@ -469,6 +477,15 @@ class ParametersSecrets:
             f"{method}() needs a store built by ParametersSecrets.from_model(YourModel); "
             "this one was built from a mapping of declarations: read it with load() or get()"
         )
+
+
+def _waited(outcome: FetchError, started: float | None) -> str:
+    """How long a load that timed out waited, for its ERROR line."""
+    if outcome.code != "Timeout" or started is None:
+        return ""
+    waited = f"after {time.monotonic() - started:.1f} s"
+    # "GetParameter timed out after 5.0 s"; else "... (timed out after 5.0 s)".
+    return f" {waited}" if str(outcome).endswith("timed out") else f" (timed out {waited})"
 
 
 def _validated(values: Mapping[str, Declaration]) -> dict[str, Declaration]:

@@ -125,7 +125,25 @@ class AwsSource:
         self.batch_secrets = True
 
     def __repr__(self) -> str:
-        return f"AwsSource(region={self._region!r}, endpoint_url={self._endpoint_url!r})"
+        # The endpoints asked (or that would be: the variables as they are now), so the
+        # INFO line at startup says where values come from, AWS_ENDPOINT_URL included.
+        ssm = self._endpoint("AWS_ENDPOINT_URL_SSM", "ssm", self._region)
+        secrets = self._endpoint("AWS_ENDPOINT_URL_SECRETS_MANAGER", "secretsmanager", self._region)
+        if ssm == secrets:
+            return f"AwsSource(region={self._region!r}, endpoint_url={ssm!r})"
+        return f"AwsSource(region={self._region!r}, ssm={ssm!r}, secretsmanager={secrets!r})"
+
+    def _endpoint(self, variable: str, service: str, region: Region | None) -> str | None:
+        """The endpoint of ``service``: ``endpoint_url=``, the service's variable, the
+        common one, then AWS's in ``region`` (``None``: no region known yet)."""
+        if self._ssm is not None and self._secrets is not None:
+            return (self._ssm if service == "ssm" else self._secrets).endpoint
+        return (
+            self._endpoint_url
+            or os.environ.get(variable)
+            or os.environ.get("AWS_ENDPOINT_URL")
+            or (service_endpoint(service, region) if region is not None else None)
+        )
 
     async def aclose(self) -> None:
         """Close the connection pools."""
@@ -425,13 +443,7 @@ class AwsSource:
         self._region = region
 
         def endpoint(variable: str, service: str) -> str:
-            # An explicit argument, then the service's variable, then the common one.
-            return (
-                self._endpoint_url
-                or os.environ.get(variable)
-                or os.environ.get("AWS_ENDPOINT_URL")
-                or service_endpoint(service, region)
-            )
+            return self._endpoint(variable, service, region) or service_endpoint(service, region)
 
         self._ssm = _Service("ssm", "AmazonSSM", endpoint("AWS_ENDPOINT_URL_SSM", "ssm"))
         self._secrets = _Service(
