@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from urllib.parse import parse_qs
 
 import pytest
@@ -51,13 +50,12 @@ OWN_KEY = "testing"  # the function's own access key (conftest's moto credential
 
 
 @pytest.fixture(autouse=True)
-def function_credentials(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def function_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", OWN_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", OWN_KEY)
     monkeypatch.setenv("AWS_REGION", REGION)
     for variable in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_STS"):
         monkeypatch.delenv(variable, raising=False)
-    yield
 
 
 def assume_role_requests(proxy: CountingProxy) -> list[ProxiedRequest]:
@@ -144,7 +142,7 @@ def test_fifty_threads_on_a_cold_store_make_one_assume_role(
             # Different keys at once: several fetches in flight, each needing the role.
             seen.append(store.get_sync(f"p{index % 10}"))
             seen.append(store.load_sync().db["password"])
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as exc:  # reported by the assertion below
             errors.append(exc)
 
     threads = [threading.Thread(target=reader, args=(i,)) for i in range(50)]
