@@ -98,6 +98,9 @@ def choose_source(settings: Settings) -> tuple[Source, str]:
     if choice == "cloud-extensions":
         from .cloud_extensions import CloudExtensionsSource
 
+        if on_lambda and settings.extension_fallback == "aws":
+            reason += "; AWS directly while the runtime is not serving (loading, INIT)"
+            return CloudExtensionsSource(settings=settings, fallback="aws"), reason
         return CloudExtensionsSource(settings=settings), reason
     from .static import StaticSource
 

@@ -63,9 +63,9 @@ class ExtensionSource:
         transport: An httpx transport to send requests through (tests:
             ``httpx.MockTransport``); default a connection pool to the extension.
 
-    The extension has no by-path API: a :class:`ParametersByPath` is read from AWS
-    directly, from ``fallback`` if it is a source, else from an :class:`AwsSource` made on
-    first use.
+    The extension has no by-path API and cannot assume a role: a :class:`ParametersByPath`,
+    and a value declared with ``role_arn``, are read from AWS directly, from ``fallback``
+    if it is a source, else from an :class:`AwsSource` made on first use.
     """
 
     # Its records hold a usable value for what was asked: the store need not check.
@@ -113,8 +113,9 @@ class ExtensionSource:
         """Ask the extension for every value at once (it has no batch call); paths, and
         with a fallback the values it is not ready to serve, from AWS directly."""
         outcomes: dict[ValueRequest, Outcome] = {}
-        direct: list[ValueRequest] = [r for r in requests if isinstance(r, PathRequest)]
-        asked = [r for r in requests if not isinstance(r, PathRequest)]
+        # The extension has no by-path API and no roles: those go to AWS directly.
+        direct: list[ValueRequest] = [r for r in requests if _aws_only(r)]
+        asked = [r for r in requests if not isinstance(r, PathRequest) and r.role_arn is None]
         if asked:
             client = await self._clients.get()
             await concurrently(
@@ -251,6 +252,10 @@ class ExtensionSource:
             delay=pause,
             timed_out=lambda: _timeout(request),
         )
+
+
+def _aws_only(request: ValueRequest) -> bool:
+    return isinstance(request, PathRequest) or request.role_arn is not None
 
 
 class _NotServing(FetchError):
