@@ -7,9 +7,9 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeAlias, TypeVar, Union
+from typing import Generic, Protocol, TypeAlias, TypeVar, Union
 
 import anyio
 
@@ -67,6 +67,17 @@ class CacheStats:
     size: int = 0
 
 
+class CacheObserver(Protocol):
+    """Told where the counters change (metrics export: ``_metrics``); ``None`` by default."""
+
+    def counted(self, counter: str, key: Hashable, error: FetchError | None) -> None:
+        """``counter`` (a :class:`CacheStats` field) grew by one for ``key``; under the
+        cache's lock: quick, no I/O. Warm-path hits are not told: see ``hits_by``."""
+
+    def fetched(self, keys: Sequence[Hashable], seconds: float) -> None:
+        """One fetch round (one call of the source's fetch) settled ``keys``."""
+
+
 Lookup: TypeAlias = tuple[Union[V, FetchError], Union[float, None]]  # noqa: UP007
 """What a lookup found: the outcome, and until when it may be reused without asking the
 cache again (``None``: it is not cached, so the next lookup fetches)."""
@@ -100,18 +111,22 @@ class _Tally:
     ``count`` (``next`` of an ``itertools.count``: one C call, which the GIL does not
     split) counts ``hits``. Read under the cache's lock; a read takes one tick too."""
 
-    __slots__ = ("count", "hits", "reads", "ticks")
+    __slots__ = ("by", "count", "hits", "reads", "ticks")
 
-    def __init__(self, hits: int) -> None:
+    def __init__(self, hits: int, by: Mapping[str, int]) -> None:
         self.hits = hits
+        self.by = by  # how one call's hits divide between labels (metrics: kinds)
         self.ticks = itertools.count()
         self.count: Callable[[], object] = self.ticks.__next__
         self.reads = 0
 
-    def total(self) -> int:
+    def calls(self) -> int:
         counted = next(self.ticks) - self.reads
         self.reads += 1
-        return counted * self.hits
+        return counted
+
+    def total(self) -> int:
+        return self.calls() * self.hits
 
 
 class _Fetch(Flight[dict[K, Outcome[V]]]):
@@ -166,6 +181,7 @@ class Cache(Generic[K, V]):
         clock: Seconds, monotonic, for TTLs; injectable for tests. (Time bounds are
             always ``time.monotonic()``: they are real waits.)
         bound: When a fetch of a key must end, given a caller's deadline.
+        observer: Told where the counters change (metrics export).
     """
 
     def __init__(
@@ -177,6 +193,7 @@ class Cache(Generic[K, V]):
         stale_if_error: bool = True,
         clock: Callable[[], float] = time.monotonic,
         bound: TimeBound[K] = default_bound,
+        observer: CacheObserver | None = None,
     ) -> None:
         self._fetch = fetch
         self._max_size = max_size
@@ -195,6 +212,7 @@ class Cache(Generic[K, V]):
         self._generation = 0
         self._hits = self._fetches = self._refreshes = self._stale_serves = self._errors = 0
         self._tallies: list[_Tally] = []
+        self._observer = observer
 
     @property
     def stats(self) -> CacheStats:
@@ -225,13 +243,25 @@ class Cache(Generic[K, V]):
         for flight in flights:
             flight.settle(None)
 
-    def hit_counter(self, hits: int) -> Callable[[], object]:
+    def hit_counter(self, hits: int, by: Mapping[str, int] | None = None) -> Callable[[], object]:
         """A function that counts ``hits`` values served from a copy of fresh entries (the
-        store's snapshot) each time it is called: without a lock, for the warm path."""
-        tally = _Tally(hits)
+        store's snapshot) each time it is called: without a lock, for the warm path.
+        ``by``: how each call's hits divide between labels, for :meth:`hits_by`."""
+        tally = _Tally(hits, by or {})
         with self._lock:
             self._tallies.append(tally)
         return tally.count
+
+    def hits_by(self) -> dict[str, int]:
+        """The hits counted by :meth:`hit_counter` functions, by label (read when metrics
+        are collected, never on the warm path)."""
+        totals: dict[str, int] = {}
+        with self._lock:
+            for tally in self._tallies:
+                calls = tally.calls()
+                for label, hits in tally.by.items():
+                    totals[label] = totals.get(label, 0) + calls * hits
+        return totals
 
     def peek(
         self, items: Sequence[tuple[K, float]], *, read: bool = True
@@ -309,10 +339,15 @@ class Cache(Generic[K, V]):
                 if found is not None:
                     self._entries.move_to_end(key)
                     self._hits += 1
+                    self._observe("hits", key)
         return lookups, pending
 
     def _caches(self, ttl: float) -> bool:
         return self._enabled and ttl > 0
+
+    def _observe(self, counter: str, key: K, error: FetchError | None = None) -> None:
+        if self._observer is not None:
+            self._observer.counted(counter, key, error)
 
     async def _load(
         self, keys: list[K], ttls: dict[K, float], deadline: float | None, force: bool
@@ -411,6 +446,7 @@ class Cache(Generic[K, V]):
             # The fetch ends by the flight's bound (the store's settings=, the ceiling, the
             # INIT window), whatever the source's own settings say.
             bound = flight.give_up_at if deadline is None else min(deadline, flight.give_up_at)
+            started = time.perf_counter()
             results = await self._fetch_guarded(keys, bound, flight.give_up_at)
             # No await from here to settle(): a cancellation cannot split the settling.
             warnings: list[tuple[K, str]] = []
@@ -426,6 +462,8 @@ class Cache(Generic[K, V]):
                 logger.warning(
                     "refreshing %s failed (%s); serving the previous value", _described(key), code
                 )
+            if self._observer is not None:
+                self._observer.fetched(keys, time.perf_counter() - started)
             return settled
         finally:
             if not flight.settled:  # cancelled: a waiter fetches instead
@@ -477,6 +515,7 @@ class Cache(Generic[K, V]):
     ) -> Outcome[V]:
         """Record one fetched outcome; what the callers get. Under the lock."""
         self._fetches += 1
+        self._observe("fetches", key)
         entry = self._entries.get(key)
         if entry is not None and entry.fetch_number > number:
             # A fetch asked later already answered (this one's leader was taken over).
@@ -485,15 +524,18 @@ class Cache(Generic[K, V]):
         if not isinstance(result, FetchError):
             if previous is not None:
                 self._refreshes += 1
+                self._observe("refreshes", key)
             if self._caches(ttl):
                 self._store(key, _Entry(result, now, ttl, number))
             return result
         self._errors += 1
+        self._observe("errors", key, result)
         if result.not_found and self._caches(ttl):
             self._store(key, _Entry(result, now, ttl, number))
             return result
         if result.transient and self._stale_if_error and previous is not None and self._caches(ttl):
             self._stale_serves += 1
+            self._observe("stale_serves", key)
             previous.hold_until = now + min(ttl, STALE_RETRY_SECONDS)
             self._generation += 1
             previous.longest_ttl = max(previous.longest_ttl, ttl)

@@ -7,6 +7,7 @@ import logging
 import math
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -30,6 +31,7 @@ from .exceptions import ConfigurationError, FetchError, LoadError, ParametersSec
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
+    from ._metrics import MetricsRecorder
     from ._model import TypedParametersSecrets
 
 ModelT = TypeVar("ModelT", bound="BaseModel")
@@ -94,6 +96,8 @@ class ParametersSecrets:
         # request -> (until when, the error): a value that failed its transform with no
         # previous one to serve, not asked for again before then (see _remember_refusal).
         self._refused: dict[ValueRequest, tuple[float, FetchError]] = {}
+        # PARAMETERS_SECRETS_METRICS: off (None), nothing of it is imported.
+        self._metrics = None if self.settings.metrics is None else self._start_metrics()
         self._cache: Cache[ValueRequest, Record] = Cache(
             self._fetch_transformed,
             max_size=self.settings.cache_size,
@@ -101,6 +105,7 @@ class ParametersSecrets:
             stale_if_error=self.settings.stale_if_error,
             clock=clock,
             bound=self._time_bound,
+            observer=self._metrics,
         )
         self._clock = clock
         # key -> (record, value): a transform runs once per fetched record, not per read.
@@ -114,8 +119,17 @@ class ParametersSecrets:
         self._published_generation = -1
         self._publishing = threading.Lock()
         # Warm reads count their hits without a lock: one C call each.
-        self._count_snapshot_read = self._cache.hit_counter(len(self._declarations))
+        kinds = Counter(d.request.kind for d in self._declarations.values())
+        self._count_snapshot_read = self._cache.hit_counter(len(self._declarations), kinds)
         self._count_value_read = self._cache.hit_counter(1)
+        if self._metrics is not None:
+            self._metrics.watch(self._cache)
+            # Hits by kind: one counter per key (not one per store) for a warm get().
+            self._count_reads_of = {
+                key: self._cache.hit_counter(1, {d.request.kind: 1})
+                for key, d in self._declarations.items()
+            }
+            self._fresh_value = self._fresh_value_by_kind  # type: ignore[method-assign]
         # SnapStart: values loaded before a snapshot are never served after a restore.
         drop_after_restore(self)
         hook_snapstart()
@@ -249,6 +263,19 @@ class ParametersSecrets:
         if snapshot is not None and self._clock() < snapshot[1]:
             self._count_value_read()
             return (snapshot[0][key],)
+        return self._peeked_value(key)
+
+    def _fresh_value_by_kind(self, key: str) -> tuple[Any] | tuple[()]:
+        """:meth:`_fresh_value` when metrics are on: hits counted by kind. (A method of its
+        own, put in place at construction, so that with metrics off the warm path is
+        exactly what it was.)"""
+        snapshot = self._snapshot
+        if snapshot is not None and self._clock() < snapshot[1]:
+            self._count_reads_of[key]()
+            return (snapshot[0][key],)
+        return self._peeked_value(key)
+
+    def _peeked_value(self, key: str) -> tuple[Any] | tuple[()]:
         lookups = self._cache.peek([(self._declarations[key].request, self._ttls[key])])
         if lookups is None:
             return ()
@@ -353,6 +380,11 @@ class ParametersSecrets:
         return values, failures, (until if until > self._clock() else None)
 
     # -- internals ----------------------------------------------------------------------
+
+    def _start_metrics(self) -> MetricsRecorder:
+        from ._metrics import recorder_for
+
+        return recorder_for(self.settings.metrics)
 
     def _declared(self, key: str) -> str:
         if key not in self._declarations:
