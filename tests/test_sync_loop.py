@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import multiprocessing
+import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -36,6 +38,7 @@ from parameters_secrets._declarations import ValueRequest
 from parameters_secrets._sources import Outcome
 from tests.conftest import TOKEN
 from tests.extension_server import FakeExtension
+from tests.processes import clean_environment
 from tests.test_snapstart import Runtime
 
 JOIN_SECONDS = 30.0
@@ -355,3 +358,45 @@ def test_a_warm_sync_read_submits_nothing_to_the_loop(
     assert store.load_sync().k == "value-of-k"
     assert store.get_sync("k") == "value-of-k"
     assert submitted == []
+
+
+EXITS_WITHOUT_ACLOSE = """
+import sys
+from parameters_secrets import ExtensionSource, Parameter, ParametersSecrets
+
+port, token = int(sys.argv[1]), sys.argv[2]
+store = ParametersSecrets({"k": Parameter("/k/k")}, source=ExtensionSource(port, token))
+for _ in range(3):
+    assert store.refresh_sync().k == "value-of-k"
+print("loaded")
+if sys.argv[3] == "dropped":  # its loop closes in its thread while the interpreter exits
+    del store
+"""
+
+
+@pytest.mark.parametrize("store_at_exit", ["kept", "dropped"])
+def test_the_interpreter_exits_cleanly_with_the_loop_and_its_connection_open(
+    extension: FakeExtension, store_at_exit: str
+) -> None:
+    extension.put_parameter("/k/k", "value-of-k")
+    # Every warning shown (ResourceWarning included); an exception in a finalizer at exit
+    # ("Event loop is closed") is printed whatever the filter.
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "always",
+            "-c",
+            EXITS_WITHOUT_ACLOSE,
+            str(extension.port),
+            TOKEN,
+            store_at_exit,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=JOIN_SECONDS,
+        env=clean_environment({"PYTHONPATH": os.pathsep.join(sys.path)}),
+        check=False,
+    )
+    assert (completed.returncode, completed.stdout, completed.stderr) == (0, "loaded\n", "")
+    assert extension.connections == 1

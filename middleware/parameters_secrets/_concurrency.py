@@ -239,6 +239,7 @@ def run_blocking(name: str, method: Callable[..., Coroutine[Any, Any, T]], *args
 EXIT_WAIT_SECONDS = 2.0
 
 _holders: weakref.WeakSet[SyncLoop] = weakref.WeakSet()  # those with a loop serving
+_serving: set[_LoopThread] = set()  # every loop thread not yet ended, held or not
 _holders_lock = threading.Lock()
 _process_hooks_registered = False
 # A forked child's copies of its parent's loops: never run, stopped or closed here (their
@@ -256,8 +257,10 @@ class _LoopThread:
         self.finalizer: weakref.finalize[Any, Any] | None = None
         self._stopping = False
         self.thread = threading.Thread(
-            target=_serve, args=(self.loop, self.ended), name="parameters-secrets-sync", daemon=True
+            target=self._serve, name="parameters-secrets-sync", daemon=True
         )
+        with _holders_lock:
+            _serving.add(self)
         self.thread.start()
 
     def stop(self) -> None:
@@ -274,21 +277,29 @@ class _LoopThread:
         if self.finalizer is not None:
             self.finalizer.detach()
 
+    def abandon(self) -> None:
+        """In a forked child: never touch this copy of the parent's loop (a stop would
+        wake the parent's loop through the self-pipe they share)."""
+        self.disown()
+        self._stopping = True
 
-def _serve(loop: asyncio.AbstractEventLoop, ended: Flight[None]) -> None:
-    """The loop thread: run until stopped, then shut down as ``asyncio.run`` does."""
-    try:
-        loop.run_forever()
-    finally:
+    def _serve(self) -> None:
+        """The loop thread: run until stopped, then shut down as ``asyncio.run`` does."""
+        loop = self.loop
         try:
-            _cancel_every_task(loop)
-            # Closes every pool made on this loop (PerLoop's closers are its async
-            # generators), so no connection is left for a finalizer to warn about.
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.run_forever()
         finally:
-            loop.close()
-            ended.settle(None)
+            try:
+                _cancel_every_task(loop)
+                # Closes every pool made on this loop (PerLoop's closers are its async
+                # generators), so no connection is left for a finalizer to warn about.
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.run_until_complete(loop.shutdown_default_executor())
+            finally:
+                loop.close()
+                with _holders_lock:
+                    _serving.discard(self)
+                self.ended.settle(None)
 
 
 def _cancel_every_task(loop: asyncio.AbstractEventLoop) -> None:
@@ -383,10 +394,7 @@ class SyncLoop:
     def _forget_after_fork(self) -> None:
         """In a forked child: the parent's loop is not ours; the next call starts one."""
         self._lock = threading.Lock()  # another thread may have held it at the fork
-        inherited, self._serving = self._serving, None
-        if inherited is not None:
-            inherited.disown()
-            _inherited.append(inherited)
+        self._serving = None
 
 
 def _register_process_hooks() -> None:
@@ -402,9 +410,14 @@ def _register_process_hooks() -> None:
 
 
 def _close_at_exit() -> None:
+    """Close every loop (a collected store's may still be closing) before the interpreter
+    finalises: its connections close in order, and nothing is left for finalizers."""
     with _holders_lock:
         holders = list(_holders)
-    stopping = [serving for serving in (h._detach() for h in holders) if serving is not None]
+    for holder in holders:
+        holder._detach()  # no new call reaches a loop being closed
+    with _holders_lock:
+        stopping = list(_serving)
     for serving in stopping:
         serving.stop()
     for serving in stopping:
@@ -416,6 +429,10 @@ def _after_fork_in_child() -> None:
     _holders_lock = threading.Lock()
     for holder in list(_holders):
         holder._forget_after_fork()
+    for inherited in _serving:
+        inherited.abandon()
+    _inherited.extend(_serving)
+    _serving.clear()
 
 
 # -- resources that belong to one loop ------------------------------------------------------
