@@ -333,15 +333,17 @@ class SyncLoop:
                 was closed (``aclose()``) while the call ran.
         """
         refuse_inside_a_loop(name)
-        future = self._submit(method(*args))
+        future: concurrent.futures.Future[T] | None = None
         try:
+            future = self._submit(method(*args))
             return future.result()  # no timeout: the coroutine has its own time bounds
         except concurrent.futures.CancelledError:
             raise ParametersSecretsError(
                 f"{name}_sync() was cancelled: the store was closed while it ran"
             ) from None
         except BaseException:
-            future.cancel()  # interrupted while waiting: nobody wants the outcome now
+            if future is not None:
+                future.cancel()  # interrupted while waiting: nobody wants the outcome now
             raise
 
     def _submit(self, call: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
@@ -406,7 +408,11 @@ def _register_process_hooks() -> None:
         _process_hooks_registered = True
     atexit.register(_close_at_exit)
     if hasattr(os, "register_at_fork"):  # not on Windows
-        os.register_at_fork(after_in_child=_after_fork_in_child)
+        os.register_at_fork(
+            before=_before_fork,
+            after_in_parent=_release_after_fork,
+            after_in_child=_after_fork_in_child,
+        )
 
 
 def _close_at_exit() -> None:
@@ -424,9 +430,20 @@ def _close_at_exit() -> None:
         serving.thread.join(EXIT_WAIT_SECONDS)
 
 
+def _before_fork() -> None:
+    # Loop threads take these at any time (a collected store's loop closing its pools): a
+    # fork while one is held would leave it held for ever in the child.
+    _holders_lock.acquire()
+    _closers_lock.acquire()
+
+
+def _release_after_fork() -> None:
+    _closers_lock.release()
+    _holders_lock.release()
+
+
 def _after_fork_in_child() -> None:
-    global _holders_lock
-    _holders_lock = threading.Lock()
+    _release_after_fork()
     for holder in list(_holders):
         holder._forget_after_fork()
     for inherited in _serving:
