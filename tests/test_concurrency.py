@@ -39,6 +39,7 @@ from parameters_secrets import (
     Source,
     ValueRequest,
 )
+from parameters_secrets._concurrency import SyncLoop
 from tests.conftest import TOKEN, FakeClock
 from tests.extension_server import FakeExtension
 from tests.lambda_events import LambdaContext, invoke
@@ -480,15 +481,15 @@ def test_warm_reads_after_an_expiry_run_no_event_loop_and_make_no_call(
     store = short_and_long(extension, clock)
     store.load_sync()
     clock.advance(61)  # "short" expired: the store's snapshot of every value is gone
-    loops = 0  # coroutines run on the store's sync loop (its one loop is made already)
-    run_coroutine_threadsafe = asyncio.run_coroutine_threadsafe
+    loops = 0  # calls run on the store's sync loop (its one loop is made already)
+    run_on_loop = SyncLoop.run
 
-    def counted(call: Any, loop: asyncio.AbstractEventLoop) -> Any:
+    def counted(self: SyncLoop, *args: Any) -> Any:
         nonlocal loops
         loops += 1
-        return run_coroutine_threadsafe(call, loop)
+        return run_on_loop(self, *args)
 
-    monkeypatch.setattr(asyncio, "run_coroutine_threadsafe", counted)
+    monkeypatch.setattr(SyncLoop, "run", counted)
     for _ in range(2000):
         assert store.get_sync("long") == "l1"
     assert (loops, extension.total_calls) == (0, 2)

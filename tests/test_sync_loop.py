@@ -34,6 +34,7 @@ from parameters_secrets import (
     ParametersSecretsError,
     Source,
 )
+from parameters_secrets._concurrency import SyncLoop
 from parameters_secrets._declarations import ValueRequest
 from parameters_secrets._sources import Outcome
 from tests.conftest import TOKEN
@@ -350,11 +351,11 @@ def test_a_warm_sync_read_submits_nothing_to_the_loop(
     store.load_sync()
     submitted: list[Any] = []
 
-    def refuse(call: Any, loop: asyncio.AbstractEventLoop) -> Any:
-        submitted.append(call)
+    def refuse(self: SyncLoop, *args: Any) -> Any:
+        submitted.append(args)
         raise AssertionError("a warm read must run no event loop")
 
-    monkeypatch.setattr(asyncio, "run_coroutine_threadsafe", refuse)
+    monkeypatch.setattr(SyncLoop, "run", refuse)
     assert store.load_sync().k == "value-of-k"
     assert store.get_sync("k") == "value-of-k"
     assert submitted == []

@@ -302,6 +302,35 @@ class _LoopThread:
                 self.ended.settle(None)
 
 
+def _run_into(call: Coroutine[Any, Any, T], outcome: concurrent.futures.Future[T]) -> None:
+    """On the loop: run ``call`` as a task whose end settles ``outcome``, and which a
+    cancelled ``outcome`` cancels (``asyncio.run_coroutine_threadsafe``, but with the
+    caller's future made first)."""
+    if outcome.cancelled():
+        call.close()
+        return
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(call)
+
+    def settle(done: asyncio.Task[T]) -> None:
+        if done.cancelled():
+            outcome.cancel()
+        elif outcome.set_running_or_notify_cancel():  # False: cancelled meanwhile
+            error = done.exception()
+            if error is None:
+                outcome.set_result(done.result())
+            else:
+                outcome.set_exception(error)
+
+    def cancel_if_cancelled(future: concurrent.futures.Future[T]) -> None:
+        if future.cancelled():
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(task.cancel)
+
+    task.add_done_callback(settle)
+    outcome.add_done_callback(cancel_if_cancelled)
+
+
 def _cancel_every_task(loop: asyncio.AbstractEventLoop) -> None:
     tasks = asyncio.all_tasks(loop)
     if not tasks:
@@ -333,27 +362,28 @@ class SyncLoop:
                 was closed (``aclose()``) while the call ran.
         """
         refuse_inside_a_loop(name)
-        future: concurrent.futures.Future[T] | None = None
+        # Made before the call is handed over, so that an interrupt at any point after
+        # can cancel it.
+        outcome: concurrent.futures.Future[T] = concurrent.futures.Future()
         try:
-            future = self._submit(method(*args))
-            return future.result()  # no timeout: the coroutine has its own time bounds
+            self._submit(method(*args), outcome)
+            return outcome.result()  # no timeout: the coroutine has its own time bounds
         except concurrent.futures.CancelledError:
             raise ParametersSecretsError(
                 f"{name}_sync() was cancelled: the store was closed while it ran"
             ) from None
         except BaseException:
-            if future is not None:
-                future.cancel()  # interrupted while waiting: nobody wants the outcome now
+            outcome.cancel()  # interrupted while waiting: nobody wants the outcome now
             raise
 
-    def _submit(self, call: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+    def _submit(self, call: Coroutine[Any, Any, T], outcome: concurrent.futures.Future[T]) -> None:
         # Under the lock: a loop being stopped is never handed a call.
         with self._lock:
             serving = self._serving
             if serving is None:
                 serving = self._serving = self._start()
             try:
-                return asyncio.run_coroutine_threadsafe(call, serving.loop)
+                serving.loop.call_soon_threadsafe(_run_into, call, outcome)
             except BaseException:
                 call.close()  # never started: no "never awaited" warning
                 raise
