@@ -384,9 +384,10 @@ class SyncLoop:
                 serving = self._serving = self._start()
             try:
                 serving.loop.call_soon_threadsafe(_run_into, call, outcome)
-            except BaseException:
-                call.close()  # never started: no "never awaited" warning
+            except RuntimeError:  # the loop closed: the call never started
+                call.close()  # no "never awaited" warning
                 raise
+            # An interrupt from here on cancels ``outcome``, which stops the call.
 
     def _start(self) -> _LoopThread:
         _register_process_hooks()
