@@ -39,6 +39,7 @@ from parameters_secrets import (
     Source,
     ValueRequest,
 )
+from parameters_secrets._concurrency import SyncLoop
 from tests.conftest import TOKEN, FakeClock
 from tests.extension_server import FakeExtension
 from tests.lambda_events import LambdaContext, invoke
@@ -480,19 +481,19 @@ def test_warm_reads_after_an_expiry_run_no_event_loop_and_make_no_call(
     store = short_and_long(extension, clock)
     store.load_sync()
     clock.advance(61)  # "short" expired: the store's snapshot of every value is gone
-    loops = 0
-    new_event_loop = asyncio.new_event_loop
+    loops = 0  # calls run on the store's sync loop (its one loop is made already)
+    run_on_loop = SyncLoop.run
 
-    def counted() -> asyncio.AbstractEventLoop:
+    def counted(self: SyncLoop, *args: Any) -> Any:
         nonlocal loops
         loops += 1
-        return new_event_loop()
+        return run_on_loop(self, *args)
 
-    monkeypatch.setattr(asyncio, "new_event_loop", counted)
+    monkeypatch.setattr(SyncLoop, "run", counted)
     for _ in range(2000):
         assert store.get_sync("long") == "l1"
     assert (loops, extension.total_calls) == (0, 2)
-    assert store.get_sync("short") == "s1"  # expired: one loop, one call
+    assert store.get_sync("short") == "s1"  # expired: one run on the loop, one call
     assert (loops, extension.total_calls) == (1, 3)
     # Every value is fresh again: the fast path is back, for every read.
     assert store.cached() is not None

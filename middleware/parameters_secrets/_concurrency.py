@@ -16,11 +16,21 @@ blocks. The whole concurrency model of the package is here; nothing else tracks 
 * **Belongs to one loop**: an ``httpx.AsyncClient`` and its connections. :class:`PerLoop`
   keeps one per running loop and closes it when that loop finalises its async generators
   (``asyncio.run``, ``asyncio.Runner``, ``anyio.run``, ``trio.run``), or on ``aclose()``.
-* **Blocks**: the sync methods on a cache miss (:func:`run_blocking`: the async code on a
-  private asyncio loop in the calling thread, never made its current loop, closed after;
-  so Mangum's loop in the same process is left alone). Credentials from the container
-  endpoint or botocore are fetched by a worker thread (:func:`in_thread`) that callers
-  wait for within their own time bound.
+* **Blocks**: the sync methods on a cache miss. Each store keeps one event loop for them
+  (:class:`SyncLoop`), run by a daemon thread of its own started on first use (nothing
+  at import or construction): a caller in any thread hands its coroutine to that loop
+  and waits for its own call only, so every thread's sync calls share the loop's pools
+  and connections, and many can be in flight at once. One loop per store, not per
+  process: it belongs to what it serves, so it closes with it (``aclose()``, or when the
+  store is collected), and one store's ``aclose()`` leaves another's calls alone; an app
+  has one store, so in practice one loop per process. It closes cleanly at interpreter
+  exit, is made anew in a forked child (the parent's loop and connections are left
+  untouched there) and after a SnapStart restore. The caller's thread never gets a
+  current loop, so Mangum's loop in the same process is left alone. A sync call inside
+  a running event loop (that loop's own thread included) is refused rather than
+  blocking it. Credentials from the container endpoint or botocore are fetched by a
+  worker thread (:func:`in_thread`) that callers wait for within their own time bound
+  (a container endpoint's call runs on a private loop there: :func:`run_blocking`).
 * **Never blocks**: a warm read (sync or async), and an async caller's wait for a fetch
   led elsewhere.
 * **SnapStart**: what was made before a snapshot must not be used after a restore (cached
@@ -33,8 +43,11 @@ blocks. The whole concurrency model of the package is here; nothing else tracks 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import concurrent.futures
 import contextlib
 import importlib
+import math
 import os
 import sys
 import threading
@@ -180,6 +193,24 @@ def in_thread(work: Callable[[], T], give_up_at: float) -> Flight[T | BaseExcept
     return flight
 
 
+def refuse_inside_a_loop(name: str) -> None:
+    """Refuse a sync call where it would block a running event loop.
+
+    Raises:
+        ParametersSecretsError: The message names the async method to await instead.
+    """
+    try:
+        library: str | None = sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        # A plain callback on a running loop has no task for sniffio to find.
+        library = None if _running_asyncio_loop() is None else "asyncio"
+    if library is not None:
+        raise ParametersSecretsError(
+            f"{name}_sync() was called inside a running event loop ({library}): "
+            f"use 'await store.{name}()' there"
+        )
+
+
 def run_blocking(name: str, method: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
     """Run ``method(*args)`` to completion in this thread, on a private asyncio loop.
 
@@ -190,15 +221,7 @@ def run_blocking(name: str, method: Callable[..., Coroutine[Any, Any, T]], *args
         ParametersSecretsError: Called inside a running event loop (it would block it):
             the message names the async method to await instead.
     """
-    try:
-        library: str | None = sniffio.current_async_library()
-    except sniffio.AsyncLibraryNotFoundError:
-        library = None
-    if library is not None:
-        raise ParametersSecretsError(
-            f"{name}_sync() was called inside a running event loop ({library}): "
-            f"use 'await store.{name}()' there"
-        )
+    refuse_inside_a_loop(name)
     loop = asyncio.new_event_loop()
     try:
         return loop.run_until_complete(method(*args))
@@ -207,6 +230,258 @@ def run_blocking(name: str, method: Callable[..., Coroutine[Any, Any, T]], *args
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             loop.close()
+
+
+# -- the sync road's loop -------------------------------------------------------------------
+
+# How long interpreter exit waits for a loop to close its pools: closing is local work
+# (in-flight calls are cancelled), so this is reached only if a thread is stuck in a
+# user's blocking code, and exit must not hang on our account then.
+EXIT_WAIT_SECONDS = 2.0
+
+_holders: weakref.WeakSet[SyncLoop] = weakref.WeakSet()  # those with a loop serving
+_serving: set[_LoopThread] = set()  # every loop thread not yet ended, held or not
+_holders_lock = threading.Lock()
+_process_hooks_registered = False
+# A forked child's copies of its parent's loops: never run, stopped or closed here (their
+# threads and connections are the parent's; a TLS close from the child would end the
+# parent's session), and kept, so that no finalizer warns about them.
+_inherited: list[_LoopThread] = []
+
+
+class _LoopThread:
+    """An asyncio loop run forever by a daemon thread of its own, until :meth:`stop`."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()  # never any thread's current loop
+        self.ended: Flight[None] = Flight(math.inf)
+        self.finalizer: weakref.finalize[Any, Any] | None = None
+        self._stopping = False
+        self.thread = threading.Thread(
+            target=self._serve, name="parameters-secrets-sync", daemon=True
+        )
+        with _holders_lock:
+            _serving.add(self)
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Ask the loop to stop: its calls still running are cancelled, its pools closed
+        and the loop closed, in its thread. Does not wait."""
+        if self._stopping:
+            return
+        self._stopping = True
+        with contextlib.suppress(RuntimeError):  # it has closed already
+            self.loop.call_soon_threadsafe(self.loop.stop)
+
+    def disown(self) -> None:
+        """Never stop it on its holder's collection (it is stopped otherwise, or not ours)."""
+        if self.finalizer is not None:
+            self.finalizer.detach()
+
+    def abandon(self) -> None:
+        """In a forked child: never touch this copy of the parent's loop (a stop would
+        wake the parent's loop through the self-pipe they share)."""
+        self.disown()
+        self._stopping = True
+
+    def _serve(self) -> None:
+        """The loop thread: run until stopped, then shut down as ``asyncio.run`` does."""
+        loop = self.loop
+        try:
+            loop.run_forever()
+        finally:
+            try:
+                _cancel_every_task(loop)
+                # Closes every pool made on this loop (PerLoop's closers are its async
+                # generators), so no connection is left for a finalizer to warn about.
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.run_until_complete(loop.shutdown_default_executor())
+            finally:
+                loop.close()
+                with _holders_lock:
+                    _serving.discard(self)
+                self.ended.settle(None)
+
+
+def _run_into(call: Coroutine[Any, Any, T], outcome: concurrent.futures.Future[T]) -> None:
+    """On the loop: run ``call`` as a task whose end settles ``outcome``, and which a
+    cancelled ``outcome`` cancels (``asyncio.run_coroutine_threadsafe``, but with the
+    caller's future made first)."""
+    if outcome.cancelled():
+        call.close()
+        return
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(call)
+
+    def settle(done: asyncio.Task[T]) -> None:
+        if done.cancelled():
+            outcome.cancel()
+        elif outcome.set_running_or_notify_cancel():  # False: cancelled meanwhile
+            error = done.exception()
+            if error is None:
+                outcome.set_result(done.result())
+            else:
+                outcome.set_exception(error)
+
+    def cancel_if_cancelled(future: concurrent.futures.Future[T]) -> None:
+        if future.cancelled():
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(task.cancel)
+
+    task.add_done_callback(settle)
+    outcome.add_done_callback(cancel_if_cancelled)
+
+
+def _cancel_every_task(loop: asyncio.AbstractEventLoop) -> None:
+    tasks = asyncio.all_tasks(loop)
+    if not tasks:
+        return
+    for task in tasks:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+
+
+class SyncLoop:
+    """The event loop a store's sync calls run on, from any thread: started on first
+    use, closed by :meth:`aclose` or when this object is collected, and made anew after
+    a fork (in the child) or a SnapStart restore. See the module doc ("Blocks")."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._serving: _LoopThread | None = None
+        drop_after_restore(self)
+
+    def run(self, name: str, method: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
+        """Run ``method(*args)`` on the loop; wait, in this thread, for it alone.
+
+        Its exceptions are raised here unchanged. Interrupted while waiting (a
+        ``KeyboardInterrupt``), the call is cancelled on the loop.
+
+        Raises:
+            ParametersSecretsError: Called inside a running event loop (it would block
+                it): the message names the async method to await instead. Or the loop
+                was closed (``aclose()``) while the call ran.
+        """
+        refuse_inside_a_loop(name)
+        # Made before the call is handed over, so that an interrupt at any point after
+        # can cancel it.
+        outcome: concurrent.futures.Future[T] = concurrent.futures.Future()
+        try:
+            self._submit(method(*args), outcome)
+            return outcome.result()  # no timeout: the coroutine has its own time bounds
+        except concurrent.futures.CancelledError:
+            raise ParametersSecretsError(
+                f"{name}_sync() was cancelled: the store was closed while it ran"
+            ) from None
+        except BaseException:
+            outcome.cancel()  # interrupted while waiting: nobody wants the outcome now
+            raise
+
+    def _submit(self, call: Coroutine[Any, Any, T], outcome: concurrent.futures.Future[T]) -> None:
+        # Under the lock: a loop being stopped is never handed a call.
+        with self._lock:
+            serving = self._serving
+            if serving is None:
+                serving = self._serving = self._start()
+            try:
+                serving.loop.call_soon_threadsafe(_run_into, call, outcome)
+            except RuntimeError:  # the loop closed: the call never started
+                call.close()  # no "never awaited" warning
+                raise
+            # An interrupt from here on cancels ``outcome``, which stops the call.
+
+    def _start(self) -> _LoopThread:
+        _register_process_hooks()
+        serving = _LoopThread()
+        serving.finalizer = weakref.finalize(self, serving.stop)
+        serving.finalizer.atexit = False  # _close_at_exit closes it and waits
+        with _holders_lock:
+            _holders.add(self)
+        return serving
+
+    def _detach(self) -> _LoopThread | None:
+        """Take the loop away from new calls; the caller stops it."""
+        with self._lock:
+            serving, self._serving = self._serving, None
+        if serving is not None:
+            serving.disown()
+        return serving
+
+    async def aclose(self) -> None:
+        """Close the loop (calls still running on it are cancelled) and wait, without
+        blocking the running loop, until its pools are closed. A later call starts a
+        new loop."""
+        serving = self._detach()
+        if serving is None:
+            return
+        serving.stop()
+        if threading.current_thread() is not serving.thread:  # else it closes after us
+            await serving.ended.wait(math.inf)
+
+    def drop_after_restore(self) -> None:
+        """The loop made before a SnapStart snapshot closes (with its dead connections);
+        the next call starts a new one."""
+        serving = self._detach()
+        if serving is not None:
+            serving.stop()
+
+    def _forget_after_fork(self) -> None:
+        """In a forked child: the parent's loop is not ours; the next call starts one."""
+        self._lock = threading.Lock()  # another thread may have held it at the fork
+        self._serving = None
+
+
+def _register_process_hooks() -> None:
+    """Close every loop at interpreter exit; forget them in a forked child. Once."""
+    global _process_hooks_registered
+    with _holders_lock:
+        if _process_hooks_registered:
+            return
+        _process_hooks_registered = True
+    atexit.register(_close_at_exit)
+    if hasattr(os, "register_at_fork"):  # not on Windows
+        os.register_at_fork(
+            before=_before_fork,
+            after_in_parent=_release_after_fork,
+            after_in_child=_after_fork_in_child,
+        )
+
+
+def _close_at_exit() -> None:
+    """Close every loop (a collected store's may still be closing) before the interpreter
+    finalises: its connections close in order, and nothing is left for finalizers."""
+    with _holders_lock:
+        holders = list(_holders)
+    for holder in holders:
+        holder._detach()  # no new call reaches a loop being closed
+    with _holders_lock:
+        stopping = list(_serving)
+    for serving in stopping:
+        serving.stop()
+    for serving in stopping:
+        serving.thread.join(EXIT_WAIT_SECONDS)
+
+
+def _before_fork() -> None:
+    # Loop threads take these at any time (a collected store's loop closing its pools): a
+    # fork while one is held would leave it held for ever in the child.
+    _holders_lock.acquire()
+    _closers_lock.acquire()
+
+
+def _release_after_fork() -> None:
+    _closers_lock.release()
+    _holders_lock.release()
+
+
+def _after_fork_in_child() -> None:
+    _release_after_fork()
+    for holder in list(_holders):
+        holder._forget_after_fork()
+    for inherited in _serving:
+        inherited.abandon()
+    _inherited.extend(_serving)
+    _serving.clear()
 
 
 # -- resources that belong to one loop ------------------------------------------------------

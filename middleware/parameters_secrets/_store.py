@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._cache import NOT_FOUND_TTL_SECONDS, Cache, CacheStats, Lookup
-from ._concurrency import drop_after_restore, hook_snapstart, run_blocking
+from ._concurrency import SyncLoop, drop_after_restore, hook_snapstart
 from ._context import Values
 from ._declarations import (
     Declaration,
@@ -130,6 +130,8 @@ class ParametersSecrets:
                 for key, d in self._declarations.items()
             }
             self._fresh_value = self._fresh_value_by_kind  # type: ignore[method-assign]
+        # The sync methods' event loop: no thread until the first sync call misses.
+        self._sync_loop = SyncLoop()
         # SnapStart: values loaded before a snapshot are never served after a restore.
         drop_after_restore(self)
         hook_snapstart()
@@ -217,15 +219,18 @@ class ParametersSecrets:
 
     async def aclose(self) -> None:
         """Release the source's connections (those of the running event loop; the others
-        close with their loops)."""
+        close with their loops) and close the sync methods' event loop with its
+        connections (a later sync call starts a new one)."""
         await self.source.aclose()
+        await self._sync_loop.aclose()
 
     # -- sync ---------------------------------------------------------------------------
 
     def load_sync(self, *, deadline: float | None = None) -> Values:
         """:meth:`load` for code with no running event loop (a plain Lambda handler, a
         script, a WSGI app, a thread). Shares the store's cache; a warm read runs no event
-        loop; a cache miss runs one privately in this thread (never ``asyncio.run``).
+        loop; a cache miss runs on the store's own loop, shared by every thread's sync
+        calls (and so are its connections), and waits for it (never ``asyncio.run``).
 
         Raises:
             ParametersSecretsError: Called from inside a running event loop.
@@ -233,18 +238,18 @@ class ParametersSecrets:
         values = self.cached()
         if values is not None:
             return values
-        return run_blocking("load", self._load_cold, deadline)
+        return self._sync_loop.run("load", self._load_cold, deadline)
 
     def get_sync(self, key: str) -> Any:
         """:meth:`get` for code with no running event loop."""
         found = self._fresh_value(self._declared(key))
         if found:
             return found[0]
-        return run_blocking("get", self.get, key)
+        return self._sync_loop.run("get", self.get, key)
 
     def refresh_sync(self, *keys: str) -> Values:
         """:meth:`refresh` for code with no running event loop."""
-        return run_blocking("refresh", self.refresh, *keys)
+        return self._sync_loop.run("refresh", self.refresh, *keys)
 
     async def _load_cold(self, deadline: float | None) -> Values:
         return await self.load(deadline=deadline)
