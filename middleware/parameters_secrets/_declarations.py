@@ -46,6 +46,9 @@ class SecretRequest:
     secret_id: str
     version_stage: str | None = None
     version_id: str | None = None
+    # Part of the identity: a following value expires by other rules (and is read from
+    # AWS directly), so it never shares an entry with one that does not follow.
+    follow_rotation: bool = False
 
     kind = "secret"
 
@@ -180,6 +183,10 @@ class Secret:
         required: If false, a secret that does not exist gives ``default``.
         default: The value for an optional secret that does not exist.
         ttl: Seconds to cache this secret (0 to 3600); ``None`` uses ``SECRETS_MANAGER_TTL``.
+        follow_rotation: Read it from AWS directly and expire it no later than its
+            ``NextRotationDate``; after that date, revalidate it with ``DescribeSecret``
+            every 30 s and fetch it again only when its ``AWSCURRENT`` version changed.
+            Not with ``version_id`` or a ``version_stage`` other than ``AWSCURRENT``.
     """
 
     secret_id: str
@@ -189,6 +196,7 @@ class Secret:
     required: bool = True
     default: Any = field(default=None, repr=False)
     ttl: float | None = None
+    follow_rotation: bool = False
 
     def __post_init__(self) -> None:
         _check_text("Secret secret_id", self.secret_id, optional=False)
@@ -198,11 +206,31 @@ class Secret:
             raise ConfigurationError(f"required must be True or False, not {self.required!r}")
         _check_transform(self.transform)
         _check_ttl(self.ttl)
+        _check_follow_rotation(self)
 
     @property
     def request(self) -> SecretRequest:
         """The cache key: everything that identifies the ``GetSecretValue`` call."""
-        return SecretRequest(self.secret_id, self.version_stage, self.version_id)
+        return SecretRequest(
+            self.secret_id,
+            self.version_stage,
+            self.version_id,
+            follow_rotation=self.follow_rotation,
+        )
+
+
+def _check_follow_rotation(secret: Secret) -> None:
+    if not isinstance(secret.follow_rotation, bool):
+        raise ConfigurationError(
+            f"Secret follow_rotation must be True or False, not {secret.follow_rotation!r}"
+        )
+    pinned = secret.version_id is not None or secret.version_stage not in (None, "AWSCURRENT")
+    if secret.follow_rotation and pinned:
+        # A pinned version never changes: there is no rotation to follow.
+        raise ConfigurationError(
+            f"Secret {secret.secret_id!r}: follow_rotation follows AWSCURRENT; it cannot be "
+            "combined with version_id or another version_stage (a pinned version never rotates)"
+        )
 
 
 @dataclass(frozen=True)

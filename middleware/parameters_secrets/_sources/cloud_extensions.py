@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .._concurrency import concurrently
-from .._declarations import ParameterRequest, ValueRequest
+from .._declarations import ParameterRequest, SecretRequest, ValueRequest
 from .._settings import Settings
 from ..exceptions import FetchError
 from . import Outcome, Source
@@ -124,6 +124,13 @@ class CloudExtensionsSource:
             ]
         )
         return [outcomes[r] for r in requests]
+
+    async def describe_secrets(
+        self, requests: Sequence[SecretRequest], deadline: float | None = None
+    ) -> Sequence[Outcome]:
+        """``DescribeSecret`` from AWS directly (the runtime has none), for
+        ``Secret(..., follow_rotation=True)``, whose values come from AWS directly too."""
+        return await self._secrets_manager.describe_secrets(requests, deadline)
 
     async def aclose(self) -> None:
         """Close both extensions' connection pools."""

@@ -61,9 +61,9 @@ class ExtensionSource:
         transport: An httpx transport to send requests through (tests:
             ``httpx.MockTransport``); default a connection pool to the extension.
 
-    The extension has no by-path API: a :class:`ParametersByPath` is read from AWS
-    directly, from ``fallback`` if it is a source, else from an :class:`AwsSource` made on
-    first use.
+    The extension has no by-path API and no ``DescribeSecret``: a :class:`ParametersByPath`
+    and a ``Secret(..., follow_rotation=True)`` are read from AWS directly, from
+    ``fallback`` if it is a source, else from an :class:`AwsSource` made on first use.
     """
 
     # Its records hold a usable value for what was asked: the store need not check.
@@ -111,8 +111,8 @@ class ExtensionSource:
         """Ask the extension for every value at once (it has no batch call); paths, and
         with a fallback the values it is not ready to serve, from AWS directly."""
         outcomes: dict[ValueRequest, Outcome] = {}
-        direct: list[ValueRequest] = [r for r in requests if isinstance(r, PathRequest)]
-        asked = [r for r in requests if not isinstance(r, PathRequest)]
+        direct: list[ValueRequest] = [r for r in requests if _aws_only(r)]
+        asked = [r for r in requests if not isinstance(r, PathRequest) and not _aws_only(r)]
         if asked:
             client = await self._clients.get()
             await concurrently(
@@ -132,6 +132,23 @@ class ExtensionSource:
             answers = await self._direct_source().fetch(direct, deadline)
             outcomes.update(zip(direct, answers, strict=True))
         return [outcomes[r] for r in requests]
+
+    async def describe_secrets(
+        self, requests: Sequence[SecretRequest], deadline: float | None = None
+    ) -> Sequence[Outcome]:
+        """``DescribeSecret`` (which the extension does not offer) from AWS directly, for
+        ``Secret(..., follow_rotation=True)``."""
+        describe = getattr(self._direct_source(), "describe_secrets", None)
+        if describe is None:
+            return [
+                FetchError(
+                    f"{r.describe()}: the fallback source cannot call DescribeSecret",
+                    code="DescribeSecretUnsupported",
+                )
+                for r in requests
+            ]
+        answers: Sequence[Outcome] = await describe(requests, deadline)
+        return answers
 
     async def _get_into(
         self,
@@ -235,6 +252,14 @@ class ExtensionSource:
             delay=self.retry.delay,
             timed_out=lambda: _timeout(request),
         )
+
+
+def _aws_only(request: ValueRequest) -> bool:
+    """Whether the extension cannot serve ``request``: a path (no by-path API), or a secret
+    that follows its rotation (no ``DescribeSecret``, and a second cache in front)."""
+    return isinstance(request, PathRequest) or (
+        isinstance(request, SecretRequest) and request.follow_rotation
+    )
 
 
 class _NotServing(FetchError):
