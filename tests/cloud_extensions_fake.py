@@ -2,9 +2,13 @@
 ``httpx.ASGITransport`` (no socket): the Parameter Store extension (``POST
 /parameterstore``, SSM JSON 1.1, SigV4 for ``ssm`` checked against botocore's signer) and
 the Secrets Manager extension (``GET /secretsmanager/get?secretId=``, the SSRF token in
-``X-Aws-Parameters-Secrets-Token``). Errors carry ``X-Amzn-Errortype``; ``loading(n)``
-makes the next n requests answer 503 ``ServiceUnavailableException``, as an extension
-that is still loading does. Counts every request by operation.
+``X-Aws-Parameters-Secrets-Token`` and SigV4 for ``secretsmanager``, as the runtime
+requires by default; ``roleArn`` answers from ``role_secrets[role]``, as the runtime
+keeps a cache per role). Errors carry ``X-Amzn-Errortype``, with ``message`` from the
+extension and ``Message`` from the runtime; ``loading(n)`` makes the next n requests
+answer 503 ``ServiceUnavailableException`` (the runtime's, ``Message``), as an extension
+that is still loading does; ``throttle(n, retry_after)`` the next n 429
+``ThrottlingException`` with ``Retry-After``. Counts every request by operation.
 
     fake = FakeCloudExtensions(credentials=("AKID", "secret", None), token="ssrf")
     fake.parameters["/app/key"] = "v"
@@ -16,6 +20,7 @@ from __future__ import annotations
 import datetime
 import hmac
 import json
+import time
 from collections import Counter
 from typing import Any
 from unittest import mock
@@ -41,9 +46,20 @@ class FakeCloudExtensions:
         self.region = region
         self.parameters: dict[str, str] = {}
         self.secrets: dict[str, str] = {}
+        self.role_secrets: dict[str, dict[str, str]] = {}  # roleArn -> secrets
         self.calls: Counter[str] = Counter()
         self.signatures_checked = 0
+        self.roles_asked: list[str] = []
+        self.throttled_at: list[float] = []  # when each 429 was answered (monotonic)
+        self.asked_at: list[float] = []  # when each Secrets Manager request came
         self._loading = 0
+        self._throttle = 0
+        self._retry_after = "0"
+
+    def throttle(self, requests: int, retry_after: str) -> None:
+        """Answer the next ``requests`` Secrets Manager requests 429 ThrottlingException
+        with ``Retry-After: retry_after``."""
+        self._throttle, self._retry_after = requests, retry_after
 
     def loading(self, requests: int) -> None:
         """Answer the next ``requests`` requests 503 ServiceUnavailableException."""
@@ -65,6 +81,8 @@ class FakeCloudExtensions:
         response_headers = [(b"content-type", b"application/x-amz-json-1.1")]
         if error_type is not None:
             response_headers.append((b"x-amzn-errortype", error_type.encode()))
+        if status == 429:
+            response_headers.append((b"retry-after", self._retry_after.encode()))
         payload = json.dumps(answer).encode()
         await send({"type": "http.response.start", "status": status, "headers": response_headers})
         await send({"type": "http.response.body", "body": payload})
@@ -83,40 +101,66 @@ class FakeCloudExtensions:
                 return 400, "AccessDeniedException", {"Message": "SIGNATURE_MISMATCH"}
             return self._parameter_store(operation, json.loads(body))
         if method == "GET" and path == "/secretsmanager/get":
-            self.calls["secretsmanager/get"] += 1
-            if self._loading > 0:
-                self._loading -= 1
-                return 503, "ServiceUnavailableException", {"message": "the extension is loading"}
-            if "x-forwarded-for" in headers:
-                return 400, "BadRequestException", {"message": "X-Forwarded-For is refused"}
-            given = headers.get(TOKEN_HEADER, "")
-            if not hmac.compare_digest(given.encode(), self.token.encode()):
-                return 403, "InvalidSsrfTokenException", {"message": "missing or wrong token"}
-            query = dict(parse_qsl(scope["query_string"].decode()))
-            secret_id = query.get("secretId", "")
-            if secret_id not in self.secrets:
-                message = "Secrets Manager can't find the specified secret."
-                return 400, "ResourceNotFoundException", {"message": message}
-            return 200, None, self._secret(secret_id)
+            return self._secrets_manager(scope, headers)
         return 400, "ValidationException", {"Message": "unknown operation"}
 
-    def _signed_right(self, scope: Any, headers: dict[str, str], body: bytes) -> bool:
+    def _secrets_manager(self, scope: Any, headers: dict[str, str]) -> tuple[int, str | None, Any]:
+        self.calls["secretsmanager/get"] += 1
+        self.asked_at.append(time.monotonic())
+        if self._loading > 0:
+            self._loading -= 1
+            return 503, "ServiceUnavailableException", {"Message": "the extension is loading"}
+        if self._throttle > 0:
+            self._throttle -= 1
+            self.throttled_at.append(time.monotonic())
+            return 429, "ThrottlingException", {"message": "too many calls in flight"}
+        if "x-forwarded-for" in headers:
+            return 400, "BadRequestException", {"message": "X-Forwarded-For is refused"}
+        if "authorization" not in headers:
+            return 401, "MissingAuthenticationToken", {"Message": "the request is not signed"}
+        if not self._signed_right(scope, headers, b"", method="GET", service="secretsmanager"):
+            return 403, "SignatureDoesNotMatch", {"Message": "the signature does not match"}
+        given = headers.get(TOKEN_HEADER, "")
+        if not hmac.compare_digest(given.encode(), self.token.encode()):
+            return 403, "InvalidSsrfTokenException", {"message": "missing or wrong token"}
+        query = dict(parse_qsl(scope["query_string"].decode()))
+        secret_id = query.get("secretId", "")
+        secrets = self.secrets
+        if "roleArn" in query:
+            self.roles_asked.append(query["roleArn"])
+            secrets = self.role_secrets.get(query["roleArn"], {})
+        if secret_id not in secrets:
+            message = "Secrets Manager can't find the specified secret."
+            return 400, "ResourceNotFoundException", {"message": message}
+        return 200, None, self._secret(secret_id, secrets[secret_id])
+
+    def _signed_right(
+        self,
+        scope: Any,
+        headers: dict[str, str],
+        body: bytes,
+        *,
+        method: str = "POST",
+        service: str = "ssm",
+    ) -> bool:
         """Recompute the signature with botocore's SigV4Auth at the request's own time."""
         authorization = headers.get("authorization", "")
         if "Signature=" not in authorization:
             return False
         moment = datetime.datetime.strptime(headers["x-amz-date"], "%Y%m%dT%H%M%SZ")
         url = f"http://{headers['host']}{scope['path']}"
+        if scope["query_string"]:
+            url += "?" + scope["query_string"].decode()
         unsigned = {
             k: v
             for k, v in headers.items()
             if k not in ("authorization", "x-amz-date", "x-amz-security-token")
             and k in authorization.split("SignedHeaders=")[1].split(",")[0].split(";")
         }
-        request = AWSRequest(method="POST", url=url, headers=unsigned, data=body)
+        request = AWSRequest(method=method, url=url, headers=unsigned, data=body)
         access_key, secret_key, token = self.credentials
         auth = botocore.auth.SigV4Auth(
-            BotoCredentials(access_key, secret_key, token), "ssm", self.region
+            BotoCredentials(access_key, secret_key, token), service, self.region
         )
         with mock.patch.object(botocore.auth, "get_current_datetime", return_value=moment):
             auth.add_auth(request)
@@ -146,11 +190,11 @@ class FakeCloudExtensions:
             "DataType": "text",
         }
 
-    def _secret(self, secret_id: str) -> dict[str, Any]:
+    def _secret(self, secret_id: str, value: str) -> dict[str, Any]:
         return {
             "ARN": f"arn:aws:secretsmanager:{self.region}:123456789012:secret:{secret_id}-AbCdEf",
             "Name": secret_id,
             "VersionId": "v1",
-            "SecretString": self.secrets[secret_id],
+            "SecretString": value,
             "VersionStages": ["AWSCURRENT"],
         }

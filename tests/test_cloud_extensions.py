@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from parameters_secrets import (
+    AwsSource,
     CloudExtensionsSource,
     LoadError,
     Parameter,
@@ -24,6 +25,7 @@ from parameters_secrets import (
 from parameters_secrets._sigv4 import Credentials
 from tests.cloud_extensions_fake import FakeCloudExtensions
 from tests.lambda_events import invoke
+from tests.moto_server import CountingProxy, MotoServer, create_secret, put_parameter
 
 KEYS = ("AKIDRUNTIME", "runtime-secret-key", "runtime-session-token")
 SSRF_TOKEN = "ssrf-token"
@@ -64,7 +66,7 @@ def test_parameters_come_batched_and_signed_and_secrets_by_the_query_route(
     assert (values.api_key, values.flags["beta"], values.db["password"]) == ("key-1", True, "pw-1")
     # Two parameters in one GetParameters, signed as botocore signs; the secret by query.
     assert runtime.calls == {"GetParameters": 1, "secretsmanager/get": 1}
-    assert runtime.signatures_checked == 1
+    assert runtime.signatures_checked == 2  # the secret's request is signed too
     store.load_sync()
     assert sum(runtime.calls.values()) == 2  # cached
 
@@ -134,3 +136,127 @@ def test_the_source_variable_picks_it(monkeypatch: pytest.MonkeyPatch) -> None:
     store = ParametersSecrets(VALUES)
     assert isinstance(store.source, CloudExtensionsSource)
     assert store.source.port == 5333
+
+
+# --- as AWS documents the runtime (issue 20, item 6) -----------------------------------
+
+ROLE = "arn:aws:iam::123456789012:role/reader"
+
+
+@pytest.mark.usefixtures("runtime_credentials")
+def test_a_secret_request_with_a_wrong_signature_is_refused(
+    runtime: FakeCloudExtensions,
+) -> None:
+    wrong = Credentials("AKIDRUNTIME", "not-the-secret-key", None)
+    store = ParametersSecrets({"db": Secret("prod/db")}, source=source(runtime, credentials=wrong))
+    with pytest.raises(LoadError) as failed:
+        store.load_sync()
+    # Signed (not 401 MissingAuthenticationToken), but not with the runtime's key.
+    assert failed.value.failures["db"].code == "SignatureDoesNotMatch"
+
+
+@pytest.mark.usefixtures("runtime_credentials")
+def test_a_429_is_asked_again_after_its_retry_after(runtime: FakeCloudExtensions) -> None:
+    runtime.throttle(2, retry_after="0.5")
+    store = ParametersSecrets({"db": Secret("prod/db", transform="json")}, source=source(runtime))
+    assert store.load_sync().db["password"] == "pw-1"
+    assert runtime.calls["secretsmanager/get"] == 3
+    # Our own backoff waits at most 0.2 s, then 0.4 s: each wait here is the runtime's.
+    first, second, third = runtime.asked_at
+    assert second - first >= 0.5
+    assert third - second >= 0.5
+
+
+@pytest.mark.usefixtures("runtime_credentials")
+def test_a_retry_after_beyond_the_time_bound_fails_at_once_with_the_throttling(
+    runtime: FakeCloudExtensions,
+) -> None:
+    runtime.throttle(10, retry_after="5")
+    settings = Settings(secret_timeout_ms=1000)
+    store = ParametersSecrets(
+        {"db": Secret("prod/db")}, source=source(runtime, settings=settings), settings=settings
+    )
+    with pytest.raises(LoadError) as failed:
+        store.load_sync()
+    assert failed.value.failures["db"].code == "ThrottlingException"
+    assert runtime.calls["secretsmanager/get"] == 1  # not asked again inside the bound
+
+
+@pytest.mark.usefixtures("runtime_credentials")
+def test_error_bodies_with_message_or_Message_are_both_read(runtime: FakeCloudExtensions) -> None:
+    store = ParametersSecrets({"gone": Secret("not-there")}, source=source(runtime))
+    with pytest.raises(LoadError) as failed:
+        store.load_sync()
+    assert "can't find the specified secret" in str(failed.value.failures["gone"])  # message
+    runtime.loading(10_000)
+    settings = Settings(secret_timeout_ms=200)
+    loading = ParametersSecrets(
+        {"db": Secret("prod/db")}, source=source(runtime, settings=settings), settings=settings
+    )
+    with pytest.raises(LoadError) as failed:
+        loading.load_sync()
+    assert "the extension is loading" in str(failed.value.failures["db"])  # Message
+
+
+@pytest.mark.usefixtures("runtime_credentials")
+def test_a_secret_with_a_role_is_asked_with_role_arn(runtime: FakeCloudExtensions) -> None:
+    runtime.role_secrets[ROLE] = {"prod/db": json.dumps({"password": "theirs"})}
+    store = ParametersSecrets(
+        {
+            "own": Secret("prod/db", transform="json"),
+            "theirs": Secret("prod/db", transform="json", role_arn=ROLE),
+        },
+        source=source(runtime),
+    )
+    values = store.load_sync()
+    assert (values.own["password"], values.theirs["password"]) == ("pw-1", "theirs")
+    assert runtime.roles_asked == [ROLE]
+    assert runtime.signatures_checked == 2
+
+
+@pytest.mark.usefixtures("runtime_credentials")
+def test_while_the_runtime_loads_values_come_from_aws_directly_with_a_fallback(
+    runtime: FakeCloudExtensions,
+    moto: MotoServer,
+    moto_proxy: CountingProxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At INIT (a module-level ``load_sync()``): the runtime answers 503 while it loads;
+    the INIT fallback reads AWS directly, as with the Lambda extension not ready."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")  # moto's
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_SESSION_TOKEN")
+    put_parameter(moto, "/app/api-key", "from-aws")
+    put_parameter(moto, "/other/key", "their-key")
+    create_secret(moto, "prod/db", string=json.dumps({"password": "from-aws"}))
+    runtime.loading(10_000)
+    direct = AwsSource("us-east-1", endpoint_url=moto_proxy.url)
+    store = ParametersSecrets(
+        {
+            "api_key": Parameter("/app/api-key"),
+            "db": Secret("prod/db", transform="json"),
+            # The Parameter Store extension documents no roleArn: AWS directly, always.
+            "theirs": Parameter("/other/key", role_arn=ROLE),
+        },
+        source=source(runtime, fallback=direct),
+    )
+    values = store.load_sync()
+    assert (values.api_key, values.db["password"], values.theirs) == (
+        "from-aws",
+        "from-aws",
+        "their-key",
+    )
+    # The runtime was asked once for each (not waited for), then AWS.
+    assert runtime.calls == {"GetParameter": 1, "secretsmanager/get": 1}
+    assert moto_proxy.calls("AmazonSSM.GetParameter") == 2
+    assert moto_proxy.calls("secretsmanager.GetSecretValue") == 1
+
+
+def test_on_lambda_the_source_variable_picks_it_with_the_init_fallback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PARAMETERS_SECRETS_SOURCE", "cloud-extensions")
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "demo")
+    store = ParametersSecrets(VALUES)
+    assert isinstance(store.source, CloudExtensionsSource)
+    assert store.source.fallback == "aws"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -210,23 +209,8 @@ def test_the_root_path_is_every_parameter() -> None:
 # --- options that other changes add: role_arn, follow_rotation ------------------------
 
 
-@dataclass(frozen=True)
-class RoleParameter(Parameter):
-    """A stand-in for ``Parameter(..., role_arn=...)`` until the declarations have it."""
-
-    role_arn: str | None = None
-
-
-@dataclass(frozen=True)
-class RoleSecret(Secret):
-    """A stand-in for ``Secret(..., role_arn=..., follow_rotation=...)``."""
-
-    role_arn: str | None = None
-    follow_rotation: bool = False
-
-
 def test_a_value_read_through_a_role_needs_only_assume_role_from_the_function() -> None:
-    declared = [RoleParameter("/other/key", role_arn=ROLE), Parameter("/app/key")]
+    declared = [Parameter("/other/key", role_arn=ROLE), Parameter("/app/key")]
     found = statements(policy(declared))
     assert found["AssumeDeclaredRoles"]["Action"] == ["sts:AssumeRole"]
     assert found["AssumeDeclaredRoles"]["Resource"] == [ROLE]
@@ -234,7 +218,7 @@ def test_a_value_read_through_a_role_needs_only_assume_role_from_the_function() 
 
 
 def test_the_role_s_own_policy_reads_the_values_declared_with_it() -> None:
-    declared = [RoleParameter("/other/key", role_arn=ROLE), Parameter("/app/key")]
+    declared = [Parameter("/other/key", role_arn=ROLE), Parameter("/app/key")]
     found = statements(policy(declared, scope(account=ACCOUNT), role=ROLE))
     assert "AssumeDeclaredRoles" not in found
     assert found["ReadDeclaredParameters"]["Resource"] == [
@@ -413,7 +397,7 @@ def parliament_findings(document: dict[str, Any]) -> list[list[Any]]:
 )
 def test_parliament_finds_nothing_but_the_documented_kms_wildcard(where: Scope) -> None:
     declared = [*VALUES.values(), Secret("rotating", follow_rotation=True)]
-    declared.append(RoleParameter("/other", role_arn=ROLE))
+    declared.append(Parameter("/other", role_arn=ROLE))
     # The one finding: kms:Decrypt on "*". The key is not in the declarations; the
     # kms:ViaService condition limits it to decryption SSM and Secrets Manager ask for.
     assert parliament_findings(policy(declared, where)) == [["RESOURCE_STAR", ["kms:Decrypt"]]]

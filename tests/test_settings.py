@@ -29,6 +29,7 @@ DESIGN_DEFAULTS: dict[str, Any] = {
     "stale_if_error": True,
     "source": None,
     "extension_fallback": "aws",
+    "metrics": None,
 }
 
 
@@ -54,6 +55,7 @@ def test_every_setting_has_its_environment_variable() -> None:
         "stale_if_error": "PARAMETERS_SECRETS_STALE_IF_ERROR",
         "source": "PARAMETERS_SECRETS_SOURCE",
         "extension_fallback": "PARAMETERS_SECRETS_EXTENSION_FALLBACK",
+        "metrics": "PARAMETERS_SECRETS_METRICS",
     }
 
 

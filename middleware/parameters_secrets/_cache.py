@@ -8,13 +8,14 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeAlias, TypeVar, Union
+from typing import Generic, Protocol, TypeAlias, TypeVar, Union
 
 import anyio
 
 from ._concurrency import STALLED_AFTER_SECONDS, Flight
+from ._time_bounds import earliest
 from .exceptions import FetchError
 
 logger = logging.getLogger("parameters_secrets")
@@ -26,11 +27,11 @@ Fetch: TypeAlias = Callable[[Sequence[K], float | None], Awaitable[Sequence[Outc
 """Fetch several keys from upstream at once: ``fetch(keys, deadline) -> outcomes``, one per
 key, in order. ``deadline`` is a ``time.monotonic()`` instant, or ``None``."""
 TimeBound: TypeAlias = Callable[[K, Union[float, None]], float]  # noqa: UP007
+"""``bound(key, deadline)``: when a fetch of ``key`` must end (``time.monotonic()``), given
+the caller's deadline; a caller waiting for another's fetch waits no longer."""
 Expiry: TypeAlias = Callable[[K], Union[float, None]]  # noqa: UP007
 """``expiry(key)``, when a value just fetched for ``key`` is stored: the clock's instant
 after which it is stale whatever the TTL, or ``None`` (the TTL alone)."""
-"""``bound(key, deadline)``: when a fetch of ``key`` must end (``time.monotonic()``), given
-the caller's deadline; a caller waiting for another's fetch waits no longer."""
 
 # Without a time bound, a fetch and a wait for one still end (as sources' fetches do).
 DEFAULT_BOUND_SECONDS = 10.0
@@ -68,6 +69,17 @@ class CacheStats:
     stale_serves: int = 0
     errors: int = 0
     size: int = 0
+
+
+class CacheObserver(Protocol):
+    """Told where the counters change (metrics export: ``_metrics``); ``None`` by default."""
+
+    def counted(self, counter: str, key: Hashable, error: FetchError | None) -> None:
+        """``counter`` (a :class:`CacheStats` field) grew by one for ``key``; under the
+        cache's lock: quick, no I/O. Warm-path hits are not told: see ``hits_by``."""
+
+    def fetched(self, keys: Sequence[Hashable], seconds: float) -> None:
+        """One fetch round (one call of the source's fetch) settled ``keys``."""
 
 
 Lookup: TypeAlias = tuple[Union[V, FetchError], Union[float, None]]  # noqa: UP007
@@ -112,18 +124,22 @@ class _Tally:
     ``count`` (``next`` of an ``itertools.count``: one C call, which the GIL does not
     split) counts ``hits``. Read under the cache's lock; a read takes one tick too."""
 
-    __slots__ = ("count", "hits", "reads", "ticks")
+    __slots__ = ("by", "count", "hits", "reads", "ticks")
 
-    def __init__(self, hits: int) -> None:
+    def __init__(self, hits: int, by: Mapping[str, int]) -> None:
         self.hits = hits
+        self.by = by  # how one call's hits divide between labels (metrics: kinds)
         self.ticks = itertools.count()
         self.count: Callable[[], object] = self.ticks.__next__
         self.reads = 0
 
-    def total(self) -> int:
+    def calls(self) -> int:
         counted = next(self.ticks) - self.reads
         self.reads += 1
-        return counted * self.hits
+        return counted
+
+    def total(self) -> int:
+        return self.calls() * self.hits
 
 
 class _Fetch(Flight[dict[K, Outcome[V]]]):
@@ -146,8 +162,10 @@ def _described(key: object) -> object:
 
 
 def default_bound(key: object, deadline: float | None) -> float:
-    """The deadline, else :data:`DEFAULT_BOUND_SECONDS` from now."""
-    return deadline if deadline is not None else time.monotonic() + DEFAULT_BOUND_SECONDS
+    """:data:`DEFAULT_BOUND_SECONDS` from now, or the deadline if earlier (an infinite
+    one is the ceiling; NaN is a ``ConfigurationError``); during Lambda's on-demand
+    INIT, also before Lambda's INIT limit (see ``_time_bounds``)."""
+    return earliest(time.monotonic(), DEFAULT_BOUND_SECONDS, deadline)
 
 
 class Cache(Generic[K, V]):
@@ -178,6 +196,7 @@ class Cache(Generic[K, V]):
         bound: When a fetch of a key must end, given a caller's deadline.
         expiry: When a value just fetched expires at the latest, whatever its TTL; a
             stale-if-error hold still applies after it.
+        observer: Told where the counters change (metrics export).
     """
 
     def __init__(
@@ -190,6 +209,7 @@ class Cache(Generic[K, V]):
         clock: Callable[[], float] = time.monotonic,
         bound: TimeBound[K] = default_bound,
         expiry: Expiry[K] | None = None,
+        observer: CacheObserver | None = None,
     ) -> None:
         self._fetch = fetch
         self._expiry = expiry
@@ -209,6 +229,7 @@ class Cache(Generic[K, V]):
         self._generation = 0
         self._hits = self._fetches = self._refreshes = self._stale_serves = self._errors = 0
         self._tallies: list[_Tally] = []
+        self._observer = observer
 
     @property
     def stats(self) -> CacheStats:
@@ -239,13 +260,25 @@ class Cache(Generic[K, V]):
         for flight in flights:
             flight.settle(None)
 
-    def hit_counter(self, hits: int) -> Callable[[], object]:
+    def hit_counter(self, hits: int, by: Mapping[str, int] | None = None) -> Callable[[], object]:
         """A function that counts ``hits`` values served from a copy of fresh entries (the
-        store's snapshot) each time it is called: without a lock, for the warm path."""
-        tally = _Tally(hits)
+        store's snapshot) each time it is called: without a lock, for the warm path.
+        ``by``: how each call's hits divide between labels, for :meth:`hits_by`."""
+        tally = _Tally(hits, by or {})
         with self._lock:
             self._tallies.append(tally)
         return tally.count
+
+    def hits_by(self) -> dict[str, int]:
+        """The hits counted by :meth:`hit_counter` functions, by label (read when metrics
+        are collected, never on the warm path)."""
+        totals: dict[str, int] = {}
+        with self._lock:
+            for tally in self._tallies:
+                calls = tally.calls()
+                for label, hits in tally.by.items():
+                    totals[label] = totals.get(label, 0) + calls * hits
+        return totals
 
     def peek(
         self, items: Sequence[tuple[K, float]], *, read: bool = True
@@ -323,10 +356,15 @@ class Cache(Generic[K, V]):
                 if found is not None:
                     self._entries.move_to_end(key)
                     self._hits += 1
+                    self._observe("hits", key)
         return lookups, pending
 
     def _caches(self, ttl: float) -> bool:
         return self._enabled and ttl > 0
+
+    def _observe(self, counter: str, key: K, error: FetchError | None = None) -> None:
+        if self._observer is not None:
+            self._observer.counted(counter, key, error)
 
     async def _load(
         self, keys: list[K], ttls: dict[K, float], deadline: float | None, force: bool
@@ -422,7 +460,11 @@ class Cache(Generic[K, V]):
         self, flight: _Fetch[K, V], keys: list[K], ttls: dict[K, float], deadline: float | None
     ) -> dict[K, Outcome[V]]:
         try:
-            results = await self._fetch_guarded(keys, deadline, flight.give_up_at)
+            # The fetch ends by the flight's bound (the store's settings=, the ceiling, the
+            # INIT window), whatever the source's own settings say.
+            bound = flight.give_up_at if deadline is None else min(deadline, flight.give_up_at)
+            started = time.perf_counter()
+            results = await self._fetch_guarded(keys, bound, flight.give_up_at)
             # No await from here to settle(): a cancellation cannot split the settling.
             warnings: list[tuple[K, str]] = []
             with self._lock:
@@ -437,6 +479,8 @@ class Cache(Generic[K, V]):
                 logger.warning(
                     "refreshing %s failed (%s); serving the previous value", _described(key), code
                 )
+            if self._observer is not None:
+                self._observer.fetched(keys, time.perf_counter() - started)
             return settled
         finally:
             if not flight.settled:  # cancelled: a waiter fetches instead
@@ -453,6 +497,7 @@ class Cache(Generic[K, V]):
     async def _fetch_guarded(
         self, keys: list[K], deadline: float | None, give_up_at: float
     ) -> Sequence[Outcome[V]]:
+        started = time.monotonic()
         try:
             # Sources end their fetches by the bound; this is for one that does not.
             with anyio.move_on_after(give_up_at + STALLED_AFTER_SECONDS - time.monotonic()):
@@ -467,7 +512,11 @@ class Cache(Generic[K, V]):
             logger.error("source %r failed unexpectedly: %s", self._fetch, type(exc).__name__)
             error = FetchError(f"source failed: {type(exc).__name__}", code="SourceError")
             return [error] * len(keys)
-        logger.error("source %r did not end its fetch by its time bound", self._fetch)
+        logger.error(
+            "source %r did not end its fetch by its time bound: timed out after %.1f s",
+            self._fetch,
+            time.monotonic() - started,
+        )
         return [
             FetchError("the source did not answer in time", code="Timeout", transient=True)
         ] * len(keys)
@@ -483,6 +532,7 @@ class Cache(Generic[K, V]):
     ) -> Outcome[V]:
         """Record one fetched outcome; what the callers get. Under the lock."""
         self._fetches += 1
+        self._observe("fetches", key)
         entry = self._entries.get(key)
         if entry is not None and entry.fetch_number > number:
             # A fetch asked later already answered (this one's leader was taken over).
@@ -491,15 +541,18 @@ class Cache(Generic[K, V]):
         if not isinstance(result, FetchError):
             if previous is not None:
                 self._refreshes += 1
+                self._observe("refreshes", key)
             if self._caches(ttl):
                 self._store(key, _Entry(result, now, ttl, number, self._expires_at(key)))
             return result
         self._errors += 1
+        self._observe("errors", key, result)
         if result.not_found and self._caches(ttl):
             self._store(key, _Entry(result, now, ttl, number))
             return result
         if result.transient and self._stale_if_error and previous is not None and self._caches(ttl):
             self._stale_serves += 1
+            self._observe("stale_serves", key)
             previous.hold_until = now + min(ttl, STALE_RETRY_SECONDS)
             self._generation += 1
             previous.longest_ttl = max(previous.longest_ttl, ttl)

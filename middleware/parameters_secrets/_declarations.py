@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -29,14 +30,16 @@ class ParameterRequest:
     version: int | None = None
     label: str | None = None
     decrypt: bool = True
+    role_arn: str | None = None
 
     kind = "parameter"
 
     def describe(self) -> str:
-        """The request as messages and logs name it: ``parameter NAME[:SELECTOR]``."""
+        """The request as messages and logs name it: ``parameter NAME[:SELECTOR]``
+        (``via role ARN`` when read through a role)."""
         selector = f":{self.version}" if self.version is not None else ""
         selector = f":{self.label}" if self.label is not None else selector
-        return f"parameter {self.name}{selector}"
+        return f"parameter {self.name}{selector}{_via(self.role_arn)}"
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class SecretRequest:
     secret_id: str
     version_stage: str | None = None
     version_id: str | None = None
+    role_arn: str | None = None
     # Part of the identity: a following value expires by other rules (and is read from
     # AWS directly), so it never shares an entry with one that does not follow.
     follow_rotation: bool = False
@@ -53,9 +57,11 @@ class SecretRequest:
     kind = "secret"
 
     def describe(self) -> str:
-        """The request as messages and logs name it: ``secret ID (STAGE) (VERSION)``."""
+        """The request as messages and logs name it: ``secret ID (STAGE) (VERSION)``
+        (``via role ARN`` when read through a role)."""
         selectors = [s for s in (self.version_stage, self.version_id) if s is not None]
-        return f"secret {self.secret_id}" + "".join(f" ({s})" for s in selectors)
+        described = f"secret {self.secret_id}" + "".join(f" ({s})" for s in selectors)
+        return described + _via(self.role_arn)
 
 
 @dataclass(frozen=True)
@@ -66,12 +72,14 @@ class PathRequest:
     path: str
     recursive: bool = True
     decrypt: bool = True
+    role_arn: str | None = None
 
     kind = "parameter"  # Parameter Store's: its TTL and its timeout setting
 
     def describe(self) -> str:
         """The request as messages and logs name it: ``parameters under PATH``."""
-        return f"parameters under {self.path}" + ("" if self.recursive else " (not recursive)")
+        recursion = "" if self.recursive else " (not recursive)"
+        return f"parameters under {self.path}{recursion}{_via(self.role_arn)}"
 
     def relative_name(self, name: str) -> str | None:
         """``name`` relative to the path, without a leading slash (``"db/host"``); ``None``
@@ -87,6 +95,24 @@ class PathRequest:
 
 ValueRequest = ParameterRequest | SecretRequest | PathRequest
 """What a source is asked for: one parameter, one secret, or one path (the cache key)."""
+
+# An IAM role's ARN, as STS AssumeRole takes it: any partition, a 12-digit account, and a
+# role name (letters, digits and +=,.@_-) after an optional path.
+_ROLE_ARN = r"arn:aws[a-z-]{0,20}:iam::\d{12}:role/(?:[\w+=,.@-]+/){0,32}[\w+=,.@-]{1,64}"
+
+
+def _via(role_arn: str | None) -> str:
+    return "" if role_arn is None else f" via role {role_arn}"
+
+
+def _check_role_arn(argument: str, role_arn: object) -> None:
+    if role_arn is None:
+        return
+    if not isinstance(role_arn, str) or not re.fullmatch(_ROLE_ARN, role_arn, re.ASCII):
+        raise ConfigurationError(
+            f"{argument} must be an IAM role ARN (arn:aws:iam::123456789012:role/NAME) or "
+            f"None, not {role_arn!r}"
+        )
 
 
 def _check_transform(transform: object) -> None:
@@ -131,6 +157,8 @@ class Parameter:
         default: The value for an optional parameter that does not exist.
         ttl: Seconds to cache this parameter (0 to 3600); ``None`` uses
             ``SSM_PARAMETER_STORE_TTL``.
+        role_arn: An IAM role to read it as (another account's): the parameter is read
+            from AWS directly with credentials from STS ``AssumeRole``.
     """
 
     name: str
@@ -141,9 +169,11 @@ class Parameter:
     required: bool = True
     default: Any = field(default=None, repr=False)
     ttl: float | None = None
+    role_arn: str | None = None
 
     def __post_init__(self) -> None:
         _check_text("Parameter name", self.name, optional=False)
+        _check_role_arn("Parameter role_arn", self.role_arn)
         _check_text("Parameter label", self.label, optional=True)
         if self.version is not None and (
             isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 1
@@ -168,7 +198,7 @@ class Parameter:
     @property
     def request(self) -> ParameterRequest:
         """The cache key: everything that identifies the ``GetParameter`` call."""
-        return ParameterRequest(self.name, self.version, self.label, self.decrypt)
+        return ParameterRequest(self.name, self.version, self.label, self.decrypt, self.role_arn)
 
 
 @dataclass(frozen=True)
@@ -183,6 +213,8 @@ class Secret:
         required: If false, a secret that does not exist gives ``default``.
         default: The value for an optional secret that does not exist.
         ttl: Seconds to cache this secret (0 to 3600); ``None`` uses ``SECRETS_MANAGER_TTL``.
+        role_arn: An IAM role to read it as (another account's): the secret is read from
+            AWS directly with credentials from STS ``AssumeRole``.
         follow_rotation: Read it from AWS directly and expire it no later than its
             ``NextRotationDate``; after that date, revalidate it with ``DescribeSecret``
             every 30 s and fetch it again only when its ``AWSCURRENT`` version changed.
@@ -196,10 +228,12 @@ class Secret:
     required: bool = True
     default: Any = field(default=None, repr=False)
     ttl: float | None = None
+    role_arn: str | None = None
     follow_rotation: bool = False
 
     def __post_init__(self) -> None:
         _check_text("Secret secret_id", self.secret_id, optional=False)
+        _check_role_arn("Secret role_arn", self.role_arn)
         _check_text("Secret version_stage", self.version_stage, optional=True)
         _check_text("Secret version_id", self.version_id, optional=True)
         if not isinstance(self.required, bool):
@@ -215,6 +249,7 @@ class Secret:
             self.secret_id,
             self.version_stage,
             self.version_id,
+            role_arn=self.role_arn,
             follow_rotation=self.follow_rotation,
         )
 
@@ -250,6 +285,8 @@ class ParametersByPath:
             failing the request.
         ttl: Seconds to cache the whole path (0 to 3600); ``None`` uses
             ``SSM_PARAMETER_STORE_TTL``.
+        role_arn: An IAM role to read it as (another account's), with credentials from
+            STS ``AssumeRole``.
     """
 
     path: str
@@ -258,8 +295,10 @@ class ParametersByPath:
     transform: Transform = None
     required: bool = True
     ttl: float | None = None
+    role_arn: str | None = None
 
     def __post_init__(self) -> None:
+        _check_role_arn("ParametersByPath role_arn", self.role_arn)
         if not isinstance(self.path, str) or not self.path.startswith("/"):
             raise ConfigurationError(
                 f"ParametersByPath path must be a hierarchy starting with '/', not {self.path!r}"
@@ -285,7 +324,9 @@ class ParametersByPath:
     @property
     def request(self) -> PathRequest:
         """The cache key: the path (without a trailing slash), recursion and decryption."""
-        return PathRequest(self.path.rstrip("/") or "/", self.recursive, self.decrypt)
+        return PathRequest(
+            self.path.rstrip("/") or "/", self.recursive, self.decrypt, self.role_arn
+        )
 
 
 Declaration = Parameter | Secret | ParametersByPath

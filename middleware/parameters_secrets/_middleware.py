@@ -15,6 +15,7 @@ from ._declarations import Declaration
 from ._settings import Settings
 from ._sources import Source
 from ._store import ParametersSecrets
+from ._time_bounds import invocation_started
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from .exceptions import ConfigurationError, LoadError
 
@@ -248,7 +249,12 @@ class ExcludedPaths:
 
 def deadline(context: object) -> float | None:
     """When the Lambda invocation runs out of time (``time.monotonic()``), less a margin
-    to answer 503 in, if ``context`` is a usable Lambda context; else ``None``."""
+    to answer 503 in, if ``context`` is a usable Lambda context; else ``None``.
+
+    A deadline only shortens a fetch: beyond the ceiling (the timeout setting, else
+    10 s) the ceiling holds, so a context's ``1e15`` ms bounds nothing more than none.
+    A usable context also means an invocation has begun: Lambda's INIT is over.
+    """
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     if remaining is None:
         return None
@@ -256,6 +262,7 @@ def deadline(context: object) -> float | None:
         milliseconds = float(remaining())
     except Exception:  # any context: Mangum's own test context raises NotImplementedError
         return None
-    if not math.isfinite(milliseconds):  # NaN or infinite: no deadline
+    invocation_started()
+    if not math.isfinite(milliseconds):  # NaN or infinite: no deadline, the ceiling holds
         return None
     return time.monotonic() + milliseconds / 1000 - _DEADLINE_MARGIN_SECONDS

@@ -70,6 +70,10 @@ class Settings:
             the default source asks for values while the extension is not serving yet
             (Lambda's INIT phase): ``"aws"`` (AWS directly, with the function's
             credentials) or ``"none"`` (ask the extension again for up to 1 s, then fail).
+        metrics: ``PARAMETERS_SECRETS_METRICS``: export the cache's counters as
+            OpenTelemetry metrics (``"otel"``, needs the ``[otel]`` extra) or as CloudWatch
+            embedded metric format lines on stdout (``"emf"``); ``None`` (unset, empty or
+            ``none``, the default): off, and nothing of it imported.
     """
 
     parameter_ttl: int = 300
@@ -84,6 +88,7 @@ class Settings:
     stale_if_error: bool = True
     source: str | None = None
     extension_fallback: Literal["aws", "none"] = "aws"
+    metrics: Literal["otel", "emf"] | None = None
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -158,6 +163,7 @@ ENVIRONMENT: dict[str, str] = {
     "stale_if_error": "PARAMETERS_SECRETS_STALE_IF_ERROR",
     "source": "PARAMETERS_SECRETS_SOURCE",
     "extension_fallback": "PARAMETERS_SECRETS_EXTENSION_FALLBACK",
+    "metrics": "PARAMETERS_SECRETS_METRICS",
 }
 
 
@@ -277,6 +283,12 @@ def _source(setting: str, value: Any) -> Any:
     raise _InvalidSetting(setting, value)
 
 
+def _metrics(setting: str, value: Any) -> Any:
+    if value is None or (isinstance(value, str) and value.lower() == "none"):
+        return None
+    return _one_of("otel", "emf")(setting, value)
+
+
 _TTL_RANGE = f"an integer 0 to {MAX_TTL} (more is clamped to {MAX_TTL})"
 _RULES: dict[str, _Rule] = {
     "parameter_ttl": _Rule(_parse_int, _ttl, _TTL_RANGE),
@@ -295,4 +307,5 @@ _RULES: dict[str, _Rule] = {
     "stale_if_error": _Rule(_parse_bool, _boolean, "True or False", "TRUE or FALSE"),
     "source": _Rule(_parse_text, _source, "'extension', 'aws', 'cloud-extensions' or 'file:PATH'"),
     "extension_fallback": _Rule(_parse_text, _one_of("aws", "none"), "'aws' or 'none'"),
+    "metrics": _Rule(_parse_text, _metrics, "'otel', 'emf' or 'none'"),
 }

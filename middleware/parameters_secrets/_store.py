@@ -7,6 +7,7 @@ import logging
 import math
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -30,6 +31,7 @@ from .exceptions import ConfigurationError, FetchError, LoadError, ParametersSec
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
+    from ._metrics import MetricsRecorder
     from ._model import TypedParametersSecrets
     from ._rotation import RotationFollower
 
@@ -86,8 +88,8 @@ class ParametersSecrets:
                 f"attribute (subclass parameters_secrets.Source to inherit it), not {source!r}"
             )
         self.source = source
-        logger.info("parameters_secrets: values from %r (%s)", source, reason)
-        logger.debug("parameters_secrets: %r", self.settings)
+        logger.info("values from %r (%s)", source, reason)
+        logger.debug("%r", self.settings)
         self._ttls = {key: self._ttl(d) for key, d in self._declarations.items()}
         # A source that does not check its answers is held to the same check here.
         self._fetch_upstream = source.fetch if source.checks_records else self._fetch_checked
@@ -101,6 +103,8 @@ class ParametersSecrets:
         # request -> (until when, the error): a value that failed its transform with no
         # previous one to serve, not asked for again before then (see _remember_refusal).
         self._refused: dict[ValueRequest, tuple[float, FetchError]] = {}
+        # PARAMETERS_SECRETS_METRICS: off (None), nothing of it is imported.
+        self._metrics = None if self.settings.metrics is None else self._start_metrics()
         self._cache: Cache[ValueRequest, Record] = Cache(
             self._fetch_transformed,
             max_size=self.settings.cache_size,
@@ -109,6 +113,7 @@ class ParametersSecrets:
             clock=clock,
             bound=self._time_bound,
             expiry=self._rotation.expires_at if self._rotation is not None else None,
+            observer=self._metrics,
         )
         self._clock = clock
         # key -> (record, value): a transform runs once per fetched record, not per read.
@@ -122,8 +127,17 @@ class ParametersSecrets:
         self._published_generation = -1
         self._publishing = threading.Lock()
         # Warm reads count their hits without a lock: one C call each.
-        self._count_snapshot_read = self._cache.hit_counter(len(self._declarations))
+        kinds = Counter(d.request.kind for d in self._declarations.values())
+        self._count_snapshot_read = self._cache.hit_counter(len(self._declarations), kinds)
         self._count_value_read = self._cache.hit_counter(1)
+        if self._metrics is not None:
+            self._metrics.watch(self._cache)
+            # Hits by kind: one counter per key (not one per store) for a warm get().
+            self._count_reads_of = {
+                key: self._cache.hit_counter(1, {d.request.kind: 1})
+                for key, d in self._declarations.items()
+            }
+            self._fresh_value = self._fresh_value_by_kind  # type: ignore[method-assign]
         # SnapStart: values loaded before a snapshot are never served after a restore.
         drop_after_restore(self)
         hook_snapstart()
@@ -259,6 +273,19 @@ class ParametersSecrets:
         if snapshot is not None and self._clock() < snapshot[1]:
             self._count_value_read()
             return (snapshot[0][key],)
+        return self._peeked_value(key)
+
+    def _fresh_value_by_kind(self, key: str) -> tuple[Any] | tuple[()]:
+        """:meth:`_fresh_value` when metrics are on: hits counted by kind. (A method of its
+        own, put in place at construction, so that with metrics off the warm path is
+        exactly what it was.)"""
+        snapshot = self._snapshot
+        if snapshot is not None and self._clock() < snapshot[1]:
+            self._count_reads_of[key]()
+            return (snapshot[0][key],)
+        return self._peeked_value(key)
+
+    def _peeked_value(self, key: str) -> tuple[Any] | tuple[()]:
         lookups = self._cache.peek([(self._declarations[key].request, self._ttls[key])])
         if lookups is None:
             return ()
@@ -303,6 +330,7 @@ class ParametersSecrets:
         if force:
             self._snapshot = None
             self._refused.clear()  # a value fixed upstream is asked for now
+        started = time.monotonic()
         before = self._cache.stats if logger.isEnabledFor(logging.DEBUG) else None
         lookups = await self._cache.get_many(
             [(self._declarations[key].request, self._ttls[key]) for key in keys],
@@ -310,16 +338,22 @@ class ParametersSecrets:
             force=force,
         )
         if before is not None and self._cache.stats != before:
-            logger.debug("parameters_secrets: cache %s", self._cache.stats)
-        resolved = self._interpret(keys, lookups, log=True)
+            logger.debug("cache %s", self._cache.stats)
+        resolved = self._interpret(keys, lookups, log=True, started=started)
         self._take_snapshot()
         return resolved
 
     def _interpret(
-        self, keys: Sequence[str], lookups: Sequence[Lookup[Record]], *, log: bool
+        self,
+        keys: Sequence[str],
+        lookups: Sequence[Lookup[Record]],
+        *,
+        log: bool,
+        started: float | None = None,
     ) -> tuple[dict[str, Any], dict[str, FetchError], float | None]:
         """What the app sees of the cache's lookups: values (transformed, or defaults),
-        the required ones that failed, and until when all are fresh."""
+        the required ones that failed, and until when all are fresh. ``started``: when
+        the load began (``time.monotonic()``), for how long a timed-out one waited."""
         values: dict[str, Any] = {}
         failures: dict[str, FetchError] = {}
         until = math.inf
@@ -336,12 +370,13 @@ class ParametersSecrets:
                 failures[key] = outcome
                 if log:
                     logger.error(
-                        "required value %r (%s) could not be loaded from %r (%s): %s",
+                        "required value %r (%s) could not be loaded from %r (%s): %s%s",
                         key,
                         declaration.request.describe(),
                         self.source,
                         outcome.code,
                         outcome,
+                        _waited(outcome, started),
                     )
             else:
                 if log and not outcome.not_found:
@@ -355,6 +390,11 @@ class ParametersSecrets:
         return values, failures, (until if until > self._clock() else None)
 
     # -- internals ----------------------------------------------------------------------
+
+    def _start_metrics(self) -> MetricsRecorder:
+        from ._metrics import recorder_for
+
+        return recorder_for(self.settings.metrics)
 
     def _declared(self, key: str) -> str:
         if key not in self._declarations:
@@ -502,6 +542,15 @@ class ParametersSecrets:
             f"{method}() needs a store built by ParametersSecrets.from_model(YourModel); "
             "this one was built from a mapping of declarations: read it with load() or get()"
         )
+
+
+def _waited(outcome: FetchError, started: float | None) -> str:
+    """How long a load that timed out waited, for its ERROR line."""
+    if outcome.code != "Timeout" or started is None:
+        return ""
+    waited = f"after {time.monotonic() - started:.1f} s"
+    # "GetParameter timed out after 5.0 s"; else "... (timed out after 5.0 s)".
+    return f" {waited}" if str(outcome).endswith("timed out") else f" (timed out {waited})"
 
 
 def _validated(values: Mapping[str, Declaration]) -> dict[str, Declaration]:

@@ -9,6 +9,7 @@ from typing import Protocol, runtime_checkable
 
 from .._declarations import Record, ValueRequest
 from .._settings import Settings
+from .._time_bounds import earliest
 from ..exceptions import FetchError
 
 Outcome = Record | FetchError
@@ -54,13 +55,16 @@ DEFAULT_TIMEOUT_SECONDS = 10.0
 def give_up_time(timeout_ms: int, deadline: float | None) -> float:
     """When a fetch must end (``time.monotonic()``), retries and slow reads included.
 
-    The earliest of the timeout setting (0: none) and the deadline (the Lambda's remaining
-    time); when neither applies, ``DEFAULT_TIMEOUT_SECONDS`` from now.
+    The ceiling (the timeout setting; 0: ``DEFAULT_TIMEOUT_SECONDS``) from now, or the
+    deadline (the Lambda's remaining time) if earlier: a deadline never lifts the ceiling,
+    so an infinite or far one is the ceiling. During Lambda's on-demand INIT, also before
+    Lambda's INIT limit (see ``_time_bounds``).
+
+    Raises:
+        ConfigurationError: ``deadline`` is NaN.
     """
-    now = time.monotonic()
-    timeout_at = now + timeout_ms / 1000 if timeout_ms else None
-    bounds = [t for t in (deadline, timeout_at) if t is not None]
-    return min(bounds) if bounds else now + DEFAULT_TIMEOUT_SECONDS
+    ceiling = timeout_ms / 1000 if timeout_ms else DEFAULT_TIMEOUT_SECONDS
+    return earliest(time.monotonic(), ceiling, deadline)
 
 
 def default_source(settings: Settings) -> Source:
@@ -94,6 +98,9 @@ def choose_source(settings: Settings) -> tuple[Source, str]:
     if choice == "cloud-extensions":
         from .cloud_extensions import CloudExtensionsSource
 
+        if on_lambda and settings.extension_fallback == "aws":
+            reason += "; AWS directly while the runtime is not serving (loading, INIT)"
+            return CloudExtensionsSource(settings=settings, fallback="aws"), reason
         return CloudExtensionsSource(settings=settings), reason
     from .static import StaticSource
 

@@ -6,8 +6,9 @@ import functools
 import json
 import os
 import ssl
+import threading
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -26,6 +27,9 @@ from ._endpoints import Region, configured_region, profile_region, service_endpo
 from ._errors import THROTTLING_CODES, error_code, is_transient
 from ._records import checked_record
 from ._retry import RetryPolicy, is_throttling, within_time_bound
+
+if TYPE_CHECKING:
+    from .._assumed import AssumedRoles
 
 PARAMETERS_PER_BATCH = 10  # GetParameters' limit
 PARAMETERS_PER_PAGE = 10  # GetParametersByPath's MaxResults limit
@@ -118,6 +122,9 @@ class AwsSource:
             raise ConfigurationError(f"endpoint_url must be an http(s) URL, not {endpoint_url!r}")
         self._endpoint_url = endpoint_url
         self._credentials = CredentialsProvider(credentials)
+        # Credentials of the roles values are read through (role_arn=): made on first use.
+        self._roles: AssumedRoles | None = None
+        self._roles_lock = threading.Lock()
         self._ssm: _Service | None = None
         self._secrets: _Service | None = None
         # Cleared when the role turns out not to be allowed the batch actions.
@@ -125,7 +132,25 @@ class AwsSource:
         self.batch_secrets = True
 
     def __repr__(self) -> str:
-        return f"AwsSource(region={self._region!r}, endpoint_url={self._endpoint_url!r})"
+        # The endpoints asked (or that would be: the variables as they are now), so the
+        # INFO line at startup says where values come from, AWS_ENDPOINT_URL included.
+        ssm = self._endpoint("AWS_ENDPOINT_URL_SSM", "ssm", self._region)
+        secrets = self._endpoint("AWS_ENDPOINT_URL_SECRETS_MANAGER", "secretsmanager", self._region)
+        if ssm == secrets:
+            return f"AwsSource(region={self._region!r}, endpoint_url={ssm!r})"
+        return f"AwsSource(region={self._region!r}, ssm={ssm!r}, secretsmanager={secrets!r})"
+
+    def _endpoint(self, variable: str, service: str, region: Region | None) -> str | None:
+        """The endpoint of ``service``: ``endpoint_url=``, the service's variable, the
+        common one, then AWS's in ``region`` (``None``: no region known yet)."""
+        if self._ssm is not None and self._secrets is not None:
+            return (self._ssm if service == "ssm" else self._secrets).endpoint
+        return (
+            self._endpoint_url
+            or os.environ.get(variable)
+            or os.environ.get("AWS_ENDPOINT_URL")
+            or (service_endpoint(service, region) if region is not None else None)
+        )
 
     async def aclose(self) -> None:
         """Close the connection pools."""
@@ -179,15 +204,57 @@ class AwsSource:
         outcomes: dict[ValueRequest, Outcome],
     ) -> None:
         """Every call for one kind of value, ending by ``give_up_at`` (every call, retry,
-        fallback and the wait for credentials)."""
+        fallback and the wait for credentials); batched per role, each role's calls
+        signed with its own credentials."""
+        by_role: dict[str | None, list[R]] = {}
+        for request in requests:
+            by_role.setdefault(request.role_arn, []).append(request)
+        await concurrently(
+            [
+                self._fetch_as(role, group, give_up_at, plan, outcomes)
+                for role, group in by_role.items()
+            ]
+        )
+
+    async def _fetch_as(
+        self,
+        role_arn: str | None,
+        requests: list[R],
+        give_up_at: float,
+        plan: Callable[
+            [list[R], Credentials, float, dict[ValueRequest, Outcome]], list[Awaitable[None]]
+        ],
+        outcomes: dict[ValueRequest, Outcome],
+    ) -> None:
         try:
             credentials = await self._credentials.get(give_up_at)
             self._resolve_services()
+            if role_arn is not None:
+                credentials = await self._assumed_role(role_arn, credentials, give_up_at)
         except FetchError as error:
             for request in requests:
                 outcomes[request] = error
             return
         await concurrently(plan(requests, credentials, give_up_at, outcomes))
+
+    async def _assumed_role(
+        self, role_arn: str, own: Credentials, give_up_at: float
+    ) -> Credentials:
+        """``role_arn``'s credentials, from STS ``AssumeRole`` signed with ``own``."""
+        from .._assumed import AssumedRoles, sts_endpoint  # only for values with a role
+
+        with self._roles_lock:
+            if self._roles is None:
+                self._roles = AssumedRoles(transport=self._transport)
+            roles = self._roles
+        assert self._region is not None  # resolved with the services
+        return await roles.get(
+            role_arn,
+            caller=own,
+            region=self._region,
+            endpoint=sts_endpoint(self._region, self._endpoint_url),
+            give_up_at=give_up_at,
+        )
 
     # -- planning -----------------------------------------------------------------
 
@@ -468,13 +535,7 @@ class AwsSource:
         self._region = region
 
         def endpoint(variable: str, service: str) -> str:
-            # An explicit argument, then the service's variable, then the common one.
-            return (
-                self._endpoint_url
-                or os.environ.get(variable)
-                or os.environ.get("AWS_ENDPOINT_URL")
-                or service_endpoint(service, region)
-            )
+            return self._endpoint(variable, service, region) or service_endpoint(service, region)
 
         self._ssm = _Service("ssm", "AmazonSSM", endpoint("AWS_ENDPOINT_URL_SSM", "ssm"))
         self._secrets = _Service(

@@ -33,6 +33,8 @@ NOT_READY_BUDGET_SECONDS = 1.0
 # Retries of a starting extension begin at 10 ms; throttling backs off up to 2 s. The
 # extension has retried AWS already: by default only throttling is asked again.
 DEFAULT_RETRY = RetryPolicy(base_delay=0.01, max_delay=2.0, max_attempts=1)
+# AWS could not be asked for want of credentials (see _credentials).
+_CREDENTIALS_CODES = frozenset({"NoCredentials", "CredentialsError"})
 
 
 class ExtensionSource:
@@ -61,9 +63,10 @@ class ExtensionSource:
         transport: An httpx transport to send requests through (tests:
             ``httpx.MockTransport``); default a connection pool to the extension.
 
-    The extension has no by-path API and no ``DescribeSecret``: a :class:`ParametersByPath`
-    and a ``Secret(..., follow_rotation=True)`` are read from AWS directly, from
-    ``fallback`` if it is a source, else from an :class:`AwsSource` made on first use.
+    The extension has no by-path API, cannot assume a role and has no ``DescribeSecret``:
+    a :class:`ParametersByPath`, a value declared with ``role_arn`` and a
+    ``Secret(..., follow_rotation=True)`` are read from AWS directly, from ``fallback`` if
+    it is a source, else from an :class:`AwsSource` made on first use.
     """
 
     # Its records hold a usable value for what was asked: the store need not check.
@@ -108,9 +111,11 @@ class ExtensionSource:
     async def fetch(
         self, requests: Sequence[ValueRequest], deadline: float | None = None
     ) -> list[Outcome]:
-        """Ask the extension for every value at once (it has no batch call); paths, and
-        with a fallback the values it is not ready to serve, from AWS directly."""
+        """Ask the extension for every value at once (it has no batch call); paths, roles'
+        values, secrets that follow their rotation, and with a fallback the values it is
+        not ready to serve, from AWS directly."""
         outcomes: dict[ValueRequest, Outcome] = {}
+        # No by-path API, no roles, no DescribeSecret: those go to AWS directly.
         direct: list[ValueRequest] = [r for r in requests if _aws_only(r)]
         asked = [r for r in requests if not isinstance(r, PathRequest) and not _aws_only(r)]
         if asked:
@@ -123,14 +128,16 @@ class ExtensionSource:
                 if not_serving and not self._fell_back:
                     self._fell_back = True
                     logger.info(
-                        "parameters_secrets: the extension is not serving yet (%s): values "
+                        "the extension is not serving yet (%s): values "
                         "come from AWS directly until it does",
                         outcomes[not_serving[0]].code,  # type: ignore[union-attr]
                     )
                 direct += not_serving
         if direct:
             answers = await self._direct_source().fetch(direct, deadline)
-            outcomes.update(zip(direct, answers, strict=True))
+            for request, answer in zip(direct, answers, strict=True):
+                was = outcomes.get(request)
+                outcomes[request] = _fallen_back(answer, was) if was is not None else answer
         return [outcomes[r] for r in requests]
 
     async def describe_secrets(
@@ -202,6 +209,8 @@ class ExtensionSource:
         headers = {TOKEN_HEADER: token} if token is not None else {}
         # With a fallback, a starting extension is not waited for: AWS answers instead.
         starting_budget = 0.0 if self.fallback is not None else NOT_READY_BUDGET_SECONDS
+        starting_until = started + starting_budget
+        waiting_for_start = False
 
         import httpx  # imported by the client already: a dictionary lookup
 
@@ -238,32 +247,59 @@ class ExtensionSource:
             return _parse(request, answer, token)
 
         def retries(error: FetchError, tries: int) -> bool:
+            nonlocal waiting_for_start
             # A refused connection or "not ready": the extension may still be starting.
-            if isinstance(error, _NotServing):
-                return time.monotonic() - started < starting_budget
+            waiting_for_start = isinstance(error, _NotServing)
+            if waiting_for_start:
+                return time.monotonic() < starting_until
             if error.code == "MalformedResponse":
                 return False  # asked again on a later request, as RetryPolicy says
             return self.retry.retries(error, tries)
+
+        def pause(tries: int) -> float:
+            # A starting extension is asked again for about 1 s, not 1 s and a backoff
+            # pause beyond it: the last pause ends when that second does.
+            wait = self.retry.delay(tries)
+            if waiting_for_start:
+                return min(wait, max(0.0, starting_until - time.monotonic()))
+            return wait
 
         return await within_time_bound(
             attempt,
             give_up_at=give_up_time(timeout_ms, deadline),
             retries=retries,
-            delay=self.retry.delay,
+            delay=pause,
             timed_out=lambda: _timeout(request),
         )
 
 
 def _aws_only(request: ValueRequest) -> bool:
-    """Whether the extension cannot serve ``request``: a path (no by-path API), or a secret
-    that follows its rotation (no ``DescribeSecret``, and a second cache in front)."""
-    return isinstance(request, PathRequest) or (
-        isinstance(request, SecretRequest) and request.follow_rotation
+    """Whether the extension cannot serve ``request``: a path (no by-path API), a value
+    read through a role (it cannot assume one), or a secret that follows its rotation (no
+    ``DescribeSecret``, and a second cache in front)."""
+    return (
+        isinstance(request, PathRequest)
+        or request.role_arn is not None
+        or (isinstance(request, SecretRequest) and request.follow_rotation)
     )
 
 
 class _NotServing(FetchError):
     """The extension is not serving yet: "not ready", or the connection refused."""
+
+
+def _fallen_back(answer: Outcome, not_serving: Outcome) -> Outcome:
+    """AWS's answer for a value the extension was not serving: a credentials error says
+    why AWS was asked at all (the function expected the extension)."""
+    if not isinstance(answer, FetchError) or answer.code not in _CREDENTIALS_CODES:
+        return answer
+    why = not_serving.code if isinstance(not_serving, FetchError) else "not serving"
+    return FetchError(
+        f"the extension was not serving yet ({why}), so AWS was asked directly, and {answer}",
+        code=answer.code,
+        transient=answer.transient,
+        status=answer.status,
+    )
 
 
 def _loopback_client(
