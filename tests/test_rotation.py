@@ -223,7 +223,7 @@ async def test_a_transient_describe_failure_serves_the_current_value_and_waits_t
             clocks.advance(1)
             assert (await store.load())["db"] == "v1"
         assert calls(moto_proxy) == (1, 2)
-        assert "describing secret db failed (InternalFailure)" in caplog.text
+        assert "describing secret db following its rotation failed (InternalFailure)" in caplog.text
         assert "v1" not in caplog.text
         moto_proxy.clear_faults()
         put_secret_value(moto, "db", string="v2")

@@ -58,10 +58,12 @@ class SecretRequest:
 
     def describe(self) -> str:
         """The request as messages and logs name it: ``secret ID (STAGE) (VERSION)``
-        (``via role ARN`` when read through a role)."""
+        (``following its rotation`` when it does; ``via role ARN`` when read through a
+        role)."""
         selectors = [s for s in (self.version_stage, self.version_id) if s is not None]
         described = f"secret {self.secret_id}" + "".join(f" ({s})" for s in selectors)
-        return described + _via(self.role_arn)
+        following = " following its rotation" if self.follow_rotation else ""
+        return described + following + _via(self.role_arn)
 
 
 @dataclass(frozen=True)
@@ -219,6 +221,7 @@ class Secret:
             ``NextRotationDate``; after that date, revalidate it with ``DescribeSecret``
             every 30 s and fetch it again only when its ``AWSCURRENT`` version changed.
             Not with ``version_id`` or a ``version_stage`` other than ``AWSCURRENT``.
+            With ``role_arn``, it is described with the role's credentials too.
     """
 
     secret_id: str
