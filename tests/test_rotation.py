@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse
 
 from parameters_secrets import (
     AwsSource,
+    CloudExtensionsSource,
     ConfigurationError,
     ExtensionSource,
     LoadError,
@@ -35,6 +36,7 @@ from parameters_secrets import (
     StaticSource,
 )
 from parameters_secrets._rotation import REVALIDATE_SECONDS
+from tests.cloud_extensions_fake import FakeCloudExtensions
 from tests.conftest import TOKEN, FakeClock
 from tests.extension_server import FakeExtension
 from tests.lambda_events import invoke
@@ -335,6 +337,22 @@ async def test_behind_the_extension_a_following_secret_is_read_from_aws_directly
     assert extension.calls("secret", "db") == 0
     assert extension.calls("secret", "other") == 1
     assert calls(moto_proxy) == (2, 2)
+
+
+async def test_behind_cloud_extensions_a_following_secret_is_read_from_aws_directly(
+    moto: MotoServer, moto_proxy: CountingProxy
+) -> None:
+    date = rotating_secret(moto, "db", "v1")
+    runtime = FakeCloudExtensions(credentials=("testing", "testing", None), token=TOKEN)
+    runtime.secrets["other"] = "from the runtime"
+    source = CloudExtensionsSource(
+        token=TOKEN, transport=runtime.transport(), fallback=aws(moto_proxy)
+    )
+    values = {"db": Secret("db", follow_rotation=True), "other": Secret("other")}
+    async with opened(store_on(source, Clocks(date + 1), values)) as store:
+        assert dict(await store.load()) == {"db": "v1", "other": "from the runtime"}
+    assert runtime.calls == {"secretsmanager/get": 1}  # "other" only
+    assert calls(moto_proxy) == (1, 1)
 
 
 async def test_a_source_that_cannot_describe_caches_with_the_ttl_and_says_so(
