@@ -240,11 +240,15 @@ def _parameter_record(name: str, versions: list[tuple[str, str]]) -> dict[str, A
     }
 
 
-def _secret_record(secret_id: str, string: str) -> dict[str, Any]:
+def _version_id(version: int) -> str:
+    return f"00000000-0000-4000-8000-{version:012d}"
+
+
+def _secret_record(secret_id: str, string: str, version: int = 1) -> dict[str, Any]:
     return {
         "ARN": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{secret_id}-AbCdEf",
         "Name": secret_id,
-        "VersionId": "00000000-0000-4000-8000-000000000001",
+        "VersionId": _version_id(version),
         "SecretString": string,
         "VersionStages": ["AWSCURRENT"],
         "CreatedDate": 1_700_000_000.0,
@@ -266,6 +270,30 @@ class MockAws(MockUpstream):
     def __init__(self, region: str = REGION) -> None:
         super().__init__()
         self.region = region
+        # secret id -> its AWSCURRENT version's number (1, 2, ...: one per put_secret),
+        # and the NextRotationDate DescribeSecret answers (epoch seconds; absent: off).
+        self.secret_versions: dict[str, int] = {}
+        self.rotation_dates: dict[str, float] = {}
+
+    def put_secret(self, secret_id: str, string: str) -> None:
+        """Set a secret's current ``SecretString``: a new version, labelled AWSCURRENT."""
+        super().put_secret(secret_id, string)
+        self.secret_versions[secret_id] = self.secret_versions.get(secret_id, 0) + 1
+
+    def _describe(self, secret_id: str) -> dict[str, Any]:
+        record = self._current_secret(secret_id)
+        answer = {
+            "ARN": record["ARN"],
+            "Name": secret_id,
+            "VersionIdsToStages": {record["VersionId"]: ["AWSCURRENT"]},
+        }
+        if secret_id in self.rotation_dates:
+            answer |= {"RotationEnabled": True, "NextRotationDate": self.rotation_dates[secret_id]}
+        return answer
+
+    def _current_secret(self, secret_id: str) -> dict[str, Any]:
+        version = self.secret_versions.get(secret_id, 1)
+        return _secret_record(secret_id, self.secrets[secret_id], version)
 
     def _route(self, request: httpx.Request) -> tuple[str, tuple[str, ...], dict[str, Any]]:
         action = request.headers.get("X-Amz-Target", "").rpartition(".")[2]
@@ -322,13 +350,16 @@ class MockAws(MockUpstream):
             secret_id = str(document.get("SecretId"))
             if secret_id not in self.secrets:
                 return 400, {"__type": "ResourceNotFoundException", "message": "not found"}
-            return 200, _secret_record(secret_id, self.secrets[secret_id])
+            return 200, self._current_secret(secret_id)
+        if action == "DescribeSecret":
+            secret_id = str(document.get("SecretId"))
+            if secret_id not in self.secrets:
+                return 400, {"__type": "ResourceNotFoundException", "message": "not found"}
+            return 200, self._describe(secret_id)
         if action == "BatchGetSecretValue":
             asked = [str(i) for i in document.get("SecretIdList", [])]
             return 200, {
-                "SecretValues": [
-                    _secret_record(i, self.secrets[i]) for i in asked if i in self.secrets
-                ],
+                "SecretValues": [self._current_secret(i) for i in asked if i in self.secrets],
                 "Errors": [
                     {"SecretId": i, "ErrorCode": "ResourceNotFoundException", "Message": ""}
                     for i in asked

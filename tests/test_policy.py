@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -210,13 +209,6 @@ def test_the_root_path_is_every_parameter() -> None:
 # --- options that other changes add: role_arn, follow_rotation ------------------------
 
 
-@dataclass(frozen=True)
-class RoleSecret(Secret):
-    """A stand-in for ``Secret(..., follow_rotation=...)``."""
-
-    follow_rotation: bool = False
-
-
 def test_a_value_read_through_a_role_needs_only_assume_role_from_the_function() -> None:
     declared = [Parameter("/other/key", role_arn=ROLE), Parameter("/app/key")]
     found = statements(policy(declared))
@@ -235,7 +227,7 @@ def test_the_role_s_own_policy_reads_the_values_declared_with_it() -> None:
 
 
 def test_follow_rotation_adds_describe_secret_on_that_secret_only() -> None:
-    declared = [RoleSecret("rotating", follow_rotation=True), RoleSecret("still")]
+    declared = [Secret("rotating", follow_rotation=True), Secret("still")]
     found = statements(policy(declared))
     assert found["FollowRotation"]["Action"] == ["secretsmanager:DescribeSecret"]
     assert found["FollowRotation"]["Resource"] == [
@@ -404,7 +396,7 @@ def parliament_findings(document: dict[str, Any]) -> list[list[Any]]:
     "where", [Scope(), Scope("eu-west-1", ACCOUNT), Scope("cn-north-1", ACCOUNT, "aws-cn")]
 )
 def test_parliament_finds_nothing_but_the_documented_kms_wildcard(where: Scope) -> None:
-    declared = [*VALUES.values(), RoleSecret("rotating", follow_rotation=True, role_arn=None)]
+    declared = [*VALUES.values(), Secret("rotating", follow_rotation=True)]
     declared.append(Parameter("/other", role_arn=ROLE))
     # The one finding: kms:Decrypt on "*". The key is not in the declarations; the
     # kms:ViaService condition limits it to decryption SSM and Secrets Manager ask for.

@@ -29,8 +29,10 @@ from parameters_secrets import (
     Secret,
 )
 from parameters_secrets._assumed import REFRESH_BEFORE_EXPIRY_SECONDS, AssumedRoles
+from parameters_secrets._rotation import REVALIDATE_SECONDS
 from parameters_secrets._sigv4 import Credentials
 from parameters_secrets._sources._endpoints import Region
+from tests.conftest import FakeClock
 from tests.extension_server import FakeExtension
 from tests.lambda_events import invoke
 from tests.moto_server import (
@@ -42,6 +44,7 @@ from tests.moto_server import (
     create_iam_user,
     create_secret,
     put_parameter,
+    put_secret_value,
 )
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/reader"
@@ -172,6 +175,45 @@ def test_the_value_is_signed_with_the_assumed_key_and_the_sts_call_with_the_own(
     assert assumed_key != OWN_KEY
     assert assumed_key.startswith("ASIA")  # moto's temporary keys, as AWS's
     assert read.headers.get("X-Amz-Security-Token")  # the session token travels with it
+
+
+def test_a_followed_secret_with_a_role_is_described_and_read_with_the_assumed_key(
+    moto: MotoServer, moto_proxy: CountingProxy
+) -> None:
+    create_secret(moto, "prod/db", string="v1")
+    client = moto.client("secretsmanager")
+    client.rotate_secret(
+        SecretId="prod/db", RotationRules={"AutomaticallyAfterDays": 1}, RotateImmediately=False
+    )
+    date = client.describe_secret(SecretId="prod/db")["NextRotationDate"].timestamp()
+    # Past the rotation date: every read after REVALIDATE_SECONDS describes it again.
+    monotonic, wall = FakeClock(), FakeClock(date + 1)
+    declared = Secret("prod/db", role_arn=ROLE, follow_rotation=True)
+    assert declared.request.describe() == f"secret prod/db following its rotation via role {ROLE}"
+    store = ParametersSecrets(
+        {"db": declared},
+        source=AwsSource(REGION, endpoint_url=moto_proxy.url),
+        clock=monotonic,
+        wall_clock=wall,
+    )
+    assert store.load_sync().db == "v1"
+    put_secret_value(moto, "prod/db", string="v2")  # the rotation completes
+    monotonic.advance(REVALIDATE_SECONDS)
+    wall.advance(REVALIDATE_SECONDS)
+    assert store.get_sync("db") == "v2"
+    (assume,) = assume_role_requests(moto_proxy)
+    assert signing_key(assume) == OWN_KEY
+    reads = [r for r in moto_proxy.requests if r.target.startswith("secretsmanager.")]
+    assert sorted(r.target for r in reads) == [
+        "secretsmanager.DescribeSecret",
+        "secretsmanager.DescribeSecret",
+        "secretsmanager.GetSecretValue",
+        "secretsmanager.GetSecretValue",
+    ]
+    # Every call as the role, with the key its one AssumeRole gave (not the function's).
+    assert {signing_key(r) for r in reads} == {signing_key(reads[0])}
+    assert signing_key(reads[0]).startswith("ASIA")
+    assert all(r.headers.get("X-Amz-Security-Token") for r in reads)
 
 
 def test_the_same_secret_with_and_without_a_role_is_two_cache_entries(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -28,6 +29,9 @@ key, in order. ``deadline`` is a ``time.monotonic()`` instant, or ``None``."""
 TimeBound: TypeAlias = Callable[[K, Union[float, None]], float]  # noqa: UP007
 """``bound(key, deadline)``: when a fetch of ``key`` must end (``time.monotonic()``), given
 the caller's deadline; a caller waiting for another's fetch waits no longer."""
+Expiry: TypeAlias = Callable[[K], Union[float, None]]  # noqa: UP007
+"""``expiry(key)``, when a value just fetched for ``key`` is stored: the clock's instant
+after which it is stale whatever the TTL, or ``None`` (the TTL alone)."""
 
 # Without a time bound, a fetch and a wait for one still end (as sources' fetches do).
 DEFAULT_BOUND_SECONDS = 10.0
@@ -84,12 +88,21 @@ cache again (``None``: it is not cached, so the next lookup fetches)."""
 
 
 class _Entry(Generic[V]):
-    __slots__ = ("fetch_number", "fetched_at", "hold_until", "longest_ttl", "value")
+    __slots__ = ("expires_at", "fetch_number", "fetched_at", "hold_until", "longest_ttl", "value")
 
-    def __init__(self, value: Outcome[V], fetched_at: float, ttl: float, fetch_number: int) -> None:
+    def __init__(
+        self,
+        value: Outcome[V],
+        fetched_at: float,
+        ttl: float,
+        fetch_number: int,
+        expires_at: float = math.inf,
+    ) -> None:
         self.value = value
         self.fetched_at = fetched_at
         self.fetch_number = fetch_number
+        # The value's own end, whatever the TTL (a secret's next rotation): see ``expiry``.
+        self.expires_at = expires_at
         # Set after a failed refresh: the previous value is served until then.
         self.hold_until = 0.0
         # The longest TTL any lookup gave this key: when it counts as expired for eviction.
@@ -100,7 +113,7 @@ class _Entry(Generic[V]):
         # TTLs share the entry, and each sees it expire after its own TTL.
         if isinstance(self.value, FetchError):  # not found: remembered briefly
             return self.fetched_at + min(ttl, NOT_FOUND_TTL_SECONDS)
-        return max(self.fetched_at + ttl, self.hold_until)
+        return max(min(self.fetched_at + ttl, self.expires_at), self.hold_until)
 
     def __repr__(self) -> str:  # never show a value
         return f"<cache entry fetched_at={self.fetched_at:.3f}>"
@@ -181,6 +194,8 @@ class Cache(Generic[K, V]):
         clock: Seconds, monotonic, for TTLs; injectable for tests. (Time bounds are
             always ``time.monotonic()``: they are real waits.)
         bound: When a fetch of a key must end, given a caller's deadline.
+        expiry: When a value just fetched expires at the latest, whatever its TTL; a
+            stale-if-error hold still applies after it.
         observer: Told where the counters change (metrics export).
     """
 
@@ -193,9 +208,11 @@ class Cache(Generic[K, V]):
         stale_if_error: bool = True,
         clock: Callable[[], float] = time.monotonic,
         bound: TimeBound[K] = default_bound,
+        expiry: Expiry[K] | None = None,
         observer: CacheObserver | None = None,
     ) -> None:
         self._fetch = fetch
+        self._expiry = expiry
         self._max_size = max_size
         self._enabled = enabled and max_size > 0
         self._stale_if_error = stale_if_error
@@ -526,7 +543,7 @@ class Cache(Generic[K, V]):
                 self._refreshes += 1
                 self._observe("refreshes", key)
             if self._caches(ttl):
-                self._store(key, _Entry(result, now, ttl, number))
+                self._store(key, _Entry(result, now, ttl, number, self._expires_at(key)))
             return result
         self._errors += 1
         self._observe("errors", key, result)
@@ -546,6 +563,10 @@ class Cache(Generic[K, V]):
         if not result.transient and self._entries.pop(key, None) is not None:
             self._generation += 1
         return result
+
+    def _expires_at(self, key: K) -> float:
+        expires_at = self._expiry(key) if self._expiry is not None else None
+        return math.inf if expires_at is None else expires_at
 
     def _store(self, key: K, entry: _Entry[V]) -> None:
         previous = self._entries.get(key)

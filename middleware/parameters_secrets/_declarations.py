@@ -50,15 +50,20 @@ class SecretRequest:
     version_stage: str | None = None
     version_id: str | None = None
     role_arn: str | None = None
+    # Part of the identity: a following value expires by other rules (and is read from
+    # AWS directly), so it never shares an entry with one that does not follow.
+    follow_rotation: bool = False
 
     kind = "secret"
 
     def describe(self) -> str:
         """The request as messages and logs name it: ``secret ID (STAGE) (VERSION)``
-        (``via role ARN`` when read through a role)."""
+        (``following its rotation`` when it does; ``via role ARN`` when read through a
+        role)."""
         selectors = [s for s in (self.version_stage, self.version_id) if s is not None]
         described = f"secret {self.secret_id}" + "".join(f" ({s})" for s in selectors)
-        return described + _via(self.role_arn)
+        following = " following its rotation" if self.follow_rotation else ""
+        return described + following + _via(self.role_arn)
 
 
 @dataclass(frozen=True)
@@ -212,6 +217,11 @@ class Secret:
         ttl: Seconds to cache this secret (0 to 3600); ``None`` uses ``SECRETS_MANAGER_TTL``.
         role_arn: An IAM role to read it as (another account's): the secret is read from
             AWS directly with credentials from STS ``AssumeRole``.
+        follow_rotation: Read it from AWS directly and expire it no later than its
+            ``NextRotationDate``; after that date, revalidate it with ``DescribeSecret``
+            every 30 s and fetch it again only when its ``AWSCURRENT`` version changed.
+            Not with ``version_id`` or a ``version_stage`` other than ``AWSCURRENT``.
+            With ``role_arn``, it is described with the role's credentials too.
     """
 
     secret_id: str
@@ -222,6 +232,7 @@ class Secret:
     default: Any = field(default=None, repr=False)
     ttl: float | None = None
     role_arn: str | None = None
+    follow_rotation: bool = False
 
     def __post_init__(self) -> None:
         _check_text("Secret secret_id", self.secret_id, optional=False)
@@ -232,12 +243,31 @@ class Secret:
             raise ConfigurationError(f"required must be True or False, not {self.required!r}")
         _check_transform(self.transform)
         _check_ttl(self.ttl)
+        _check_follow_rotation(self)
 
     @property
     def request(self) -> SecretRequest:
         """The cache key: everything that identifies the ``GetSecretValue`` call."""
         return SecretRequest(
-            self.secret_id, self.version_stage, self.version_id, role_arn=self.role_arn
+            self.secret_id,
+            self.version_stage,
+            self.version_id,
+            role_arn=self.role_arn,
+            follow_rotation=self.follow_rotation,
+        )
+
+
+def _check_follow_rotation(secret: Secret) -> None:
+    if not isinstance(secret.follow_rotation, bool):
+        raise ConfigurationError(
+            f"Secret follow_rotation must be True or False, not {secret.follow_rotation!r}"
+        )
+    pinned = secret.version_id is not None or secret.version_stage not in (None, "AWSCURRENT")
+    if secret.follow_rotation and pinned:
+        # A pinned version never changes: there is no rotation to follow.
+        raise ConfigurationError(
+            f"Secret {secret.secret_id!r}: follow_rotation follows AWSCURRENT; it cannot be "
+            "combined with version_id or another version_stage (a pinned version never rotates)"
         )
 
 

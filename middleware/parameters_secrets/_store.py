@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from ._metrics import MetricsRecorder
     from ._model import TypedParametersSecrets
+    from ._rotation import RotationFollower
 
 ModelT = TypeVar("ModelT", bound="BaseModel")
 
@@ -58,6 +59,8 @@ class ParametersSecrets:
             ``PARAMETERS_SECRETS_EXTENSION_FALLBACK=none``), else AWS directly.
         settings: Cache settings; default ``Settings.from_env()``.
         clock: Monotonic seconds for TTLs; for tests.
+        wall_clock: Seconds since the epoch, compared with a secret's ``NextRotationDate``
+            (``follow_rotation``); for tests.
 
     Raises:
         ConfigurationError: A key or declaration is not valid, or a setting is out of range.
@@ -70,6 +73,7 @@ class ParametersSecrets:
         source: Source | None = None,
         settings: Settings | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._declarations = _validated(values)
         self.settings = settings if settings is not None else Settings.from_env()
@@ -89,6 +93,9 @@ class ParametersSecrets:
         self._ttls = {key: self._ttl(d) for key, d in self._declarations.items()}
         # A source that does not check its answers is held to the same check here.
         self._fetch_upstream = source.fetch if source.checks_records else self._fetch_checked
+        self._rotation = self._follow_rotations(clock, wall_clock)
+        if self._rotation is not None:
+            self._fetch_upstream = self._rotation.fetch
         # The keys each request's record is transformed for, before it enters the cache.
         self._keys_of: dict[ValueRequest, list[str]] = {}
         for key, declaration in self._declarations.items():
@@ -105,6 +112,7 @@ class ParametersSecrets:
             stale_if_error=self.settings.stale_if_error,
             clock=clock,
             bound=self._time_bound,
+            expiry=self._rotation.expires_at if self._rotation is not None else None,
             observer=self._metrics,
         )
         self._clock = clock
@@ -146,6 +154,8 @@ class ParametersSecrets:
         self._cache.clear()
         self._transformed.clear()
         self._refused.clear()
+        if self._rotation is not None:
+            self._rotation.forget()
         self._publish(self._cache.generation, None)
 
     @property
@@ -402,6 +412,29 @@ class ParametersSecrets:
         if isinstance(declaration, Secret):
             return self.settings.secret_ttl
         return self.settings.parameter_ttl
+
+    def _follow_rotations(
+        self, clock: Callable[[], float], wall_clock: Callable[[], float]
+    ) -> RotationFollower | None:
+        """Between the cache and the source, for secrets declared ``follow_rotation``
+        (none: nothing imported, nothing in the way)."""
+        keys = [
+            key
+            for key, declaration in self._declarations.items()
+            if isinstance(declaration, Secret) and declaration.follow_rotation
+        ]
+        if not keys:
+            return None
+        from ._rotation import follower_for
+
+        return follower_for(
+            self.source,
+            self._fetch_upstream,
+            settings=self.settings,
+            clock=clock,
+            wall_clock=wall_clock,
+            keys=keys,
+        )
 
     def _time_bound(self, request: ValueRequest, deadline: float | None) -> float:
         """When a fetch of ``request`` must end: its timeout setting, the deadline, else

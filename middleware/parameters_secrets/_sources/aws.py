@@ -183,6 +183,17 @@ class AwsSource:
         await concurrently(calls)
         return [outcomes[r] for r in requests]
 
+    async def describe_secrets(
+        self, requests: Sequence[SecretRequest], deadline: float | None = None
+    ) -> list[Outcome]:
+        """``DescribeSecret`` for each secret, concurrently, within the secrets' time bound:
+        its answer (``NextRotationDate``, ``VersionIdsToStages``...) or a
+        :class:`FetchError`. What ``Secret(..., follow_rotation=True)`` revalidates with."""
+        outcomes: dict[ValueRequest, Outcome] = {}
+        by = give_up_time(self._settings.secret_timeout_ms, deadline)
+        await self._fetch_kind(list(requests), by, self._describe_calls, outcomes)
+        return [outcomes[r] for r in requests]
+
     async def _fetch_kind(
         self,
         requests: list[R],
@@ -297,6 +308,18 @@ class AwsSource:
         calls += [self._get_secret(r, credentials, give_up_at, outcomes) for r in singles + alone]
         return calls
 
+    def _describe_calls(
+        self,
+        requests: list[SecretRequest],
+        credentials: Credentials,
+        give_up_at: float,
+        outcomes: dict[ValueRequest, Outcome],
+    ) -> list[Awaitable[None]]:
+        return [
+            self._describe_secret(r, credentials, give_up_at, outcomes)
+            for r in dict.fromkeys(requests)
+        ]
+
     def _path_calls(
         self,
         requests: list[PathRequest],
@@ -337,6 +360,26 @@ class AwsSource:
             self._secrets_service, "GetSecretValue", body, credentials, give_up_at
         )
         outcomes[request] = _record(answer, request, lambda a: a)
+
+    async def _describe_secret(
+        self,
+        request: SecretRequest,
+        credentials: Credentials,
+        give_up_at: float,
+        outcomes: dict[ValueRequest, Outcome],
+    ) -> None:
+        body = {"SecretId": request.secret_id}
+        answer = await self._call(
+            self._secrets_service, "DescribeSecret", body, credentials, give_up_at
+        )
+        if isinstance(answer, FetchError):
+            answer = FetchError(
+                f"{request.describe()}: {answer}",
+                code=answer.code,
+                transient=answer.transient,
+                status=answer.status,
+            )
+        outcomes[request] = answer
 
     async def _get_parameters_by_path(
         self,

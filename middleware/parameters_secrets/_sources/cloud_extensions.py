@@ -21,7 +21,9 @@ chaining"), not against a running runtime, which could not be had here:
   meanwhile, else the extension is asked again until the fetch's time bound.
 * A secret with ``role_arn`` is asked with ``roleArn`` (the runtime assumes the role). The
   Parameter Store extension documents no role parameter: a parameter with a role, and a
-  :class:`ParametersByPath` (no by-path operation), are read from AWS directly.
+  :class:`ParametersByPath` (no by-path operation), are read from AWS directly. So is a
+  ``Secret(..., follow_rotation=True)`` (the runtime has no ``DescribeSecret``), with or
+  without a role.
 """
 
 from __future__ import annotations
@@ -148,14 +150,19 @@ class CloudExtensionsSource:
         self, requests: Sequence[ValueRequest], deadline: float | None = None
     ) -> list[Outcome]:
         """Parameters from the Parameter Store extension (batched), secrets from the
-        Secrets Manager extension, at once; paths and parameters with a role from AWS
-        directly, and with a fallback whatever the runtime is not serving yet."""
+        Secrets Manager extension, at once; paths, parameters with a role and secrets that
+        follow their rotation from AWS directly, and with a fallback whatever the runtime
+        is not serving yet."""
         outcomes: dict[ValueRequest, Outcome] = {}
         parameters: list[ValueRequest] = []
         secrets: list[ValueRequest] = []
         direct: list[ValueRequest] = []
         for request in requests:
-            if isinstance(request, SecretRequest):
+            if isinstance(request, SecretRequest) and request.follow_rotation:
+                # Described by AWS directly (the runtime has no DescribeSecret), and no
+                # second cache between a rotation and this one: read from AWS as well.
+                direct.append(request)
+            elif isinstance(request, SecretRequest):
                 secrets.append(request)
             elif isinstance(request, PathRequest) or request.role_arn is not None:
                 direct.append(request)
@@ -180,6 +187,23 @@ class CloudExtensionsSource:
         if direct:
             await ask(self._direct_source(), direct)
         return [outcomes[r] for r in requests]
+
+    async def describe_secrets(
+        self, requests: Sequence[SecretRequest], deadline: float | None = None
+    ) -> Sequence[Outcome]:
+        """``DescribeSecret`` from AWS directly (the runtime has none), for
+        ``Secret(..., follow_rotation=True)``, whose values come from AWS directly too."""
+        describe = getattr(self._direct_source(), "describe_secrets", None)
+        if describe is None:
+            return [
+                FetchError(
+                    f"{r.describe()}: the fallback source cannot call DescribeSecret",
+                    code="DescribeSecretUnsupported",
+                )
+                for r in requests
+            ]
+        answers: Sequence[Outcome] = await describe(requests, deadline)
+        return answers
 
     def _direct_source(self) -> Source:
         """AWS directly: ``fallback`` if it is a source, else an AwsSource made now."""

@@ -63,9 +63,10 @@ class ExtensionSource:
         transport: An httpx transport to send requests through (tests:
             ``httpx.MockTransport``); default a connection pool to the extension.
 
-    The extension has no by-path API and cannot assume a role: a :class:`ParametersByPath`,
-    and a value declared with ``role_arn``, are read from AWS directly, from ``fallback``
-    if it is a source, else from an :class:`AwsSource` made on first use.
+    The extension has no by-path API, cannot assume a role and has no ``DescribeSecret``:
+    a :class:`ParametersByPath`, a value declared with ``role_arn`` and a
+    ``Secret(..., follow_rotation=True)`` are read from AWS directly, from ``fallback`` if
+    it is a source, else from an :class:`AwsSource` made on first use.
     """
 
     # Its records hold a usable value for what was asked: the store need not check.
@@ -110,12 +111,13 @@ class ExtensionSource:
     async def fetch(
         self, requests: Sequence[ValueRequest], deadline: float | None = None
     ) -> list[Outcome]:
-        """Ask the extension for every value at once (it has no batch call); paths, and
-        with a fallback the values it is not ready to serve, from AWS directly."""
+        """Ask the extension for every value at once (it has no batch call); paths, roles'
+        values, secrets that follow their rotation, and with a fallback the values it is
+        not ready to serve, from AWS directly."""
         outcomes: dict[ValueRequest, Outcome] = {}
-        # The extension has no by-path API and no roles: those go to AWS directly.
+        # No by-path API, no roles, no DescribeSecret: those go to AWS directly.
         direct: list[ValueRequest] = [r for r in requests if _aws_only(r)]
-        asked = [r for r in requests if not isinstance(r, PathRequest) and r.role_arn is None]
+        asked = [r for r in requests if not isinstance(r, PathRequest) and not _aws_only(r)]
         if asked:
             client = await self._clients.get()
             await concurrently(
@@ -137,6 +139,23 @@ class ExtensionSource:
                 was = outcomes.get(request)
                 outcomes[request] = _fallen_back(answer, was) if was is not None else answer
         return [outcomes[r] for r in requests]
+
+    async def describe_secrets(
+        self, requests: Sequence[SecretRequest], deadline: float | None = None
+    ) -> Sequence[Outcome]:
+        """``DescribeSecret`` (which the extension does not offer) from AWS directly, for
+        ``Secret(..., follow_rotation=True)``."""
+        describe = getattr(self._direct_source(), "describe_secrets", None)
+        if describe is None:
+            return [
+                FetchError(
+                    f"{r.describe()}: the fallback source cannot call DescribeSecret",
+                    code="DescribeSecretUnsupported",
+                )
+                for r in requests
+            ]
+        answers: Sequence[Outcome] = await describe(requests, deadline)
+        return answers
 
     async def _get_into(
         self,
@@ -255,7 +274,14 @@ class ExtensionSource:
 
 
 def _aws_only(request: ValueRequest) -> bool:
-    return isinstance(request, PathRequest) or request.role_arn is not None
+    """Whether the extension cannot serve ``request``: a path (no by-path API), a value
+    read through a role (it cannot assume one), or a secret that follows its rotation (no
+    ``DescribeSecret``, and a second cache in front)."""
+    return (
+        isinstance(request, PathRequest)
+        or request.role_arn is not None
+        or (isinstance(request, SecretRequest) and request.follow_rotation)
+    )
 
 
 class _NotServing(FetchError):
