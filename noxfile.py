@@ -74,14 +74,14 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def package(session: nox.Session) -> None:
-    """A Lambda zip built for the runtime, not this machine: your app with
-    ``-- --app myapp.py --requirements requirements.txt``, else the FastAPI example
-    (build/lambda.zip). ``--python-version 3.12 --arch arm64`` (defaults: the template's,
+    """``parameters-secrets package``: a Lambda zip built for the runtime, not this
+    machine: your app with ``-- --app myapp.py --requirements requirements.txt``, else the
+    FastAPI example (build/lambda.zip). ``--python-version 3.12 --arch arm64`` (defaults: the template's,
     python3.12 on x86_64), ``--output`` for another path; bytecode when that Python is
     installed. Paths are relative to where nox was started."""
-    session.install("packaging")  # the builder reads the wheels' metadata with it
+    session.install("-e", ".[package]")  # packaging: the builder reads wheels' metadata
     session.chdir(session.invoked_from)
-    session.run("python", str(ROOT / "scripts" / "lambda_package.py"), *session.posargs)
+    session.run("parameters-secrets", "package", *session.posargs)
 
 
 @nox.session

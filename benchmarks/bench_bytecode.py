@@ -2,7 +2,7 @@
 
 Lambda unpacks the zip into ``/var/task``, which is read-only: Python cannot save the
 bytecode it compiles there, so a zip without bytecode for the runtime's Python compiles
-every module it imports on every cold start. ``scripts/lambda_package.py`` compiles it
+every module it imports on every cold start. ``parameters-secrets package`` compiles it
 when an interpreter of the target version is installed; this measures what that saves.
 
 The example's zip is built once for Python 3.12 on this machine's architecture (x86_64
@@ -31,7 +31,7 @@ import zipfile
 from pathlib import Path
 
 from benchmarks._common import Table, median, millis, percentile
-from scripts import lambda_package
+from parameters_secrets import _packaging
 from tests.processes import clean_environment
 
 PYTHON_VERSION = "3.12"
@@ -103,7 +103,7 @@ def run(quick: bool = False) -> Table:
         f"(python{PYTHON_VERSION} -I -S, read-only copy)",
         columns=["variant", "import (median)", "p90", "subprocess wall (median)", "modules"],
     )
-    interpreter = lambda_package.find_python(PYTHON_VERSION)
+    interpreter = _packaging.find_python(PYTHON_VERSION)
     if interpreter is None:
         table.notes.append(f"Not measured: no Python {PYTHON_VERSION} on PATH or in pyenv.")
         return table
@@ -112,7 +112,7 @@ def run(quick: bool = False) -> Table:
     with tempfile.TemporaryDirectory(prefix="bench-bytecode-") as tmp:
         directory = Path(tmp)
         try:
-            archive = lambda_package.build_lambda_zip(
+            archive = _packaging.build_lambda_zip(
                 directory / "lambda.zip", python_version=PYTHON_VERSION, arch=_machine_arch()
             )
             copies = {

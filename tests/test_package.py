@@ -1,4 +1,4 @@
-"""The deployable zip (``nox -s package``, ``scripts/lambda_package.py``): built for the
+"""The deployable zip (``nox -s package``, ``scripts/_packaging.py``): built for the
 Lambda runtime and architecture, not for this machine, holding exactly the dependency
 closure of the FastAPI example or of your own app (``--app``, ``--requirements``), and
 the bytecode of the runtime's Python.
@@ -20,10 +20,12 @@ import json
 import os
 import stat
 import subprocess
+import sys
 import textwrap
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from email.parser import Parser
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from scripts import lambda_package
+from parameters_secrets import _interpreters, _packaging
 from tests.lambda_events import make_event
 from tests.local_server import LocalServer
 from tests.processes import clean_environment
@@ -85,7 +87,7 @@ print(json.dumps({
 
 def target_python() -> str:
     """The path of a Python 3.12, or skip the test."""
-    interpreter = lambda_package.find_python(TARGET_PYTHON)
+    interpreter = _interpreters.find_python(TARGET_PYTHON)
     if interpreter is None:
         pytest.skip(f"no Python {TARGET_PYTHON} here to import the zip with")
     return interpreter.path
@@ -135,7 +137,7 @@ Target = tuple[str, str]
 def zips(tmp_path_factory: pytest.TempPathFactory) -> dict[Target, Path]:
     directory = tmp_path_factory.mktemp("zips")
     return {
-        (python, arch): lambda_package.build_lambda_zip(
+        (python, arch): _packaging.build_lambda_zip(
             directory / f"lambda-{python}-{arch}.zip", python_version=python, arch=arch
         )
         for python, arch in TARGETS
@@ -167,7 +169,7 @@ def _closure(
     environment = {
         "python_version": python,
         "python_full_version": f"{python}.0",
-        "platform_machine": lambda_package.ARCHITECTURES[arch].elf_name,
+        "platform_machine": _packaging.ARCHITECTURES[arch].elf_name,
         "sys_platform": "linux",
         "platform_system": "Linux",
         "os_name": "posix",
@@ -177,7 +179,7 @@ def _closure(
     wanted = [
         (canonicalize_name(requirement.name), frozenset(requirement.extras))
         for requirement in map(
-            Requirement, roots or [f"asgi-parameters-secrets[{lambda_package.EXTRA}]"]
+            Requirement, roots or [f"asgi-parameters-secrets[{_packaging.EXTRA}]"]
         )
     ]
     seen: set[tuple[str, frozenset[str]]] = set()
@@ -215,6 +217,7 @@ def assert_nothing_names_the_build_directory(archive: zipfile.ZipFile) -> None:
     assert not [n for n in archive.namelist() if n.endswith("direct_url.json")]
 
 
+@pytest.mark.network
 @pytest.mark.parametrize(("python", "arch"), TARGETS)
 def test_zip_holds_exactly_the_fastapi_example_and_its_dependency_closure(
     zips: dict[Target, Path], python: str, arch: str
@@ -229,14 +232,14 @@ def test_zip_holds_exactly_the_fastapi_example_and_its_dependency_closure(
         # but the bytecode compiled for the target.
         recorded = {file for _, files in _files_by_distribution(archive) for file in files}
         examples = {name for name in _without_bytecode(names) if name.startswith("examples/")}
-        assert examples == set(lambda_package.EXAMPLE_FILES)
+        assert examples == set(_packaging.EXAMPLE_FILES)
         assert _without_bytecode(names) - examples <= recorded
         assert_nothing_names_the_build_directory(archive)
     assert not any(name.startswith("bin/") for name in names)
 
 
 def assert_bytecode_for_every_module(
-    archive: zipfile.ZipFile, interpreter: lambda_package.Interpreter
+    archive: zipfile.ZipFile, interpreter: _interpreters.Interpreter
 ) -> None:
     """Every ``.py`` in the zip has ``__pycache__/NAME.<cache tag>.pyc`` beside it with
     ``interpreter``'s magic number, unchecked-hash; no other bytecode is there."""
@@ -256,11 +259,12 @@ def assert_bytecode_for_every_module(
         assert int.from_bytes(header[4:8], "little") == 0b01, name  # hash-based, unchecked
 
 
+@pytest.mark.network
 @pytest.mark.parametrize(("python", "arch"), TARGETS)
 def test_zip_holds_bytecode_of_its_python_for_every_module(
     zips: dict[Target, Path], python: str, arch: str
 ) -> None:
-    interpreter = lambda_package.find_python(python)
+    interpreter = _interpreters.find_python(python)
     if interpreter is None:
         pytest.skip(f"no Python {python} here: the zip has no bytecode")
     # The magic number as that interpreter itself reports it, not as the builder read it.
@@ -281,12 +285,13 @@ def _native_machines(archive: zipfile.ZipFile) -> dict[str, int]:
     machines: dict[str, int] = {}
     for name in archive.namelist():
         with archive.open(name) as file:
-            machine = lambda_package.elf_machine(file.read(20))
+            machine = _packaging.elf_machine(file.read(20))
         if machine is not None:
             machines[name] = machine
     return machines
 
 
+@pytest.mark.network
 def test_markers_are_those_of_the_target_python_not_of_the_python_that_builds(
     zips: dict[Target, Path],
 ) -> None:
@@ -296,11 +301,12 @@ def test_markers_are_those_of_the_target_python_not_of_the_python_that_builds(
     assert "exceptiongroup" not in distributions_in(zips[TARGET_PYTHON, "x86_64"])
 
 
+@pytest.mark.network
 @pytest.mark.parametrize(("python", "arch"), TARGETS)
 def test_zip_holds_only_wheels_for_its_python_and_architecture_or_pure_ones(
     zips: dict[Target, Path], python: str, arch: str
 ) -> None:
-    target = lambda_package.ARCHITECTURES[arch]
+    target = _packaging.ARCHITECTURES[arch]
     abis = {f"cp{python.replace('.', '')}", "abi3", "none"}
     with zipfile.ZipFile(zips[python, arch]) as archive:
         tags = {
@@ -323,6 +329,7 @@ def test_zip_holds_only_wheels_for_its_python_and_architecture_or_pure_ones(
     } == {}
 
 
+@pytest.mark.network
 def test_zip_for_python_3_12_on_x86_64_runs_its_handler_on_python_3_12_through_mangum(
     zips: dict[Target, Path], tmp_path: Path
 ) -> None:
@@ -401,12 +408,12 @@ APP_PACKAGE = {
 }
 APP_PACKAGE_REQUIREMENTS = (
     "# what myapp/ imports besides the standard library\n"
-    f"asgi-parameters-secrets[{lambda_package.EXTRA}]\n"
+    f"asgi-parameters-secrets[{_packaging.EXTRA}]\n"
     "python-dateutil>=2.8  # dates\n"
 )
 APP_ROOTS = {
     "module": ["asgi-parameters-secrets", "fastapi", "mangum", "python-dateutil"],
-    "package": [f"asgi-parameters-secrets[{lambda_package.EXTRA}]", "python-dateutil"],
+    "package": [f"asgi-parameters-secrets[{_packaging.EXTRA}]", "python-dateutil"],
 }
 APP_FILES = {
     "module": {"myapp.py"},
@@ -440,7 +447,7 @@ def app_zips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for kind in ("module", "package"):
         directory = tmp_path_factory.mktemp(f"app-{kind}")
         app, requirements = write_app(directory / "src", kind)
-        built[kind] = lambda_package.build_lambda_zip(
+        built[kind] = _packaging.build_lambda_zip(
             directory / "lambda.zip",
             app=app,
             requirements=requirements,
@@ -450,6 +457,7 @@ def app_zips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return built
 
 
+@pytest.mark.network
 @pytest.mark.parametrize("kind", ["module", "package"])
 def test_app_zip_holds_the_app_at_its_root_and_exactly_its_requirements_closure(
     app_zips: dict[str, Path], kind: str
@@ -469,11 +477,12 @@ def test_app_zip_holds_the_app_at_its_root_and_exactly_its_requirements_closure(
         assert not any(name.startswith(("examples/", "bin/")) for name in names)
 
 
+@pytest.mark.network
 @pytest.mark.parametrize("kind", ["module", "package"])
 def test_app_zip_holds_python_3_12_bytecode_for_the_app_and_every_dependency(
     app_zips: dict[str, Path], kind: str
 ) -> None:
-    interpreter = lambda_package.find_python(TARGET_PYTHON)
+    interpreter = _interpreters.find_python(TARGET_PYTHON)
     if interpreter is None:
         pytest.skip(f"no Python {TARGET_PYTHON} here: the zip has no bytecode")
     with zipfile.ZipFile(app_zips[kind]) as archive:
@@ -490,6 +499,7 @@ def test_app_zip_holds_python_3_12_bytecode_for_the_app_and_every_dependency(
     assert "myapp/__pycache__/routes.cpython-311.pyc" not in names
 
 
+@pytest.mark.network
 @pytest.mark.parametrize("kind", ["module", "package"])
 def test_app_zip_answers_200_on_python_3_12_from_a_read_only_copy(
     app_zips: dict[str, Path], kind: str, tmp_path: Path
@@ -517,9 +527,9 @@ def test_app_zip_answers_200_on_python_3_12_from_a_read_only_copy(
 
 
 def _package_error(
-    argv: list[str], capsys: pytest.CaptureFixture[str], status: int = lambda_package.EXIT_BAD_INPUT
+    argv: list[str], capsys: pytest.CaptureFixture[str], status: int = _packaging.EXIT_BAD_INPUT
 ) -> str:
-    assert lambda_package.main(argv) == status
+    assert _packaging.main(argv) == status
     captured = capsys.readouterr()
     assert captured.out == ""
     lines = captured.err.splitlines()
@@ -530,48 +540,52 @@ def _package_error(
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--app", "missing.py"], "lambda_package: --app missing.py: no such file or directory"),
+        (
+            ["--app", "missing.py"],
+            "parameters-secrets package: --app missing.py: no such file or directory",
+        ),
         (
             ["--app", "notes.txt"],
-            "lambda_package: --app notes.txt: not a Python module (.py) or a package"
+            "parameters-secrets package: --app notes.txt: not a Python module (.py) or a package"
             " directory (with an __init__.py)",
         ),
         (
             ["--app", "plain"],
-            "lambda_package: --app plain: a directory must be a Python package (with an"
+            "parameters-secrets package: --app plain: a directory must be a Python package (with an"
             " __init__.py)",
         ),
         (
             ["--app", "my-app.py"],
-            "lambda_package: --app my-app.py: 'my-app' is not an importable name (use a-z, 0-9, _)",
+            "parameters-secrets package: --app my-app.py: 'my-app' is not an importable name"
+            " (use a-z, 0-9, _)",
         ),
         (
             ["--app", "myapp.py", "--requirements", "missing.txt"],
-            "lambda_package: --requirements missing.txt: no such file",
+            "parameters-secrets package: --requirements missing.txt: no such file",
         ),
         (
             ["--app", "myapp.py", "--requirements", "plain"],
-            "lambda_package: --requirements plain: not a file",
+            "parameters-secrets package: --requirements plain: not a file",
         ),
         (
             ["--requirements", "requirements.txt"],
-            "lambda_package: --requirements goes with --app (the example's requirements are"
-            " this project's fastapi extra)",
+            "parameters-secrets package: --requirements goes with --app (the example's"
+            " requirements are this project's fastapi extra)",
         ),
         (
             ["--app", "myapp.py", "--requirements", "editable.txt"],
-            "lambda_package: --requirements {tmp}/editable.txt:2: an editable install"
+            "parameters-secrets package: --requirements {tmp}/editable.txt:2: an editable install"
             " ('-e ./lib') cannot go into a zip: name the distribution instead",
         ),
         (
             ["--app", "myapp.py", "--requirements", "hashed.txt"],
-            "lambda_package: --requirements {tmp}/hashed.txt:1: hash-checking (--hash,"
+            "parameters-secrets package: --requirements {tmp}/hashed.txt:1: hash-checking (--hash,"
             " --require-hashes) is not supported: this package's wheel is built here and has"
             " no hash to pin; list the requirements without hashes",
         ),
         (
             ["--app", "myapp.py", "--requirements", "unreadable.txt"],
-            "lambda_package: --requirements {tmp}/unreadable.txt:1: cannot read"
+            "parameters-secrets package: --requirements {tmp}/unreadable.txt:1: cannot read"
             " 'https://example.com/lib.whl' as a requirement (write a URL or a path as"
             " 'name @ URL')",
         ),
@@ -596,8 +610,8 @@ def test_bad_inputs_are_refused_in_one_line(
     )
     (tmp_path / "unreadable.txt").write_text("https://example.com/lib.whl\n", encoding="utf-8")
     # Refused before pip runs: nothing is built, nothing is written.
-    monkeypatch.setattr(lambda_package, "_run", _no_pip)
-    monkeypatch.setattr(lambda_package, "find_python", _no_python_needed)
+    monkeypatch.setattr(_packaging, "_run", _no_pip)
+    monkeypatch.setattr(_packaging, "find_python", _no_python_needed)
     assert _package_error(argv, capsys) == message.format(tmp=tmp_path.resolve())
     assert not (tmp_path / "build").exists()
 
@@ -610,6 +624,7 @@ def _no_python_needed(version: str) -> None:
     raise AssertionError("looked for an interpreter before checking the inputs")
 
 
+@pytest.mark.network
 def test_requirements_pip_cannot_satisfy_for_the_target_are_refused_in_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -620,11 +635,11 @@ def test_requirements_pip_cannot_satisfy_for_the_target_are_refused_in_one_line(
     line = _package_error(
         ["--app", "myapp.py", "--requirements", "requirements.txt", "--no-bytecode"],
         capsys,
-        lambda_package.EXIT_BUILD_FAILED,
+        _packaging.EXIT_BUILD_FAILED,
     )
     assert line.startswith(
-        f"lambda_package: --requirements {tmp_path.resolve()}/requirements.txt: pip cannot"
-        " install it for python3.12 on x86_64: "
+        f"parameters-secrets package: --requirements {tmp_path.resolve()}/requirements.txt:"
+        " pip cannot install it for python3.12 on x86_64: "
     )
     assert "httpx" in line
     assert not (tmp_path / "build").exists()
@@ -647,8 +662,8 @@ def test_requirements_are_read_for_the_target_python(tmp_path: Path) -> None:
     )
 
     def roots(python: str, arch: str) -> list[str]:
-        environment = lambda_package.target_environment(python, arch)
-        found = lambda_package.requirement_roots(tmp_path / "requirements.txt", environment)
+        environment = _packaging.target_environment(python, arch)
+        found = _packaging.requirement_roots(tmp_path / "requirements.txt", environment)
         assert all(requirement.marker is None for requirement in found)
         return [
             f"{r.name}{sorted(r.extras) or ''}{r.specifier}{' @ ' + r.url if r.url else ''}"
@@ -695,7 +710,7 @@ def test_app_imports_that_nothing_in_the_zip_provides_are_named(
         ),
         encoding="utf-8",
     )
-    lambda_package._add_app(lambda_package.check_app(app), staging)
+    _packaging._add_app(_packaging.check_app(app), staging)
     err = capsys.readouterr().err
     assert "myapp.py imports mangum, which is neither in the zip nor in the standard library" in (
         err
@@ -715,8 +730,8 @@ def test_an_app_named_like_a_dependency_is_refused(tmp_path: Path) -> None:
     app = tmp_path / "src" / "fastapi.py"
     app.parent.mkdir()
     app.write_text("handler = None\n")
-    with pytest.raises(lambda_package.PackageError, match="already holds a module named 'fastapi'"):
-        lambda_package._add_app(lambda_package.check_app(app), staging)
+    with pytest.raises(_packaging.PackageError, match="already holds a module named 'fastapi'"):
+        _packaging._add_app(_packaging.check_app(app), staging)
 
 
 # -- bytecode --------------------------------------------------------------------------
@@ -725,7 +740,7 @@ def test_an_app_named_like_a_dependency_is_refused(tmp_path: Path) -> None:
 def test_bytecode_is_unchecked_hash_of_the_target_python_and_the_same_from_any_directory(
     tmp_path: Path,
 ) -> None:
-    interpreter = lambda_package.find_python(TARGET_PYTHON)
+    interpreter = _interpreters.find_python(TARGET_PYTHON)
     if interpreter is None:
         pytest.skip(f"no Python {TARGET_PYTHON} here to compile with")
     outputs = []
@@ -736,10 +751,10 @@ def test_bytecode_is_unchecked_hash_of_the_target_python_and_the_same_from_any_d
         (staging / "package" / "module.py").write_text("x = 1\n")
         (staging / "broken.py").write_text("def (:\n")  # compiles nowhere: reported, not fatal
         (staging / "data.txt").write_text("not Python\n")
-        bytecode = lambda_package.compile_bytecode(staging, interpreter)
+        bytecode = _packaging.compile_bytecode(staging, interpreter)
         assert (bytecode.compiled, bytecode.not_compiled) == (2, ("broken.py",))
         outputs.append(
-            lambda_package.write_zip(
+            _packaging.write_zip(
                 staging, tmp_path / build / "lambda.zip", cache_tag=interpreter.cache_tag
             )
         )
@@ -763,25 +778,27 @@ def test_bytecode_is_unchecked_hash_of_the_target_python_and_the_same_from_any_d
 def test_without_an_interpreter_of_the_target_python_the_build_says_so_once(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(lambda_package, "find_python", lambda version: None)
-    assert lambda_package.bytecode_interpreter("3.13", bytecode=True) is None
+    monkeypatch.setattr(_packaging, "find_python", lambda version: None)
+    assert _packaging.bytecode_interpreter("3.13", bytecode=True) is None
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1
-    assert err[0].startswith("lambda_package: no Python 3.13 here (python3.13 on PATH or pyenv's)")
+    assert err[0].startswith(
+        "parameters-secrets package: no Python 3.13 here (python3.13 on PATH or pyenv's)"
+    )
     assert "the zip has no bytecode" in err[0]
-    assert lambda_package.NO_BYTECODE_COST in err[0]
+    assert _packaging.NO_BYTECODE_COST in err[0]
     # Asked for none: nothing to say.
-    assert lambda_package.bytecode_interpreter("3.13", bytecode=False) is None
+    assert _packaging.bytecode_interpreter("3.13", bytecode=False) is None
     assert capsys.readouterr().err == ""
 
 
 def test_find_python_skips_an_interpreter_of_another_version(tmp_path: Path) -> None:
-    interpreter = lambda_package.find_python(TARGET_PYTHON)
+    interpreter = _interpreters.find_python(TARGET_PYTHON)
     if interpreter is None:
         pytest.skip(f"no Python {TARGET_PYTHON} here")
-    described = lambda_package.describe_python(interpreter.path)
+    described = _interpreters.describe_python(interpreter.path)
     assert described == interpreter
-    assert lambda_package.describe_python(str(tmp_path / "python3.12")) is None
+    assert _interpreters.describe_python(str(tmp_path / "python3.12")) is None
 
 
 # -- the zip itself --------------------------------------------------------------------
@@ -795,30 +812,141 @@ def test_zip_entries_are_sorted_and_dated_1980_so_a_rebuild_is_identical(tmp_pat
     (staging / "a.py").write_text("y = 2\n")
     (staging / "bin").mkdir()
     (staging / "bin" / "script").write_text("#!/usr/bin/python3.11\n")
-    first = lambda_package.write_zip(staging, tmp_path / "first.zip")
+    first = _packaging.write_zip(staging, tmp_path / "first.zip")
     os.utime(staging / "a.py", (0, 0))
-    second = lambda_package.write_zip(staging, tmp_path / "second.zip")
+    second = _packaging.write_zip(staging, tmp_path / "second.zip")
     assert first.read_bytes() == second.read_bytes()
     with zipfile.ZipFile(first) as archive:
         # bin/ left out, and bytecode but the target's (none asked for here)
         assert archive.namelist() == ["a.py", "b/module.py"]
         assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
-    third = lambda_package.write_zip(staging, tmp_path / "third.zip", cache_tag="cpython-312")
+    third = _packaging.write_zip(staging, tmp_path / "third.zip", cache_tag="cpython-312")
     with zipfile.ZipFile(third) as archive:
         assert archive.namelist() == ["a.py", "b/module.py"]
 
 
 def test_a_native_file_for_another_architecture_is_refused(tmp_path: Path) -> None:
-    x86_64 = lambda_package.ARCHITECTURES["x86_64"].elf_machine
+    x86_64 = _packaging.ARCHITECTURES["x86_64"].elf_machine
     header = b"\x7fELF\x02\x01\x01" + bytes(11) + x86_64.to_bytes(2, "little")
     (tmp_path / "native.so").write_bytes(header + bytes(100))
     (tmp_path / "pure.py").write_text("x = 1\n")
-    assert lambda_package.wrong_architecture(tmp_path, "arm64") == ["native.so (x86_64)"]
-    assert lambda_package.wrong_architecture(tmp_path, "x86_64") == []
+    assert _packaging.wrong_architecture(tmp_path, "arm64") == ["native.so (x86_64)"]
+    assert _packaging.wrong_architecture(tmp_path, "x86_64") == []
 
 
 def test_package_command_rejects_a_bad_python_version(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        lambda_package.main(["--python-version", "312"])
+        _packaging.main(["--python-version", "312"])
     assert exit_info.value.code == 2
     assert "--python-version must look like 3.12, not '312'" in capsys.readouterr().err
+
+
+# -- the road of a pip user: the wheel made from an installed copy, the zip tried here ----
+
+
+@pytest.mark.network
+def test_an_installed_copy_builds_the_same_zip_as_the_checkout(
+    app_zips: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The zip's own staging is an install (pip --target): the wheel is made again from
+    # its RECORD, as for a user who installed the package from PyPI, with no clone.
+    installed = tmp_path / "site-packages"
+    with zipfile.ZipFile(app_zips["module"]) as archive:
+        archive.extractall(installed)
+    (dist_info,) = installed.glob("asgi_parameters_secrets-*.dist-info")
+    monkeypatch.setattr(_packaging, "ROOT", None)
+    monkeypatch.setattr(
+        _packaging, "installed_distribution", lambda: metadata.PathDistribution(dist_info)
+    )
+    app, requirements = write_app(tmp_path / "src", "module")
+    rebuilt = _packaging.build_lambda_zip(
+        tmp_path / "lambda.zip",
+        app=app,
+        requirements=requirements,
+        python_version=TARGET_PYTHON,
+        arch="x86_64",
+    )
+    assert rebuilt.read_bytes() == app_zips["module"].read_bytes()
+
+
+def test_without_a_clone_the_example_is_refused_and_an_app_is_needed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(_packaging, "ROOT", None)
+    monkeypatch.setattr(_packaging, "_run", _no_pip)
+    line = _package_error(["--no-bytecode"], capsys)
+    assert line.startswith("parameters-secrets package: --app is needed: the FastAPI example")
+
+
+def invoke(archive: Path, *args: str, **environ: str) -> subprocess.CompletedProcess[str]:
+    """``parameters-secrets invoke`` as a user runs it, on this checkout's code."""
+    return subprocess.run(
+        [sys.executable, "-m", "parameters_secrets", "invoke", str(archive), *args],
+        env=clean_environment({"PYTHONPATH": str(ROOT / "middleware"), **environ}),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("event", ["apigw-v2", "apigw-v1", "alb", "function-url", "file"])
+def test_invoke_runs_the_example_zip_and_prints_its_200(
+    zips: dict[Target, Path], event: str, tmp_path: Path
+) -> None:
+    target_python()
+    if event == "file":
+        path = tmp_path / "event.json"
+        path.write_text(json.dumps(make_event("http_api_v2", "/")), encoding="utf-8")
+        event = str(path)
+    result = invoke(
+        zips[TARGET_PYTHON, "x86_64"],
+        "--event",
+        event,
+        PARAMETERS_SECRETS_SOURCE=f"file:{VALUES_FILE}",
+    )
+    assert result.returncode == 0, result.stderr
+    response = json.loads(result.stdout)  # the response alone on stdout
+    assert response["statusCode"] == 200
+    assert json.loads(response["body"]) == {"user": "demo", "beta": True, "origins": 2}
+
+
+@pytest.mark.network
+def test_invoke_finds_the_app_handler_and_runs_it_from_the_zip_alone(
+    app_zips: dict[str, Path], tmp_path: Path
+) -> None:
+    target_python()
+    values = tmp_path / "values.json"
+    values.write_text(json.dumps(APP_VALUES), encoding="utf-8")
+    result = invoke(app_zips["package"], PARAMETERS_SECRETS_SOURCE=f"file:{values}")
+    assert result.returncode == 0, result.stderr
+    response = json.loads(result.stdout)
+    assert response["statusCode"] == 200
+    assert json.loads(response["body"])["user"] == "app-user"
+    # A handler that raises: exit status 1, its traceback on stderr.
+    failed = invoke(app_zips["package"], "--handler", "myapp.no_such_name")
+    assert failed.returncode == 1
+    assert "AttributeError" in failed.stderr
+
+
+def test_invoke_refuses_a_bad_input_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "not-a.zip").write_text("text\n", encoding="utf-8")
+    with zipfile.ZipFile(tmp_path / "two.zip", "w") as archive:
+        archive.writestr("one.py", "handler = None\n")
+        archive.writestr("two.py", "handler = None\n")
+    cases = {
+        ("missing.zip",): "missing.zip: no such file",
+        ("not-a.zip",): "not-a.zip: not a zip file",
+        ("two.zip",): "cannot tell the handler from the zip (top-level modules of its own:"
+        " one, two): give it as --handler MODULE.NAME",
+        ("two.zip", "--event", "nope.json"): "--event nope.json: not one of apigw-v2,",
+    }
+    for args, message in cases.items():
+        result = invoke(tmp_path / args[0], *args[1:])
+        assert result.returncode == 2, result.stderr
+        assert result.stdout == ""
+        (line,) = result.stderr.splitlines()
+        assert line.startswith(f"parameters-secrets invoke: {tmp_path / message}") or (
+            line.startswith(f"parameters-secrets invoke: {message}")
+        ), line

@@ -1,7 +1,7 @@
-"""The zip builder's failures as a user meets them: ``python scripts/lambda_package.py``
-run in a subprocess on inputs in a temporary directory. Each one ends with a single line
-on stderr naming the problem and the file (or the requirement), no traceback, and the
-exit status ``--help`` documents: 2 for a bad input, 1 for a build that failed.
+"""The zip builder's failures as a user meets them: ``parameters-secrets package`` (as
+``python -m parameters_secrets package``) run in a subprocess on inputs in a temporary
+directory. Each one ends with a single line on stderr naming the problem and the file
+(or the requirement), no traceback, and the exit status ``--help`` documents: 2 for a bad input, 1 for a build that failed.
 
 Every bad input here is refused before pip runs, so nothing is downloaded. The
 requirement that exists nowhere is looked for in an empty ``--find-links`` directory
@@ -24,7 +24,9 @@ import pytest
 from tests.processes import clean_environment
 
 ROOT = Path(__file__).resolve().parent.parent
-BUILDER = ROOT / "scripts" / "lambda_package.py"
+# The command as installed, on this checkout's code.
+BUILDER = (sys.executable, "-m", "parameters_secrets", "package")
+ENVIRONMENT = {"PYTHONPATH": str(ROOT / "middleware")}
 BAD_INPUT = 2
 BUILD_FAILED = 1
 # An app that imports nothing the builder would warn about.
@@ -36,9 +38,9 @@ NOWHERE = "no-such-distribution-for-lambda-package-tests"
 def run_builder(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """The builder run as a user runs it, from ``directory``, without bytecode."""
     return subprocess.run(
-        [sys.executable, str(BUILDER), *args, "--no-bytecode", "--output", "build/app.zip"],
+        [*BUILDER, *args, "--no-bytecode", "--output", "build/app.zip"],
         cwd=directory,
-        env=clean_environment(),
+        env=clean_environment(ENVIRONMENT),
         capture_output=True,
         text=True,
         timeout=600,
@@ -52,7 +54,7 @@ def refusal(result: subprocess.CompletedProcess[str], status: int) -> str:
     assert "Traceback" not in result.stderr + result.stdout, result.stderr
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("lambda_package: "), lines
+    assert lines[0].startswith("parameters-secrets package: "), lines
     assert result.returncode == status, result.stderr
     assert result.stdout == ""
     return lines[0]
@@ -105,7 +107,7 @@ def test_a_symlink_loop_in_the_app_folder_is_named_in_one_line(tmp_path: Path, k
         (app / "data" / "loop").symlink_to("other")
         (app / "data" / "other").symlink_to("loop")
     line = refusal(run_builder(tmp_path, "--app", "myapp"), BAD_INPUT)
-    assert line.startswith("lambda_package: --app myapp: myapp/data/")
+    assert line.startswith("parameters-secrets package: --app myapp: myapp/data/")
     assert "symlink loop" in line
     assert not (tmp_path / "build").exists()
 
@@ -129,12 +131,15 @@ def test_a_symlink_out_of_the_app_folder_is_refused_naming_it(tmp_path: Path, ki
     link = "myapp/shared" if kind == "directory" else "myapp/shared.py"
     target = outside if kind == "directory" else outside / "settings.py"
     line = refusal(run_builder(tmp_path, "--app", "myapp"), BAD_INPUT)
-    assert line.startswith(f"lambda_package: --app myapp: {link} links to {target.resolve()},")
+    assert line.startswith(
+        f"parameters-secrets package: --app myapp: {link} links to {target.resolve()},"
+    )
     assert "outside the app's folder" in line
     assert "--follow-external-symlinks" in line
     assert not (tmp_path / "build").exists()
 
 
+@pytest.mark.network
 @pytest.mark.parametrize("kind", ["directory", "file"])
 def test_a_symlink_out_of_the_app_folder_is_copied_with_the_flag(tmp_path: Path, kind: str) -> None:
     _link_out_of_the_app(tmp_path, kind)
@@ -150,6 +155,7 @@ def test_a_symlink_out_of_the_app_folder_is_copied_with_the_flag(tmp_path: Path,
 # -- requirements pip cannot install ---------------------------------------------------
 
 
+@pytest.mark.network
 def test_a_requirement_that_exists_nowhere_fails_the_build_naming_it(tmp_path: Path) -> None:
     (tmp_path / "myapp.py").write_text(APP, encoding="utf-8")
     (tmp_path / "empty").mkdir()
@@ -165,6 +171,7 @@ def test_a_requirement_that_exists_nowhere_fails_the_build_naming_it(tmp_path: P
     assert not (tmp_path / "build").exists()
 
 
+@pytest.mark.network
 def test_a_requirement_only_the_target_python_needs_fails_the_build_naming_it(
     tmp_path: Path,
 ) -> None:
@@ -191,6 +198,7 @@ def test_a_requirement_only_the_target_python_needs_fails_the_build_naming_it(
     assert not (tmp_path / "build").exists()
 
 
+@pytest.mark.network
 def test_an_extra_the_distribution_does_not_provide_is_refused_naming_it(tmp_path: Path) -> None:
     (tmp_path / "myapp.py").write_text(APP, encoding="utf-8")
     # pip only warns (and not at all with --quiet), and the zip would lack what the app
@@ -207,7 +215,8 @@ def test_an_extra_the_distribution_does_not_provide_is_refused_naming_it(tmp_pat
 
 def test_help_documents_the_exit_statuses() -> None:
     result = subprocess.run(
-        [sys.executable, str(BUILDER), "--help"],
+        [*BUILDER, "--help"],
+        env=clean_environment(ENVIRONMENT),
         capture_output=True,
         text=True,
         timeout=60,

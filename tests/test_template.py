@@ -26,9 +26,8 @@ import pytest
 from cfnlint.api import ManualArgs, lint_file
 from cfnlint.decode import decode
 
-from parameters_secrets import Parameter, Secret
+from parameters_secrets import Parameter, Secret, _packaging
 from parameters_secrets._settings import ENVIRONMENT
-from scripts import lambda_package
 from tests.processes import clean_environment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -315,9 +314,9 @@ def test_runtime_and_architecture_are_parameters_with_the_package_s_defaults() -
     assert properties["Architectures"] == [{"Ref": "Architecture"}]
     runtime = template["Parameters"]["Runtime"]
     architecture = template["Parameters"]["Architecture"]
-    assert runtime["Default"] == f"python{lambda_package.DEFAULT_PYTHON_VERSION}"
-    assert architecture["Default"] == lambda_package.DEFAULT_ARCH
-    assert set(architecture["AllowedValues"]) == set(lambda_package.ARCHITECTURES)
+    assert runtime["Default"] == f"python{_packaging.DEFAULT_PYTHON_VERSION}"
+    assert architecture["Default"] == _packaging.DEFAULT_ARCH
+    assert set(architecture["AllowedValues"]) == set(_packaging.ARCHITECTURES)
     # Every runtime offered is a Python the package supports (its classifiers).
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     for name in runtime["AllowedValues"]:
@@ -326,9 +325,9 @@ def test_runtime_and_architecture_are_parameters_with_the_package_s_defaults() -
 
 def test_code_is_the_zip_nox_package_builds() -> None:
     code_uri = function_properties(load())["CodeUri"]
-    assert (TEMPLATE.parent / code_uri).resolve() == lambda_package.DEFAULT_OUTPUT
+    assert (TEMPLATE.parent / code_uri).resolve() == _packaging.DEFAULT_OUTPUT
     assert function_properties(load())["Handler"] == "examples.fastapi_app.handler"
-    assert "examples/fastapi_app.py" in lambda_package.EXAMPLE_FILES
+    assert "examples/fastapi_app.py" in _packaging.EXAMPLE_FILES
 
 
 def test_layer_follows_the_architecture_unless_pinned() -> None:

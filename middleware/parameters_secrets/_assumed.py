@@ -35,7 +35,7 @@ from ._sources._retry import RetryPolicy, within_time_bound
 from .exceptions import FetchError
 
 if TYPE_CHECKING:
-    import httpx
+    from ._http import httpx
 
 STS_VERSION = "2011-06-15"
 ROLE_SESSION_NAME = "parameters-secrets"
@@ -181,7 +181,7 @@ async def _call(
     region: Region,
     endpoint: str,
 ) -> _Temporary | FetchError:
-    import httpx
+    from ._http import httpx
 
     url = endpoint.rstrip("/") + "/"
     body = (

@@ -1,5 +1,7 @@
 """``parameters-secrets serve``: the extension's HTTP API on 127.0.0.1, for local work;
-``parameters-secrets policy``: the IAM policy for what an app declares."""
+``parameters-secrets policy``: the IAM policy for what an app declares;
+``parameters-secrets package``: a Lambda zip of an app (``_packaging``, imported only then);
+``parameters-secrets invoke``: a built zip's handler run once here (``_invoke``)."""
 
 from __future__ import annotations
 
@@ -22,7 +24,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``parameters-secrets`` command."""
     parser = argparse.ArgumentParser(
         prog="parameters-secrets",
-        description="A local stand-in for the AWS Parameters and Secrets Lambda Extension.",
+        description="A local stand-in for the AWS Parameters and Secrets Lambda Extension"
+        " (serve), the IAM policy an app needs (policy), its Lambda zip (package) and a"
+        " try of that zip here (invoke).",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser(
@@ -47,9 +51,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="aws (default) or file:PATH (default: PARAMETERS_SECRETS_SOURCE)",
     )
     _add_policy_command(commands)
-    args = parser.parse_args(argv)
+    _add_deploy_commands(commands)
+    # `package` passes what follows it to the builder's own parser (its --help too), so
+    # that its options are written once, in the module only that command imports.
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "package":
+        return _package(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "policy":
         return _policy(args.target, args.region, args.account, args.partition, args.role)
+    if args.command == "invoke":
+        from . import _invoke
+
+        return _invoke.main(args)
     try:
         return _serve(args.port, args.source)
     except ConfigurationError as error:
@@ -86,6 +101,44 @@ def _add_policy_command(commands: argparse._SubParsersAction[argparse.ArgumentPa
             "(default: the function's own role)"
         ),
     )
+
+
+def _add_deploy_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    commands.add_parser(
+        "package",
+        add_help=False,  # the builder's parser answers --help
+        help="build a Lambda zip of your app for the runtime (needs the [package] extra;"
+        " parameters-secrets package --help for its options)",
+    )
+    from ._invoke import add_arguments  # the standard library only
+
+    add_arguments(
+        commands.add_parser(
+            "invoke",
+            help="run a built zip's handler once here with a sample HTTP event",
+            description=(
+                "Unpack ZIP read-only and call its handler once in a fresh python -I -S"
+                " (only the zip and the standard library on sys.path, Lambda's variables"
+                " set), with a sample event; print the response as JSON. Exit status: 0"
+                " the handler returned, 1 it raised, 2 a bad input."
+            ),
+        )
+    )
+
+
+def _package(argv: list[str]) -> int:
+    try:
+        from . import _packaging
+    except ImportError as exc:
+        print(
+            f"parameters-secrets package: needs {exc.name}: pip install"
+            " 'asgi-parameters-secrets[package]'",
+            file=sys.stderr,
+        )
+        return 2
+    return _packaging.main(argv)
 
 
 def _policy(

@@ -43,9 +43,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from ._concurrency import Flight, drop_after_restore, in_thread, run_blocking
+from ._http import httpx
 from ._json import loads
 from ._sigv4 import Credentials
 from ._sources._bounded import read_capped

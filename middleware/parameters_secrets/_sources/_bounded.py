@@ -15,7 +15,7 @@ from .._json import loads
 from ..exceptions import FetchError
 
 if TYPE_CHECKING:
-    import httpx
+    from .._http import httpx
 
 # The largest answer AWS can give is a BatchGetSecretValue page: 20 secrets of at most
 # 64 KiB each. A SecretBinary grows by 4/3 in base64 (85 KiB); a SecretString grows at

@@ -11,13 +11,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-import httpx
-
 from .. import __name__ as _package
 from .. import __version__
 from .._concurrency import PerLoop, concurrently
 from .._credentials import CredentialsProvider
 from .._declarations import ParameterRequest, PathRequest, SecretRequest, ValueRequest
+from .._http import httpx
 from .._settings import Settings
 from .._sigv4 import Credentials, sign
 from ..exceptions import ConfigurationError, FetchError
@@ -655,7 +654,7 @@ def _service_client(
         # HTTPS_PROXY may be how this network reaches AWS; a loopback endpoint (a local
         # server, Cloud Extensions) is never reached through a proxy.
         trust_env=proxies,
-        timeout=None,  # noqa: S113 - every fetch is bounded as a whole (within_time_bound)
+        timeout=None,
         limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
     )
 

