@@ -74,9 +74,9 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def package(session: nox.Session) -> None:
-    """``parameters-secrets package``: a Lambda zip built for the runtime, not this
-    machine: your app with ``-- --app myapp.py --requirements requirements.txt``, else the
-    FastAPI example (build/lambda.zip). ``--python-version 3.12 --arch arm64`` (defaults: the template's,
+    """``parameters-secrets package``: a Lambda zip built for the runtime, not this machine: your
+    app with ``-- --app myapp.py --requirements requirements.txt``, else the FastAPI example
+    (build/lambda.zip). ``--python-version 3.12 --arch arm64`` (defaults: the template's,
     python3.12 on x86_64), ``--output`` for another path; bytecode when that Python is
     installed. Paths are relative to where nox was started."""
     session.install("-e", ".[package]")  # packaging: the builder reads wheels' metadata

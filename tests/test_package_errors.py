@@ -1,7 +1,8 @@
 """The zip builder's failures as a user meets them: ``parameters-secrets package`` (as
 ``python -m parameters_secrets package``) run in a subprocess on inputs in a temporary
 directory. Each one ends with a single line on stderr naming the problem and the file
-(or the requirement), no traceback, and the exit status ``--help`` documents: 2 for a bad input, 1 for a build that failed.
+(or the requirement), no traceback, and the exit status ``--help`` documents: 2 for a
+bad input, 1 for a build that failed.
 
 Every bad input here is refused before pip runs, so nothing is downloaded. The
 requirement that exists nowhere is looked for in an empty ``--find-links`` directory
