@@ -84,6 +84,29 @@ def package(session: nox.Session) -> None:
     session.run("parameters-secrets", "package", *session.posargs)
 
 
+# The tests that reach the package's HTTP client (real loopback servers: the local
+# server, moto's, the extension's), run again with httpx2 in use.
+HTTPX2_TESTS = [
+    "tests/test_http_client.py",
+    "tests/test_lean_import.py",
+    "tests/test_aws_source.py",
+    "tests/test_credentials.py",
+    "tests/test_server.py",
+    "tests/test_examples.py",
+    "tests/test_roles.py",
+    "tests/test_lambda_init.py",
+]
+
+
+@nox.session(python="3.12")
+def tests_httpx2(session: nox.Session) -> None:
+    """With httpx2 installed (Starlette 1.2+'s client; Python 3.11+), which the package
+    then imports instead of httpx (parameters_secrets/_http.py): the tests that reach its
+    HTTP client. ``-- tests/...`` for others."""
+    session.install("-e", ".[test]", "httpx2")
+    session.run("pytest", *(session.posargs or HTTPX2_TESTS))
+
+
 @nox.session
 def dist(session: nox.Session) -> None:
     """Build the sdist and the wheel, ``twine check`` them, check what they hold
@@ -99,9 +122,10 @@ def dist(session: nox.Session) -> None:
     session.run("python", "scripts/check_dist.py", str(outdir))  # license, changelog, version
     (wheel,) = outdir.glob("*.whl")
     root = ROOT
-    installs = {"wheel": f"{wheel}[fastapi]", "checkout": f"{root}[fastapi]"}
+    # package: check_install.py runs `parameters-secrets package --help` too.
+    installs = {"wheel": f"{wheel}[fastapi,package]", "checkout": f"{root}[fastapi,package]"}
     if (root / ".git").exists():  # what a git URL gives: the committed HEAD
-        installs["git"] = f"asgi-parameters-secrets[fastapi] @ git+file://{root}"
+        installs["git"] = f"asgi-parameters-secrets[fastapi,package] @ git+file://{root}"
     for name, requirement in installs.items():
         venv = tmp / f"venv-{name}"
         shutil.rmtree(venv, ignore_errors=True)

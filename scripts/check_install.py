@@ -2,7 +2,7 @@
 
     python scripts/check_install.py      (nox -s dist runs it in fresh virtualenvs)
 
-Run by an interpreter that has ``asgi-parameters-secrets[fastapi]`` installed (from the
+Run by an interpreter that has ``asgi-parameters-secrets[fastapi,package]`` installed (from the
 wheel, the checkout or a git URL, as docs/index.md's Install section says), never the
 source tree: it fails if ``parameters_secrets`` is imported from ``middleware/``. The
 example reads ``examples/local-values.json``; no network, no AWS.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from importlib import metadata
@@ -41,6 +42,20 @@ def main() -> int:
     print(f"check_install: asgi-parameters-secrets {version} from {location.parent}")
     print(f"check_install: GET / -> {response['statusCode']} {body}")
     if response["statusCode"] != 200 or body.get("user") != "demo":
+        return 1
+    return check_package_command()
+
+
+def check_package_command() -> int:
+    """The installed ``parameters-secrets package --help`` (the zip builder, in the
+    ``package`` extra) works outside the clone."""
+    command = Path(sys.executable).parent / "parameters-secrets"
+    result = subprocess.run(  # noqa: S603 - the console script this install made
+        [str(command), "package", "--help"], capture_output=True, text=True, check=False
+    )
+    print(f"check_install: parameters-secrets package --help -> {result.returncode}")
+    if result.returncode != 0 or "exit status: 0 built" not in " ".join(result.stdout.split()):
+        print(result.stdout + result.stderr)
         return 1
     return 0
 

@@ -27,7 +27,7 @@ REPORT = """
 import json, sys
 {code}
 aws = sorted(m for m in {aws!r} if m in sys.modules)
-print(json.dumps({{"aws": aws, "httpx": "httpx" in sys.modules}}))
+print(json.dumps({{"aws": aws, "httpx": "httpx" in sys.modules or "httpx2" in sys.modules}}))
 """
 
 
@@ -127,3 +127,56 @@ def test_from_model_is_what_imports_pydantic() -> None:
         "    pass"
     )
     assert pydantic_loaded_after(code) is True
+
+
+# What only `parameters-secrets package` needs: the zip builder and packaging.
+BUILDER = ("parameters_secrets._packaging", "packaging.requirements")
+
+BUILDER_REPORT = """
+import json, sys
+{code}
+print(json.dumps(sorted(m for m in {modules!r} if m in sys.modules)))
+"""
+
+
+def builder_loaded_after(code: str) -> list[str]:
+    completed = subprocess.run(
+        [sys.executable, "-c", BUILDER_REPORT.format(code=code, modules=BUILDER)],
+        env=clean_environment(
+            {"PYTHONPATH": os.pathsep.join([str(ROOT / "middleware"), str(ROOT)])}
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    loaded: list[str] = json.loads(completed.stdout.splitlines()[-1])
+    return loaded
+
+
+# The serve command's own parsing and settings, up to where it would start uvicorn.
+SERVE = (
+    "import parameters_secrets._cli as cli\n"
+    "cli._serve = lambda port, source: 0\n"
+    "assert cli.main(['serve', '--port', '0']) == 0"
+)
+
+
+@pytest.mark.parametrize(
+    "code", ["import parameters_secrets", SERVE], ids=["import", "serve command"]
+)
+def test_neither_the_package_nor_serve_imports_the_zip_builder(code: str) -> None:
+    assert builder_loaded_after(code) == []
+
+
+def test_the_package_command_is_what_imports_the_zip_builder() -> None:
+    # The control: `package --help` loads the builder (and exits 0 after printing).
+    code = (
+        "import contextlib, io, parameters_secrets._cli as cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try:\n"
+        "        cli.main(['package', '--help'])\n"
+        "    except SystemExit as exit:\n"
+        "        assert exit.code == 0"
+    )
+    assert builder_loaded_after(code) == sorted(BUILDER)
