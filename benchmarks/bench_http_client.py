@@ -50,7 +50,8 @@ def zipped_bytes(packages: tuple[str, ...]) -> int:
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
         for name in packages:
             spec = importlib.util.find_spec(name)
-            assert spec is not None and spec.origin is not None, name
+            assert spec is not None, name
+            assert spec.origin is not None, name
             root = Path(spec.origin).parent
             for path in sorted(root.rglob("*")):
                 if path.is_file() and "__pycache__" not in path.parts:
