@@ -318,8 +318,31 @@ def test_the_readme_is_a_front_page_whose_links_lead_somewhere() -> None:
     assert len(text.splitlines()) <= README_MAX_LINES
     targets = {t.split("#", 1)[0] for t in re.findall(r"\]\(([^)]+)\)", text)}
     local = {t for t in targets if t and "://" not in t}
-    assert {f"docs/{p.name}" for p in DOCS.glob("*.md")} <= local  # one line per page
+    # One line per page; a page that includes a root file (the changelog) by linking that.
+    assert {page_as_linked(p) for p in DOCS.glob("*.md")} <= local
     assert all((ROOT / target).exists() for target in local), local
+
+
+INCLUDE = re.compile(r'--8<-- "(?P<name>[A-Z]+\.md)"\s*')
+
+
+def page_as_linked(page: Path) -> str:
+    """What the README links for a docs page: the page, or the root file it includes."""
+    include = INCLUDE.fullmatch(page.read_text(encoding="utf-8"))
+    return include.group("name") if include else f"docs/{page.name}"
+
+
+def test_the_root_files_the_site_includes_exist_and_link_only_to_pages() -> None:
+    """docs/changelog.md and docs/contributing.md are CHANGELOG.md and CONTRIBUTING.md,
+    included by scripts/docs_hooks.py, which rewrites ``docs/page.md`` links to pages."""
+    included = [page_as_linked(p) for p in DOCS.glob("*.md")]
+    assert {"CHANGELOG.md", "CONTRIBUTING.md"} <= set(included)
+    for name in included:
+        if name.startswith("docs/"):
+            continue
+        targets = re.findall(r"\]\(([^)#]+)", (ROOT / name).read_text(encoding="utf-8"))
+        local = [t for t in targets if "://" not in t]
+        assert all(t.startswith("docs/") and (ROOT / t).exists() for t in local), (name, local)
 
 
 def test_the_docs_show_the_benchmarks_chart_of_record() -> None:
