@@ -127,9 +127,12 @@ def docs(session: nox.Session) -> None:
     (a broken link or anchor, a docstring mkdocstrings cannot read) fails the build. Open
     site/index.html from disk (links and search work there), or serve it with
     ``python -m http.server -d site``."""
-    session.install("-e", ".[docs]")
+    session.install("-e", ".[docs]", "pytest>=8")
     site = ROOT / "site"
     session.run("mkdocs", "build", "--strict", "--clean", "--site-dir", str(site))
+    # The site as a reader opens it from disk: links to files, search with no server.
+    # --noconftest: the suite's fixtures need the test extra, which this file does not.
+    session.run("pytest", "--noconftest", "tests/test_docs_site.py")
     session.log(f"built {site}: open {(site / 'index.html').as_uri()}")
 
 
