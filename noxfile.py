@@ -147,12 +147,17 @@ def template(session: nox.Session) -> None:
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    """The docs site from docs/ and the docstrings, in strict mode: a warning (a broken
-    link or anchor, a docstring mkdocstrings cannot read) fails the build."""
-    session.install("-e", ".[docs]")
-    site = Path(session.create_tmp()).resolve() / "site"
+    """The docs site from docs/ and the docstrings into site/, in strict mode: a warning
+    (a broken link or anchor, a docstring mkdocstrings cannot read) fails the build. Open
+    site/index.html from disk (links and search work there), or serve it with
+    ``python -m http.server -d site``."""
+    session.install("-e", ".[docs]", "pytest>=8")
+    site = ROOT / "site"
     session.run("mkdocs", "build", "--strict", "--clean", "--site-dir", str(site))
-    session.log(f"built {site}")
+    # The site as a reader opens it from disk: links to files, search with no server.
+    # --noconftest: the suite's fixtures need the test extra, which this file does not.
+    session.run("pytest", "--noconftest", "tests/test_docs_site.py")
+    session.log(f"built {site}: open {(site / 'index.html').as_uri()}")
 
 
 @nox.session

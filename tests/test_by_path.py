@@ -141,6 +141,39 @@ def test_a_value_a_transform_cannot_read_names_the_parameter_not_its_value() -> 
     assert "SECRET" not in str(error)
 
 
+class SwappableStaticSource(StaticSource):
+    """A values file whose contents the test replaces, as a deployment would upstream."""
+
+    def swap(self, parameters: dict[str, Any]) -> None:
+        self.__dict__.update(StaticSource(parameters=parameters).__dict__)
+
+
+def test_an_optional_path_with_a_value_a_transform_cannot_read_is_its_default() -> None:
+    # Powertools' get_parameters(path, transform="json") gives None for that one value;
+    # here the path is one value: all of it or, when optional, its default.
+    store = ParametersSecrets(
+        {"flags": ParametersByPath("/flags", transform="json", required=False)},
+        source=StaticSource(parameters={"/flags/good": "{}", "/flags/bad": "not-json"}),
+    )
+    assert store.load_sync().flags == {}
+
+
+def test_a_refresh_that_finds_a_value_a_transform_cannot_read_keeps_the_previous_path() -> None:
+    now = [0.0]
+    source = SwappableStaticSource(parameters={"/flags/a": "{}", "/flags/b": "[1]"})
+    store = ParametersSecrets(
+        {"flags": ParametersByPath("/flags", transform="json", ttl=60)},
+        source=source,
+        clock=lambda: now[0],
+    )
+    assert store.load_sync().flags == {"a": {}, "b": [1]}
+    source.swap({"/flags/a": '{"new": 1}', "/flags/b": "not-json"})
+    now[0] = 61.0  # past the TTL
+    assert store.load_sync().flags == {"a": {}, "b": [1]}  # the whole previous mapping
+    assert store.refresh_sync("flags").flags == {"a": {}, "b": [1]}
+    assert store.stats.stale_serves == 2
+
+
 def test_a_path_through_the_middleware_under_mangum_reaches_the_route() -> None:
     async def route(request: Request) -> JSONResponse:
         return JSONResponse({"host": request.state.config["db/host"]})

@@ -318,8 +318,31 @@ def test_the_readme_is_a_front_page_whose_links_lead_somewhere() -> None:
     assert len(text.splitlines()) <= README_MAX_LINES
     targets = {t.split("#", 1)[0] for t in re.findall(r"\]\(([^)]+)\)", text)}
     local = {t for t in targets if t and "://" not in t}
-    assert {f"docs/{p.name}" for p in DOCS.glob("*.md")} <= local  # one line per page
+    # One line per page; a page that includes a root file (the changelog) by linking that.
+    assert {page_as_linked(p) for p in DOCS.glob("*.md")} <= local
     assert all((ROOT / target).exists() for target in local), local
+
+
+INCLUDE = re.compile(r'--8<-- "(?P<name>[A-Z]+\.md)"\s*')
+
+
+def page_as_linked(page: Path) -> str:
+    """What the README links for a docs page: the page, or the root file it includes."""
+    include = INCLUDE.fullmatch(page.read_text(encoding="utf-8"))
+    return include.group("name") if include else f"docs/{page.name}"
+
+
+def test_the_root_files_the_site_includes_exist_and_link_only_to_pages() -> None:
+    """docs/changelog.md and docs/contributing.md are CHANGELOG.md and CONTRIBUTING.md,
+    included by scripts/docs_hooks.py, which rewrites ``docs/page.md`` links to pages."""
+    included = [page_as_linked(p) for p in DOCS.glob("*.md")]
+    assert {"CHANGELOG.md", "CONTRIBUTING.md"} <= set(included)
+    for name in included:
+        if name.startswith("docs/"):
+            continue
+        targets = re.findall(r"\]\(([^)#]+)", (ROOT / name).read_text(encoding="utf-8"))
+        local = [t for t in targets if "://" not in t]
+        assert all(t.startswith("docs/") and (ROOT / t).exists() for t in local), (name, local)
 
 
 def test_the_docs_show_the_benchmarks_chart_of_record() -> None:
@@ -344,3 +367,62 @@ def test_a_route_has_one_name_in_the_docs_and_the_examples() -> None:
     fastapi_example = texts["examples/fastapi_app.py"]
     assert '@app.post("/pay")' in fastapi_example
     assert '@app.get("/injected")' in fastapi_example
+
+
+FIRST_SCREEN_LINES = 25  # what a laptop shows of a page above the fold
+
+
+def test_getting_started_shows_its_first_example_on_the_first_screen() -> None:
+    """A reader sees runnable code before any install caveat: the first ```python block
+    of docs/index.md opens within its first screen, and is run (not marked away)."""
+    page = (DOCS / "index.md").read_text(encoding="utf-8")
+    first = next(b for b in readme_blocks(page, "docs/index.md") if b.language == "python")
+    assert first.line <= FIRST_SCREEN_LINES, first.where
+    assert first.skip_reason is None
+
+
+# A command, not a mention: uvicorn given an app, the local server given an option.
+RUNS = re.compile(r"\buvicorn (?P<module>[\w.]+):\w+|\bparameters[-_]secrets serve --")
+INSTALL = re.compile(r"""pip install ["']?[.\w-]*\[(?P<extras>[\w,]+)\]""")
+# What a command needs installed: the server, and the app it serves.
+NEEDS = {
+    "uvicorn": "uvicorn",
+    "examples.fastapi_app": "fastapi",
+    "examples.starlette_app": "starlette",
+}
+LOOKBACK_LINES = 8  # a command's install is in its block or the sentence before it
+
+
+def extras_providing() -> dict[str, set[str]]:
+    """Each extra of the installed package, and the distributions it brings (the metadata
+    lists an extra's extras flattened)."""
+    from importlib.metadata import requires
+
+    found: dict[str, set[str]] = {}
+    for requirement in requires("asgi-parameters-secrets") or []:
+        name, _, marker = requirement.partition(";")
+        extra = re.search(r"extra == ['\"](\w+)['\"]", marker)
+        if extra:
+            distribution = re.split(r"[<>=!\[ ]", name.strip(), maxsplit=1)[0]
+            found.setdefault(extra.group(1), set()).add(distribution.lower())
+    return found
+
+
+def test_every_command_that_serves_names_the_extras_it_needs_in_its_install() -> None:
+    """A reader who pastes the install above a ``uvicorn`` or ``parameters-secrets serve``
+    command gets uvicorn and the app's framework: ``.[fastapi]`` alone has no uvicorn."""
+    provides = extras_providing()
+    missing = []
+    for path in DOCUMENTS:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines):
+            for run in RUNS.finditer(line):
+                needed = {"uvicorn"} | {NEEDS[m] for m in [run.group("module")] if m in NEEDS}
+                window = "\n".join(lines[max(0, number - LOOKBACK_LINES) : number + 1])
+                installs = [set(m.group("extras").split(",")) for m in INSTALL.finditer(window)]
+                brought = set().union(*(provides.get(e, set()) for i in installs for e in i))
+                if not needed <= brought:
+                    missing.append(
+                        f"{path.relative_to(ROOT)}:{number + 1}: {sorted(needed - brought)}"
+                    )
+    assert not missing, missing
