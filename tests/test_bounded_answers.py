@@ -21,9 +21,6 @@ import pytest
 
 import parameters_secrets
 from parameters_secrets import (
-    AwsSource,
-    CloudExtensionsSource,
-    ExtensionSource,
     FetchError,
     LoadError,
     Parameter,
@@ -34,6 +31,7 @@ from parameters_secrets import (
 from parameters_secrets._sources import Source
 from parameters_secrets._sources._bounded import MAX_ANSWER_BYTES
 from parameters_secrets._sources._retry import RetryPolicy
+from parameters_secrets.sources import AwsSource, CloudExtensionsSource, ExtensionSource
 from tests.cloud_extensions_fake import FakeCloudExtensions
 from tests.conftest import TOKEN, FakeClock
 from tests.extension_server import FakeExtension

@@ -18,13 +18,8 @@ from typing import Any
 
 import pytest
 
-from parameters_secrets import (
-    ExtensionSource,
-    LoadError,
-    Parameter,
-    ParametersSecrets,
-    Secret,
-)
+from parameters_secrets import LoadError, Parameter, ParametersSecrets, Secret
+from parameters_secrets.sources import ExtensionSource
 from tests.conftest import TOKEN
 from tests.extension_server import FakeExtension
 from tests.moto_server import CountingProxy, MotoServer, create_secret, put_parameter
