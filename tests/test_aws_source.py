@@ -44,6 +44,7 @@ from tests.moto_server import (
 )
 
 pytestmark = pytest.mark.anyio
+MIDDLEWARE = Path(__file__).resolve().parent.parent / "middleware"
 GET_PARAMETER = "AmazonSSM.GetParameter"
 GET_PARAMETERS = "AmazonSSM.GetParameters"
 GET_SECRET = "secretsmanager.GetSecretValue"
@@ -395,7 +396,13 @@ async def main():
 asyncio.run(main())
 print(sorted(m for m in sys.modules if m.split(".")[0] in ("botocore", "boto3")))
 """
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "PATH": ""}
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "PATH": "",
+        # This checkout's package, whatever is installed.
+        "PYTHONPATH": str(MIDDLEWARE),
+    }
     result = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,

@@ -120,9 +120,8 @@ class GiBUpstream(ServedInThread):
 # taken and how far the peak RSS grew (ru_maxrss: KiB on Linux) from before the load.
 _CHILD = """
 import json, resource, sys, time
-from parameters_secrets import (
-    AwsSource, ExtensionSource, LoadError, Parameter, ParametersSecrets, Settings,
-)
+from parameters_secrets import LoadError, Parameter, ParametersSecrets, Settings
+from parameters_secrets.sources import AwsSource, ExtensionSource
 kind, port, bound_ms = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 settings = Settings(parameter_timeout_ms=bound_ms)
 if kind == "extension":

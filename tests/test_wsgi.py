@@ -436,8 +436,9 @@ import os
 from pathlib import Path
 
 from parameters_secrets import (
-    Parameter, ParametersSecrets, ParametersSecretsWSGIMiddleware, StaticSource, current_values
+    Parameter, ParametersSecrets, ParametersSecretsWSGIMiddleware, current_values
 )
+from parameters_secrets.sources import StaticSource
 
 PATH = Path(os.environ["SERVED_FILE"])
 
