@@ -146,7 +146,8 @@ _BASELINE = "import fastapi\nimport mangum"
 _PS = "import parameters_secrets"
 # What a function on the extension does at import: the store built, no AWS-direct code.
 _PS_STORE = (
-    "from parameters_secrets import ExtensionSource, Parameter, ParametersSecrets\n"
+    "from parameters_secrets import Parameter, ParametersSecrets\n"
+    "from parameters_secrets.sources import ExtensionSource\n"
     "config = ParametersSecrets({'k': Parameter('/k')}, source=ExtensionSource(2773, 't'))"
 )
 _POWERTOOLS = "import aws_lambda_powertools.utilities.parameters\nimport boto3"

@@ -71,7 +71,8 @@ def run(quick: bool = False) -> Table:
 
 
 def _source_factories(moto_proxy: Proxy, local_proxy: Proxy) -> dict[str, Callable[[], Any]]:
-    from parameters_secrets import AwsSource, ExtensionSource, Settings
+    from parameters_secrets import Settings
+    from parameters_secrets.sources import AwsSource, ExtensionSource
 
     settings = Settings(log_level="warn")
 

@@ -90,13 +90,8 @@ async def _measure(
 ) -> tuple[
     dict[str, float], dict[str, list[float]], dict[str, list[float]], dict[str, float], float
 ]:
-    from parameters_secrets import (
-        AwsSource,
-        ExtensionSource,
-        Parameter,
-        ParametersSecretsMiddleware,
-        Settings,
-    )
+    from parameters_secrets import Parameter, ParametersSecretsMiddleware, Settings
+    from parameters_secrets.sources import AwsSource, ExtensionSource
 
     settings = Settings(log_level="error")  # the extension's defaults otherwise
     values = declarations(PARAMETERS, SECRETS)

@@ -127,7 +127,7 @@ def _scaled(quotas: Sequence[tuple[str, float, float]]) -> list[tuple[str, float
 
 def _dilated_retry() -> Any:
     """``AwsSource``'s default ``RetryPolicy`` with its waits ``TIME_SCALE`` times longer."""
-    from parameters_secrets import RetryPolicy
+    from parameters_secrets.sources import RetryPolicy
 
     default = RetryPolicy()
     return dataclasses.replace(
@@ -185,7 +185,8 @@ async def _fleet(proxy: Proxy, size: int, *, batching: str) -> list[tuple[int, f
     """Each instance's first request: (status, seconds, when it started).
 
     ``batching``: "both", "parameters" (secrets one by one) or "none"."""
-    from parameters_secrets import AwsSource, ParametersSecretsMiddleware, Settings
+    from parameters_secrets import ParametersSecretsMiddleware, Settings
+    from parameters_secrets.sources import AwsSource
 
     # 503s log an ERROR per value; thousands of them would drown the table.
     settings = Settings(log_level="none")

@@ -68,12 +68,11 @@ def _first_request(variant: str, moto_proxy: Proxy, local_proxy: Proxy) -> dict[
     from mangum import Mangum
 
     from parameters_secrets import (
-        AwsSource,
-        ExtensionSource,
         ParametersSecrets,
         ParametersSecretsMiddleware,
         Settings,
     )
+    from parameters_secrets.sources import AwsSource, ExtensionSource
 
     settings = Settings(log_level="warn")
     moto_proxy.reset()
@@ -114,12 +113,12 @@ def _first_request(variant: str, moto_proxy: Proxy, local_proxy: Proxy) -> dict[
 
 def _path_load(variant: str, proxy: Proxy, names: list[str]) -> dict[str, float]:
     from parameters_secrets import (
-        AwsSource,
         Parameter,
         ParametersByPath,
         ParametersSecrets,
         Settings,
     )
+    from parameters_secrets.sources import AwsSource
 
     settings = Settings(log_level="warn")
     values: dict[str, Any]

@@ -21,8 +21,8 @@ import asyncio
 import sys
 
 from benchmarks._common import Table
-from parameters_secrets import AwsSource, ParametersSecrets, Secret, Settings
-from parameters_secrets._sigv4 import Credentials
+from parameters_secrets import ParametersSecrets, Secret, Settings
+from parameters_secrets.sources import AwsSource, Credentials
 from tests.mock_upstreams import REGION, MockAws
 
 HOUR = 3600

@@ -61,7 +61,8 @@ def run(quick: bool = False) -> Table:
 
 
 def _store(extension: Any) -> Any:
-    from parameters_secrets import ExtensionSource, Parameter, ParametersSecrets, Settings
+    from parameters_secrets import Parameter, ParametersSecrets, Settings
+    from parameters_secrets.sources import ExtensionSource
 
     settings = Settings(log_level="warn")
     return ParametersSecrets(

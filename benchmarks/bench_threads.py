@@ -54,7 +54,8 @@ def run(quick: bool = False) -> Table:
 
 
 def _store(proxy: Proxy, **declared: Any) -> Any:
-    from parameters_secrets import ExtensionSource, ParametersSecrets, Settings
+    from parameters_secrets import ParametersSecrets, Settings
+    from parameters_secrets.sources import ExtensionSource
 
     settings = Settings(log_level="warn")
     return ParametersSecrets(

@@ -88,12 +88,12 @@ def bare_app() -> Handler:
 
 def middleware_app(port: int, *, read: str = "state") -> Handler:
     from parameters_secrets import (
-        ExtensionSource,
         Parameter,
         ParametersSecretsMiddleware,
         Secret,
         current_values,
     )
+    from parameters_secrets.sources import ExtensionSource
 
     values = {
         key: Parameter(name) if kind == "parameter" else Secret(name)

@@ -33,9 +33,8 @@ from parameters_secrets import (
     ParametersSecrets,
     ParametersSecretsMiddleware,
     Settings,
-    Source,
-    StaticSource,
 )
+from parameters_secrets.sources import Source, StaticSource
 
 VALUES_FILE = Path(__file__).resolve().with_name("local-values.json")
 

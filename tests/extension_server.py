@@ -50,9 +50,10 @@ import anyio
 import httpx
 from starlette.types import Message, Receive, Scope, Send
 
-from parameters_secrets import FetchError, Settings, StaticSource
+from parameters_secrets import FetchError, Settings
 from parameters_secrets._declarations import Record, ValueRequest
 from parameters_secrets._server import PARAMETER_PATHS, SECRET_PATHS, ExtensionServer
+from parameters_secrets.sources import StaticSource
 from tests.loopback_http import LoopbackASGIServer, ServedInThread
 
 __all__ = ["ConnectionCut", "FakeExtension", "FaultMode", "RecordedRequest"]

@@ -13,9 +13,9 @@ from parameters_secrets import (
     ParametersSecretsMiddleware,
     ParametersSecretsWSGIMiddleware,
     Secret,
-    StaticSource,
 )
 from parameters_secrets._types import Receive, Scope, Send
+from parameters_secrets.sources import StaticSource
 
 OTHER_ACCOUNT_PARAMETER = "arn:aws:ssm:eu-west-1:210987654321:parameter/shared/flags"
 SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:210987654321:secret:shared/db-AbCdEf"

@@ -15,17 +15,14 @@ from mangum import Mangum
 from starlette.responses import JSONResponse
 
 from parameters_secrets import (
-    AwsSource,
     ConfigurationError,
     FetchError,
     Parameter,
     ParametersSecretsMiddleware,
-    RetryPolicy,
     Secret,
     Settings,
 )
 from parameters_secrets._declarations import ParameterRequest, SecretRequest, ValueRequest
-from parameters_secrets._sigv4 import Credentials
 from parameters_secrets._sources import Outcome, aws
 from parameters_secrets._sources._endpoints import (
     Region,
@@ -33,6 +30,7 @@ from parameters_secrets._sources._endpoints import (
     service_endpoint,
     validate_region,
 )
+from parameters_secrets.sources import AwsSource, Credentials, RetryPolicy
 from tests.credentials_endpoint import CredentialsEndpoint
 from tests.lambda_events import invoke
 from tests.moto_server import (
@@ -46,6 +44,7 @@ from tests.moto_server import (
 )
 
 pytestmark = pytest.mark.anyio
+MIDDLEWARE = Path(__file__).resolve().parent.parent / "middleware"
 GET_PARAMETER = "AmazonSSM.GetParameter"
 GET_PARAMETERS = "AmazonSSM.GetParameters"
 GET_SECRET = "secretsmanager.GetSecretValue"
@@ -387,7 +386,7 @@ def test_botocore_is_not_imported_on_the_request_path(
     put_parameter(moto, "/lean", "x")
     code = f"""
 import sys, asyncio
-from parameters_secrets import AwsSource
+from parameters_secrets.sources import AwsSource
 from parameters_secrets._declarations import ParameterRequest
 async def main():
     source = AwsSource(region="us-east-1", endpoint_url="{moto_proxy.url}")
@@ -397,7 +396,13 @@ async def main():
 asyncio.run(main())
 print(sorted(m for m in sys.modules if m.split(".")[0] in ("botocore", "boto3")))
 """
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "PATH": ""}
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "PATH": "",
+        # This checkout's package, whatever is installed.
+        "PYTHONPATH": str(MIDDLEWARE),
+    }
     result = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,

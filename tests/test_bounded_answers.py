@@ -21,9 +21,6 @@ import pytest
 
 import parameters_secrets
 from parameters_secrets import (
-    AwsSource,
-    CloudExtensionsSource,
-    ExtensionSource,
     FetchError,
     LoadError,
     Parameter,
@@ -34,6 +31,7 @@ from parameters_secrets import (
 from parameters_secrets._sources import Source
 from parameters_secrets._sources._bounded import MAX_ANSWER_BYTES
 from parameters_secrets._sources._retry import RetryPolicy
+from parameters_secrets.sources import AwsSource, CloudExtensionsSource, ExtensionSource
 from tests.cloud_extensions_fake import FakeCloudExtensions
 from tests.conftest import TOKEN, FakeClock
 from tests.extension_server import FakeExtension
@@ -122,9 +120,8 @@ class GiBUpstream(ServedInThread):
 # taken and how far the peak RSS grew (ru_maxrss: KiB on Linux) from before the load.
 _CHILD = """
 import json, resource, sys, time
-from parameters_secrets import (
-    AwsSource, ExtensionSource, LoadError, Parameter, ParametersSecrets, Settings,
-)
+from parameters_secrets import LoadError, Parameter, ParametersSecrets, Settings
+from parameters_secrets.sources import AwsSource, ExtensionSource
 kind, port, bound_ms = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 settings = Settings(parameter_timeout_ms=bound_ms)
 if kind == "extension":

@@ -18,17 +18,15 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from parameters_secrets import (
-    AwsSource,
     ConfigurationError,
-    ExtensionSource,
     LoadError,
     Parameter,
     ParametersByPath,
     ParametersSecrets,
     ParametersSecretsMiddleware,
     Secret,
-    StaticSource,
 )
+from parameters_secrets.sources import AwsSource, ExtensionSource, StaticSource
 from tests.conftest import TOKEN
 from tests.extension_server import FakeExtension
 from tests.lambda_events import invoke

@@ -13,8 +13,6 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from parameters_secrets import (
-    AwsSource,
-    CloudExtensionsSource,
     LoadError,
     Parameter,
     ParametersSecrets,
@@ -22,7 +20,7 @@ from parameters_secrets import (
     Secret,
     Settings,
 )
-from parameters_secrets._sigv4 import Credentials
+from parameters_secrets.sources import AwsSource, CloudExtensionsSource, Credentials
 from tests.cloud_extensions_fake import FakeCloudExtensions
 from tests.lambda_events import invoke
 from tests.moto_server import CountingProxy, MotoServer, create_secret, put_parameter

@@ -27,19 +27,21 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from parameters_secrets import (
-    ExtensionSource,
     LoadError,
-    Outcome,
     Parameter,
-    ParameterRequest,
     ParametersSecrets,
     ParametersSecretsMiddleware,
     Secret,
     Settings,
+)
+from parameters_secrets._concurrency import SyncLoop
+from parameters_secrets.sources import (
+    ExtensionSource,
+    Outcome,
+    ParameterRequest,
     Source,
     ValueRequest,
 )
-from parameters_secrets._concurrency import SyncLoop
 from tests.conftest import TOKEN, FakeClock
 from tests.extension_server import FakeExtension
 from tests.lambda_events import LambdaContext, invoke

@@ -19,8 +19,6 @@ from anyio import wait_all_tasks_blocked
 from mangum import Mangum
 
 from parameters_secrets import (
-    AwsSource,
-    ExtensionSource,
     FetchError,
     LoadError,
     Parameter,
@@ -36,7 +34,7 @@ from parameters_secrets._credentials import (
     CredentialsProvider,
     container_endpoint,
 )
-from parameters_secrets._sigv4 import Credentials
+from parameters_secrets.sources import AwsSource, Credentials, ExtensionSource
 from tests.conftest import FakeClock
 from tests.credentials_endpoint import CredentialsEndpoint
 from tests.extension_server import FakeExtension

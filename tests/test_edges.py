@@ -27,21 +27,23 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from parameters_secrets import (
-    AwsSource,
-    ExtensionSource,
     FetchError,
     Parameter,
     ParametersSecrets,
     ParametersSecretsMiddleware,
-    RetryPolicy,
     Secret,
     Settings,
-    Source,
-    StaticSource,
 )
 from parameters_secrets import _sources as sources_module
 from parameters_secrets._cache import STALE_RETRY_SECONDS
 from parameters_secrets._declarations import ParameterRequest, SecretRequest, ValueRequest
+from parameters_secrets.sources import (
+    AwsSource,
+    ExtensionSource,
+    RetryPolicy,
+    Source,
+    StaticSource,
+)
 from tests.conftest import TOKEN, FakeClock, detail_503
 from tests.extension_server import FakeExtension
 from tests.lambda_events import LambdaContext, invoke

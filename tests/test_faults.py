@@ -51,20 +51,18 @@ from mangum import Mangum
 from starlette.responses import JSONResponse
 
 from parameters_secrets import (
-    AwsSource,
-    ExtensionSource,
     FetchError,
     Parameter,
     ParametersSecrets,
     ParametersSecretsMiddleware,
     Secret,
     Settings,
-    StaticSource,
 )
 from parameters_secrets._cache import STALE_RETRY_SECONDS
 from parameters_secrets._declarations import ValueRequest
 from parameters_secrets._sources import Source
 from parameters_secrets._sources._retry import RetryPolicy
+from parameters_secrets.sources import AwsSource, ExtensionSource, StaticSource
 from tests.conftest import TOKEN, FakeClock, detail_503
 from tests.extension_server import FakeExtension, FaultMode
 from tests.lambda_events import LambdaResponse, invoke

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -18,13 +19,8 @@ from typing import Any
 
 import pytest
 
-from parameters_secrets import (
-    ExtensionSource,
-    LoadError,
-    Parameter,
-    ParametersSecrets,
-    Secret,
-)
+from parameters_secrets import LoadError, Parameter, ParametersSecrets, Secret
+from parameters_secrets.sources import ExtensionSource
 from tests.conftest import TOKEN
 from tests.extension_server import FakeExtension
 from tests.moto_server import CountingProxy, MotoServer, create_secret, put_parameter
@@ -189,7 +185,7 @@ print(json.dumps(report))
         "AWS_LAMBDA_FUNCTION_NAME": "demo",
         "AWS_SESSION_TOKEN": TOKEN,
         "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT": str(starting.port),
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "middleware"), str(ROOT)]),
     }
     report = last_json_line(script, environ)
     assert report == {"built": [], "served": [FROM_EXTENSION["flags"], []]}

@@ -34,7 +34,10 @@ print(json.dumps({{"aws": aws, "httpx": "httpx" in sys.modules or "httpx2" in sy
 def loaded_after(code: str, **environ: str) -> dict[str, object]:
     completed = subprocess.run(
         [sys.executable, "-c", REPORT.format(code=code, aws=AWS_DIRECT)],
-        env=clean_environment({"PYTHONPATH": str(ROOT), **environ}),
+        # This checkout's package first, whatever is installed.
+        env=clean_environment(
+            {"PYTHONPATH": os.pathsep.join([str(ROOT / "middleware"), str(ROOT)]), **environ}
+        ),
         capture_output=True,
         text=True,
         timeout=60,
@@ -44,13 +47,15 @@ def loaded_after(code: str, **environ: str) -> dict[str, object]:
     return report
 
 
-def test_importing_the_package_loads_no_aws_code_and_no_http_client() -> None:
-    assert loaded_after("import parameters_secrets") == {"aws": [], "httpx": False}
+@pytest.mark.parametrize("module", ["parameters_secrets", "parameters_secrets.sources"])
+def test_importing_the_package_loads_no_aws_code_and_no_http_client(module: str) -> None:
+    assert loaded_after(f"import {module}") == {"aws": [], "httpx": False}
 
 
 def test_a_store_on_the_extension_loads_no_aws_code() -> None:
     code = (
-        "from parameters_secrets import ExtensionSource, Parameter, ParametersSecrets\n"
+        "from parameters_secrets import Parameter, ParametersSecrets\n"
+        "from parameters_secrets.sources import ExtensionSource\n"
         "config = ParametersSecrets({'k': Parameter('/k')}, source=ExtensionSource(2773, 't'))"
     )
     assert loaded_after(code) == {"aws": [], "httpx": False}
@@ -60,7 +65,8 @@ def test_a_store_on_the_extension_loads_no_aws_code() -> None:
 def test_a_store_on_a_values_file_loads_and_serves_without_aws_code_or_http(how: str) -> None:
     if how == "explicit":
         code = (
-            "from parameters_secrets import Parameter, ParametersSecrets, StaticSource\n"
+            "from parameters_secrets import Parameter, ParametersSecrets\n"
+            "from parameters_secrets.sources import StaticSource\n"
             "config = ParametersSecrets({'k': Parameter('/demo-app/prod/api-key')},"
             f" source=StaticSource.from_file({str(VALUES_FILE)!r}))\n"
             "config.load_sync()"
@@ -78,9 +84,24 @@ def test_a_store_on_a_values_file_loads_and_serves_without_aws_code_or_http(how:
 
 def test_the_aws_source_is_what_loads_the_aws_code() -> None:
     # The control: the check above does see these modules when they are imported.
-    report = loaded_after("from parameters_secrets import AwsSource")
+    report = loaded_after("from parameters_secrets.sources import AwsSource")
     assert report["aws"] == sorted(AWS_DIRECT[:4])
     assert report["httpx"] is True
+
+
+def test_the_experimental_source_loads_on_first_use() -> None:
+    code = (
+        "import parameters_secrets.sources, sys\n"
+        "assert 'parameters_secrets._sources.cloud_extensions' not in sys.modules\n"
+        "from parameters_secrets.sources import CloudExtensionsSource\n"
+        "assert 'parameters_secrets._sources.cloud_extensions' in sys.modules"
+    )
+    assert loaded_after(code)["aws"]  # and the AWS-direct code it is built on
+
+
+def test_credentials_load_only_the_signing_code() -> None:
+    report = loaded_after("from parameters_secrets.sources import Credentials")
+    assert report == {"aws": ["parameters_secrets._sigv4"], "httpx": False}
 
 
 PYDANTIC_REPORT = """
@@ -108,7 +129,8 @@ def pydantic_loaded_after(code: str) -> bool:
 def test_a_store_that_loads_its_values_never_imports_pydantic() -> None:
     code = (
         "import parameters_secrets\n"
-        "from parameters_secrets import Parameter, ParametersSecrets, StaticSource\n"
+        "from parameters_secrets import Parameter, ParametersSecrets\n"
+        "from parameters_secrets.sources import StaticSource\n"
         "config = ParametersSecrets({'k': Parameter('/demo-app/prod/api-key')},"
         f" source=StaticSource.from_file({str(VALUES_FILE)!r}))\n"
         "config.load_sync(); config.get_sync('k')"

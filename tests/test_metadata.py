@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 import parameters_secrets
-from parameters_secrets import AwsSource, Parameter, ParametersSecrets
+from parameters_secrets import Parameter, ParametersSecrets
+from parameters_secrets.sources import AwsSource
 from tests.mock_upstreams import MockAws
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -28,7 +28,6 @@ from starlette.routing import Route
 
 from parameters_secrets import (
     ConfigurationError,
-    ExtensionSource,
     Parameter,
     ParametersSecrets,
     ParametersSecretsMiddleware,
@@ -38,6 +37,7 @@ from parameters_secrets import (
 )
 from parameters_secrets._declarations import ValueRequest
 from parameters_secrets._sources import Outcome
+from parameters_secrets.sources import ExtensionSource
 from tests.conftest import TOKEN, FakeClock
 from tests.extension_server import FakeExtension
 from tests.lambda_events import invoke
@@ -231,7 +231,7 @@ def test_otel_without_opentelemetry_installed_is_a_configuration_error() -> None
         "import sys\n"
         "sys.modules['opentelemetry'] = None  # as if not installed\n"
         "from parameters_secrets import ConfigurationError, Parameter, ParametersSecrets\n"
-        "from parameters_secrets import StaticSource\n"
+        "from parameters_secrets.sources import StaticSource\n"
         "try:\n"
         "    ParametersSecrets({'k': Parameter('/k')}, source=StaticSource(parameters={}))\n"
         "except ConfigurationError as error:\n"
@@ -378,7 +378,8 @@ def run_python(code: str, **environ: str) -> subprocess.CompletedProcess[str]:
 
 OFF = """
 import json, sys
-from parameters_secrets import Parameter, ParametersSecrets, Secret, StaticSource
+from parameters_secrets import Parameter, ParametersSecrets, Secret
+from parameters_secrets.sources import StaticSource
 store = ParametersSecrets(
     {"k": Parameter("/k"), "s": Secret("s")},
     source=StaticSource(parameters={"/k": "v"}, secrets={"s": "w"}),

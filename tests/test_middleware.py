@@ -21,23 +21,25 @@ from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.websockets import WebSocket
 
 from parameters_secrets import (
-    AwsSource,
     ConfigurationError,
-    ExtensionSource,
-    Outcome,
     Parameter,
     ParametersSecrets,
     ParametersSecretsError,
     ParametersSecretsMiddleware,
     Secret,
     Settings,
-    Source,
-    StaticSource,
-    ValueRequest,
     current_values,
 )
 from parameters_secrets._sources.extension import ExtensionSource as _ExtensionSource
 from parameters_secrets.fastapi import Value
+from parameters_secrets.sources import (
+    AwsSource,
+    ExtensionSource,
+    Outcome,
+    Source,
+    StaticSource,
+    ValueRequest,
+)
 from tests.conftest import TOKEN, FakeClock, detail_503
 from tests.extension_server import FakeExtension, FaultMode
 from tests.lambda_events import EVENT_KINDS, EventKind, LambdaContext, invoke

@@ -26,29 +26,32 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 import parameters_secrets
+import parameters_secrets.sources
 from parameters_secrets import (
-    AwsSource,
-    CloudExtensionsSource,
     ConfigurationError,
-    ExtensionSource,
     FetchError,
     LoadError,
     Parameter,
-    ParameterRequest,
     ParametersByPath,
     ParametersSecrets,
     ParametersSecretsError,
     ParametersSecretsMiddleware,
     ParametersSecretsWSGIMiddleware,
-    RetryPolicy,
     Secret,
-    SecretRequest,
     Settings,
-    StaticSource,
     current_values,
 )
 from parameters_secrets._declarations import apply_transform
-from parameters_secrets._sigv4 import Credentials
+from parameters_secrets.sources import (
+    AwsSource,
+    CloudExtensionsSource,
+    Credentials,
+    ExtensionSource,
+    ParameterRequest,
+    RetryPolicy,
+    SecretRequest,
+    StaticSource,
+)
 from tests.conftest import TOKEN, FakeClock, detail_503
 from tests.extension_server import FakeExtension
 from tests.lambda_events import EVENT_KINDS, invoke
@@ -177,7 +180,7 @@ DECLARATIONS: dict[str, Parameter | Secret | ParametersByPath] = {
     "hosts": Secret("list", transform="json"),
     "config": ParametersByPath("/cfg"),
 }
-# Names in parameters_secrets.__all__ that are no type of object the library returns.
+# Names in the two modules' __all__ that are no type of object the library returns.
 NOT_OBJECT_TYPES = {
     "Outcome": "a type alias: a record or a FetchError",
     "Record": "a type alias: the mapping a source returns",
@@ -226,6 +229,7 @@ def public_objects() -> dict[str, list[object]]:
         "CacheStats": [store.stats],
         "CloudExtensionsSource": [CloudExtensionsSource(token=CANARY, credentials=credentials)],
         "ConfigurationError": [configuration_error.value],
+        "Credentials": [credentials],
         "ExtensionSource": [ExtensionSource(port=2773, token=CANARY)],
         "FetchError": [fetch_error.value],
         "LoadError": [load_error()],
@@ -266,7 +270,8 @@ def renderings(value: object) -> list[str]:
 
 
 def test_every_public_type_is_checked() -> None:
-    assert set(public_objects()) | set(NOT_OBJECT_TYPES) == set(parameters_secrets.__all__)
+    public = set(parameters_secrets.__all__) | set(parameters_secrets.sources.__all__)
+    assert set(public_objects()) | set(NOT_OBJECT_TYPES) == public
 
 
 def test_no_public_object_shows_a_value_in_its_repr_or_str() -> None:

@@ -24,6 +24,7 @@ The rule, for whoever adds a block to README.md or a page under docs/:
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -40,9 +41,9 @@ from parameters_secrets import (
     Parameter,
     ParametersSecretsMiddleware,
     Secret,
-    StaticSource,
     current_values,
 )
+from parameters_secrets.sources import StaticSource
 from tests.lambda_events import invoke, make_event
 from tests.processes import clean_environment
 
@@ -159,7 +160,8 @@ def run_block(
         env=clean_environment(
             {
                 "PARAMETERS_SECRETS_SOURCE": f"file:{VALUES_FILE}",
-                "PYTHONPATH": str(ROOT),
+                # This checkout's package first, whatever is installed.
+                "PYTHONPATH": os.pathsep.join([str(ROOT / "middleware"), str(ROOT)]),
                 **(environment or {}),
             }
         ),

@@ -8,9 +8,10 @@ from typing import Any
 import httpx
 import pytest
 
-from parameters_secrets import AwsSource, FetchError, ParameterRequest, SecretRequest, Settings
+from parameters_secrets import FetchError, Settings
 from parameters_secrets._server import ExtensionServer
 from parameters_secrets._sources._records import checked_record
+from parameters_secrets.sources import AwsSource, ParameterRequest, SecretRequest
 from tests.moto_server import MotoServer, create_secret
 
 pytestmark = pytest.mark.anyio

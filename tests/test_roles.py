@@ -18,9 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from parameters_secrets import (
-    AwsSource,
     ConfigurationError,
-    ExtensionSource,
     LoadError,
     Parameter,
     ParametersByPath,
@@ -30,8 +28,8 @@ from parameters_secrets import (
 )
 from parameters_secrets._assumed import REFRESH_BEFORE_EXPIRY_SECONDS, AssumedRoles
 from parameters_secrets._rotation import REVALIDATE_SECONDS
-from parameters_secrets._sigv4 import Credentials
 from parameters_secrets._sources._endpoints import Region
+from parameters_secrets.sources import AwsSource, Credentials, ExtensionSource
 from tests.conftest import FakeClock
 from tests.extension_server import FakeExtension
 from tests.lambda_events import invoke

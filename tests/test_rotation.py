@@ -23,19 +23,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from parameters_secrets import (
-    AwsSource,
-    CloudExtensionsSource,
     ConfigurationError,
-    ExtensionSource,
     LoadError,
     ParametersSecrets,
     ParametersSecretsMiddleware,
-    RetryPolicy,
     Secret,
     Settings,
-    StaticSource,
 )
 from parameters_secrets._rotation import REVALIDATE_SECONDS
+from parameters_secrets.sources import (
+    AwsSource,
+    CloudExtensionsSource,
+    ExtensionSource,
+    RetryPolicy,
+    StaticSource,
+)
 from tests.cloud_extensions_fake import FakeCloudExtensions
 from tests.conftest import TOKEN, FakeClock
 from tests.extension_server import FakeExtension
@@ -251,7 +253,7 @@ async def test_a_role_without_describe_secret_fails_the_first_load_naming_it(
 ) -> None:
     create_secret(moto_auth, "db-no-describe", string="v1")
     access_key, secret_key = create_iam_user(moto_auth, ["secretsmanager:GetSecretValue"])
-    from parameters_secrets._sigv4 import Credentials
+    from parameters_secrets.sources import Credentials
 
     source = AwsSource(
         REGION, endpoint_url=moto_auth.url, credentials=Credentials(access_key, secret_key)

@@ -20,18 +20,17 @@ from mangum import Mangum
 from starlette.responses import JSONResponse
 
 from parameters_secrets import (
-    ExtensionSource,
     FetchError,
     Parameter,
     ParametersSecretsMiddleware,
     Secret,
     Settings,
-    StaticSource,
 )
 from parameters_secrets._cli import main
 from parameters_secrets._declarations import ValueRequest
 from parameters_secrets._server import ExtensionServer
 from parameters_secrets._sources import Outcome
+from parameters_secrets.sources import ExtensionSource, StaticSource
 from tests.lambda_events import invoke
 from tests.local_server import LocalServer
 from tests.moto_server import CountingProxy, MotoServer, create_secret, put_parameter

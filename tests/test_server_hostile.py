@@ -34,8 +34,9 @@ import uvicorn
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from parameters_secrets import Settings, StaticSource
+from parameters_secrets import Settings
 from parameters_secrets._server import ExtensionServer
+from parameters_secrets.sources import StaticSource
 
 pytestmark = pytest.mark.anyio
 

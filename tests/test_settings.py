@@ -8,13 +8,9 @@ from typing import Any
 
 import pytest
 
-from parameters_secrets import (
-    ConfigurationError,
-    ParametersSecretsMiddleware,
-    Settings,
-    StaticSource,
-)
+from parameters_secrets import ConfigurationError, ParametersSecretsMiddleware, Settings
 from parameters_secrets._settings import ENVIRONMENT
+from parameters_secrets.sources import StaticSource
 
 DESIGN_DEFAULTS: dict[str, Any] = {
     "parameter_ttl": 300,

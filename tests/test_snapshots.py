@@ -22,16 +22,8 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from parameters_secrets import (
-    FetchError,
-    LoadError,
-    Outcome,
-    Parameter,
-    ParameterRequest,
-    ParametersSecrets,
-    Source,
-    ValueRequest,
-)
+from parameters_secrets import FetchError, LoadError, Parameter, ParametersSecrets
+from parameters_secrets.sources import Outcome, ParameterRequest, Source, ValueRequest
 
 T = TypeVar("T")
 JOIN_SECONDS = 60.0  # a thread still running after this long is hung

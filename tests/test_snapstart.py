@@ -15,15 +15,8 @@ from typing import Any
 
 import pytest
 
-from parameters_secrets import (
-    AwsSource,
-    ExtensionSource,
-    LoadError,
-    Parameter,
-    ParametersSecrets,
-    Secret,
-    Settings,
-)
+from parameters_secrets import LoadError, Parameter, ParametersSecrets, Secret, Settings
+from parameters_secrets.sources import AwsSource, ExtensionSource
 from tests.conftest import TOKEN, FakeClock
 from tests.credentials_endpoint import CredentialsEndpoint
 from tests.extension_server import FakeExtension

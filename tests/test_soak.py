@@ -37,14 +37,9 @@ from typing import Any, Literal
 
 import httpx
 
-from parameters_secrets import (
-    ExtensionSource,
-    Parameter,
-    ParametersSecretsMiddleware,
-    Secret,
-    Settings,
-)
+from parameters_secrets import Parameter, ParametersSecretsMiddleware, Secret, Settings
 from parameters_secrets._cache import STALE_RETRY_SECONDS
+from parameters_secrets.sources import ExtensionSource
 from tests.conftest import TOKEN, detail_503
 from tests.extension_server import FakeExtension
 

@@ -10,16 +10,18 @@ import pytest
 
 from parameters_secrets import (
     ConfigurationError,
-    ExtensionSource,
     FetchError,
     LoadError,
-    Outcome,
     Parameter,
-    ParameterRequest,
     ParametersSecrets,
+    Secret,
+)
+from parameters_secrets.sources import (
+    ExtensionSource,
+    Outcome,
+    ParameterRequest,
     Record,
     RetryPolicy,
-    Secret,
     SecretRequest,
     Source,
     ValueRequest,

@@ -20,8 +20,6 @@ from parameters_secrets import (
     ParametersSecrets,
     ParametersSecretsMiddleware,
     Secret,
-    Source,
-    StaticSource,
 )
 from parameters_secrets._declarations import (
     ParameterRequest,
@@ -30,6 +28,7 @@ from parameters_secrets._declarations import (
     ValueRequest,
     apply_transform,
 )
+from parameters_secrets.sources import Source, StaticSource
 from tests.lambda_events import invoke
 
 pytestmark = pytest.mark.anyio

@@ -24,8 +24,6 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 from parameters_secrets import (
-    AwsSource,
-    ExtensionSource,
     LoadError,
     Parameter,
     ParametersSecrets,
@@ -33,8 +31,8 @@ from parameters_secrets import (
     ParametersSecretsMiddleware,
     Secret,
     Settings,
-    StaticSource,
 )
+from parameters_secrets.sources import AwsSource, ExtensionSource, StaticSource
 from tests.conftest import TOKEN, FakeClock
 from tests.extension_server import FakeExtension
 from tests.lambda_events import invoke

@@ -27,16 +27,15 @@ import anyio
 import pytest
 
 from parameters_secrets import (
-    ExtensionSource,
     LoadError,
     Parameter,
     ParametersSecrets,
     ParametersSecretsError,
-    Source,
 )
 from parameters_secrets._concurrency import SyncLoop
 from parameters_secrets._declarations import ValueRequest
 from parameters_secrets._sources import Outcome
+from parameters_secrets.sources import ExtensionSource, Source
 from tests.conftest import TOKEN
 from tests.extension_server import FakeExtension
 from tests.processes import clean_environment
@@ -363,7 +362,8 @@ def test_a_warm_sync_read_submits_nothing_to_the_loop(
 
 EXITS_WITHOUT_ACLOSE = """
 import sys
-from parameters_secrets import ExtensionSource, Parameter, ParametersSecrets
+from parameters_secrets import Parameter, ParametersSecrets
+from parameters_secrets.sources import ExtensionSource
 
 port, token = int(sys.argv[1]), sys.argv[2]
 store = ParametersSecrets({"k": Parameter("/k/k")}, source=ExtensionSource(port, token))

@@ -23,20 +23,17 @@ import pytest
 
 import parameters_secrets._sources as sources_module
 from parameters_secrets import (
-    AwsSource,
     ConfigurationError,
-    ExtensionSource,
     FetchError,
     LoadError,
     Parameter,
     ParametersSecrets,
     ParametersSecretsMiddleware,
     Settings,
-    Source,
 )
 from parameters_secrets._declarations import ParameterRequest, ValueRequest
-from parameters_secrets._sigv4 import Credentials
 from parameters_secrets._sources import Outcome
+from parameters_secrets.sources import AwsSource, Credentials, ExtensionSource, Source
 from tests.extension_server import FakeExtension
 from tests.hanging_server import HangingServer
 from tests.processes import free_port

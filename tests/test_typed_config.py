@@ -28,7 +28,6 @@ from pydantic import (
 )
 
 from parameters_secrets import (
-    ExtensionSource,
     LoadError,
     Parameter,
     ParametersByPath,
@@ -37,9 +36,9 @@ from parameters_secrets import (
     ParametersSecretsMiddleware,
     ParametersSecretsWSGIMiddleware,
     Secret,
-    StaticSource,
 )
 from parameters_secrets.exceptions import ConfigurationError
+from parameters_secrets.sources import ExtensionSource, StaticSource
 from tests.conftest import TOKEN, FakeClock
 from tests.extension_server import FakeExtension
 from tests.lambda_events import EVENT_KINDS, invoke

@@ -22,18 +22,20 @@ from flask import Flask, request
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from parameters_secrets import (
-    ExtensionSource,
     LoadError,
-    Outcome,
     Parameter,
     ParametersSecrets,
     ParametersSecretsError,
     ParametersSecretsWSGIMiddleware,
     Secret,
+    current_values,
+)
+from parameters_secrets.sources import (
+    ExtensionSource,
+    Outcome,
     Source,
     StaticSource,
     ValueRequest,
-    current_values,
 )
 from tests.conftest import TOKEN
 from tests.extension_server import FakeExtension
@@ -434,8 +436,9 @@ import os
 from pathlib import Path
 
 from parameters_secrets import (
-    Parameter, ParametersSecrets, ParametersSecretsWSGIMiddleware, StaticSource, current_values
+    Parameter, ParametersSecrets, ParametersSecretsWSGIMiddleware, current_values
 )
+from parameters_secrets.sources import StaticSource
 
 PATH = Path(os.environ["SERVED_FILE"])
 

@@ -2,6 +2,10 @@
 
 Cached in process with the AWS Parameters and Secrets Lambda Extension's semantics, so
 a warm request pays nothing.
+
+This module is what an app uses; what a source author uses (the built-in sources, the
+:class:`~parameters_secrets.sources.Source` protocol and its types) is in
+:mod:`parameters_secrets.sources`.
 """
 
 from __future__ import annotations
@@ -11,76 +15,73 @@ from __future__ import annotations
 # package. Set before the imports below, so that a submodule may import it at any time.
 __version__ = "0.1.0"
 
-import typing as _typing
+import sys as _sys
+import types as _types
 
 from ._cache import CacheStats
 from ._context import Values, current_values
-from ._declarations import (
-    Parameter,
-    ParameterRequest,
-    ParametersByPath,
-    PathRequest,
-    Record,
-    Secret,
-    SecretRequest,
-    ValueRequest,
-)
+from ._declarations import Parameter, ParametersByPath, Secret
 from ._middleware import ParametersSecretsMiddleware
 from ._settings import Settings
-from ._sources import Outcome, Source
-from ._sources._retry import RetryPolicy
-from ._sources.extension import ExtensionSource
-from ._sources.static import StaticSource
 from ._store import ParametersSecrets
 from ._wsgi import ParametersSecretsWSGIMiddleware
 from .exceptions import ConfigurationError, FetchError, LoadError, ParametersSecretsError
 
-if _typing.TYPE_CHECKING:
-    from ._sources.aws import AwsSource
-    from ._sources.cloud_extensions import CloudExtensionsSource
-
-
 __all__ = [
-    "AwsSource",
     "CacheStats",
-    "CloudExtensionsSource",
     "ConfigurationError",
-    "ExtensionSource",
     "FetchError",
     "LoadError",
-    "Outcome",
     "Parameter",
-    "ParameterRequest",
     "ParametersByPath",
     "ParametersSecrets",
     "ParametersSecretsError",
     "ParametersSecretsMiddleware",
     "ParametersSecretsWSGIMiddleware",
-    "PathRequest",
-    "Record",
-    "RetryPolicy",
     "Secret",
-    "SecretRequest",
     "Settings",
-    "Source",
-    "StaticSource",
-    "ValueRequest",
     "Values",
     "__version__",
     "current_values",
 ]
 
+# What a source author uses moved to parameters_secrets.sources (see CHANGELOG). For one
+# release the old names fail with the new place in the message; then they are just absent.
+_MOVED_TO_SOURCES = frozenset(
+    {
+        "AwsSource",
+        "CloudExtensionsSource",
+        "ExtensionSource",
+        "Outcome",
+        "ParameterRequest",
+        "PathRequest",
+        "Record",
+        "RetryPolicy",
+        "SecretRequest",
+        "Source",
+        "StaticSource",
+        "ValueRequest",
+    }
+)
 
-def __getattr__(name: str) -> _typing.Any:
-    # AWS-direct code (SigV4, credentials, AwsSource, and CloudExtensionsSource, built on
-    # it) loads on first use, not on import: a function whose source is the extension or a
-    # file never pays for it.
-    if name == "AwsSource":
-        from ._sources.aws import AwsSource
 
-        return AwsSource
-    if name == "CloudExtensionsSource":
-        from ._sources.cloud_extensions import CloudExtensionsSource
+def __getattr__(name: str) -> object:
+    if name not in _MOVED_TO_SOURCES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    message = (
+        f"{__name__}.{name} moved to {__name__}.sources.{name}: "
+        f"write `from {__name__}.sources import {name}`"
+    )
+    # `from parameters_secrets import X` turns an AttributeError into its own
+    # "cannot import name" and drops this message, so the `from` form gets an ImportError;
+    # attribute access (and hasattr) keeps the AttributeError it expects.
+    if _imported_from(_sys._getframe(1)):
+        raise ImportError(message, name=__name__)
+    raise AttributeError(message)
 
-        return CloudExtensionsSource
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def _imported_from(frame: _types.FrameType) -> bool:
+    """Whether ``frame`` is executing ``from ... import`` (the IMPORT_FROM opcode)."""
+    import opcode
+
+    return frame.f_code.co_code[frame.f_lasti] == opcode.opmap["IMPORT_FROM"]

@@ -85,7 +85,8 @@ class ParametersSecrets:
         if not isinstance(source, Source):
             raise ConfigurationError(
                 "source must have async fetch() and aclose() methods and a checks_records "
-                f"attribute (subclass parameters_secrets.Source to inherit it), not {source!r}"
+                "attribute (subclass parameters_secrets.sources.Source to inherit it), "
+                f"not {source!r}"
             )
         self.source = source
         logger.info("values from %r (%s)", source, reason)
