@@ -9,10 +9,12 @@ arrives while the first fetch is still under way, and it counts what it is asked
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import random
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal, TypeVar
 
@@ -34,7 +36,7 @@ from parameters_secrets import (
     Secret,
     Settings,
 )
-from parameters_secrets._concurrency import SyncLoop
+from parameters_secrets._concurrency import PerLoop, SyncLoop
 from parameters_secrets.sources import (
     ExtensionSource,
     Outcome,
@@ -551,3 +553,55 @@ def test_a_value_that_does_not_exist_fails_every_thread_with_its_code_after_one_
 
     assert in_threads(10, load) == ["ResourceNotFoundException"] * 10
     assert calls_per_key(slow_extension) == {"api_key": 1, "flags": 1, "db": 1}
+
+
+# -- what belongs to one loop (PerLoop, on anyio's RunVar) -------------------------------------
+
+
+class _Pool:
+    """A stand-in for a connection pool: knows whether it was closed."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_ended_loops_are_not_kept_alive_by_their_pools(backend: str) -> None:
+    """A loop's pool refers to its loop (through its closer): held for the loop by anyio,
+    it must not keep an ended loop, and everything on it, in memory."""
+    per_loop = PerLoop(_Pool, _Pool.aclose)
+    loops: list[weakref.ref[object]] = []
+    pools: list[_Pool] = []
+
+    async def use() -> None:
+        pools.append(await per_loop.get())
+        assert await per_loop.get() is pools[-1]  # one per loop
+        loops.append(weakref.ref(anyio.lowlevel.current_token().native_token))
+
+    for _ in range(30):
+        anyio.run(use, backend=backend)
+    gc.collect()
+    assert all(pool.closed for pool in pools)
+    assert [loop for loop in loops if loop() is not None] == []
+
+
+def test_a_pool_whose_owner_was_collected_in_a_cycle_still_closes_with_its_loop() -> None:
+    pools: list[_Pool] = []
+
+    class Owner:
+        def __init__(self) -> None:
+            self.per_loop = PerLoop(_Pool, _Pool.aclose)
+            self.itself = self  # a web app usually is a reference cycle
+
+    async def use() -> None:
+        owner = Owner()
+        pools.append(await owner.per_loop.get())
+        del owner
+        gc.collect()  # the owner is gone; its pool is still this loop's
+        assert not pools[0].closed
+
+    asyncio.run(use())
+    assert pools[0].closed

@@ -137,6 +137,8 @@ class AssumedRoles:
             if flight is not None and not flight.settled and not flight.stalled():
                 return flight
 
+            # In a thread, not the caller's task on the source's per-loop client: the call
+            # must outlive a caller cancelled or out of time (as the credentials' does).
             def work() -> _Temporary | FetchError:
                 return run_blocking("assume_role", self._assume, role_arn, caller, region, endpoint)
 

@@ -14,7 +14,8 @@ blocks. The whole concurrency model of the package is here; nothing else tracks 
   whose loop stopped running (an asyncio loop stopped or closed without cancelling its
   tasks) is replaced.
 * **Belongs to one loop**: an ``httpx.AsyncClient`` and its connections. :class:`PerLoop`
-  keeps one per running loop and closes it when that loop finalises its async generators
+  keeps one per running loop (in an anyio ``RunVar``, which anyio keeps with the loop)
+  and closes it when that loop finalises its async generators
   (``asyncio.run``, ``asyncio.Runner``, ``anyio.run``, ``trio.run``), or on ``aclose()``.
 * **Blocks**: the sync methods on a cache miss. Each store keeps one event loop for them
   (:class:`SyncLoop`), run by a daemon thread of its own started on first use (nothing
@@ -46,6 +47,7 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextlib
+import functools
 import importlib
 import math
 import os
@@ -67,11 +69,6 @@ T = TypeVar("T")
 # A leader still unsettled this long after its own time bound is presumed gone (its loop
 # blocked or its thread stuck): the next caller leads instead.
 STALLED_AFTER_SECONDS = 1.0
-
-
-def current_loop() -> object:
-    """A hashable identity of the running event loop, asyncio's or trio's."""
-    return anyio.lowlevel.current_token()
 
 
 def _call_soon_threadsafe() -> Callable[[Callable[[], object]], object]:
@@ -466,11 +463,9 @@ def _before_fork() -> None:
     # Loop threads take these at any time (a collected store's loop closing its pools): a
     # fork while one is held would leave it held for ever in the child.
     _holders_lock.acquire()
-    _closers_lock.acquire()
 
 
 def _release_after_fork() -> None:
-    _closers_lock.release()
     _holders_lock.release()
 
 
@@ -487,20 +482,9 @@ def _after_fork_in_child() -> None:
 # -- resources that belong to one loop ------------------------------------------------------
 
 
-def _is_closed(loop: object) -> bool:
-    native = getattr(loop, "native_token", None)
-    return isinstance(native, asyncio.AbstractEventLoop) and native.is_closed()
-
-
-# Every closer, by loop, held here as well as by its owner: an owner collected as part of
-# a reference cycle (a web app usually is one) must not take its pool into the same
-# garbage collection pass, where the pool's sockets would be finalised unclosed. Kept
-# here, a pool closes with its loop whatever became of its owner.
-_closers: dict[object, set[AsyncGenerator[None, None]]] = {}
-_closers_lock = threading.Lock()
-
-
-async def _release_with_loop(close: Callable[[], Awaitable[None]]) -> AsyncGenerator[None, None]:
+async def _release_with_loop(
+    close: Callable[[], Awaitable[None]], pending: dict[object, Any], key: object
+) -> AsyncGenerator[None, None]:
     # An async generator left suspended here is finalised by its loop when the loop ends
     # (asyncio.run, asyncio.Runner, anyio.run and trio.run call aclose() on the generators
     # still alive), which runs this ``finally`` on that loop while it can still close
@@ -508,15 +492,31 @@ async def _release_with_loop(close: Callable[[], Awaitable[None]]) -> AsyncGener
     try:
         yield
     finally:
+        # Forget this generator: it refers to its loop, and a RunVar's value that refers
+        # to its loop keeps both alive for ever (anyio keys the values by the loop).
+        pending.pop(key, None)
         await close()
 
 
-class _Held(dict[object, tuple[T, AsyncGenerator[None, None]]]):
-    """What a :class:`PerLoop` holds, per loop (a dict that can be weakly referenced)."""
+class _Held(Generic[T]):
+    """One loop's resource, and the closers not yet run (a restore may leave several)."""
+
+    __slots__ = ("generation", "pending", "resource")
+
+    def __init__(self, generation: int, resource: T) -> None:
+        self.generation = generation
+        self.resource = resource
+        self.pending: dict[object, AsyncGenerator[None, None]] = {}
 
 
 class PerLoop(Generic[T]):
     """One ``T`` per running event loop, made on first use and closed when its loop ends.
+
+    The running loop's ``T`` is in an anyio ``RunVar``, which anyio keeps as long as the
+    loop, whatever becomes of this object (an owner collected in a reference cycle does
+    not take the pool's sockets into the same collection, unclosed). A RunVar's value is
+    not closed when its loop ends: an async generator the loop finalises at its shutdown
+    (:func:`_release_with_loop`) closes it, while its sockets can still close cleanly.
 
     Args:
         make: Builds a ``T`` (called inside the loop that will use it).
@@ -527,63 +527,46 @@ class PerLoop(Generic[T]):
     def __init__(self, make: Callable[[], T], close: Callable[[T], Awaitable[None]]) -> None:
         self._make = make
         self._close = close
-        self._lock = threading.Lock()
-        # loop -> (resource, the suspended generator that closes it with the loop)
-        self._held: _Held[T] = _Held()
+        self._held: anyio.lowlevel.RunVar[_Held[T] | None] = anyio.lowlevel.RunVar(
+            "parameters_secrets.PerLoop", None
+        )
+        # Bumped by a SnapStart restore: a loop's T made before it is not used again.
+        self._generation = 0
         drop_after_restore(self)
 
     async def get(self) -> T:
         """The running loop's ``T``."""
-        loop = current_loop()
-        held = self._held.get(loop)
-        if held is not None:
-            return held[0]
-        # Only this loop's thread adds this loop's entries, and nothing from here to the
-        # end suspends: no other task of this loop can get in between.
+        held = self._held.get()
+        if held is not None and held.generation == self._generation:
+            return held.resource
+        # Only this loop's tasks see this loop's value, and nothing from here to the end
+        # suspends: no other task of this loop can get in between.
         resource = self._make()
-        # The closer refers to this object only weakly: it may outlive it.
-        holder, release, lock = weakref.ref(self._held), self._close, self._lock
-
-        async def close() -> None:
-            still_held = holder()
-            if still_held is not None:
-                with lock:
-                    if loop in still_held and still_held[loop][0] is resource:
-                        del still_held[loop]
-            with _closers_lock:
-                kept = _closers.get(loop)
-                if kept is not None:
-                    kept.discard(releaser)
-                    if not kept:
-                        del _closers[loop]
-            await release(resource)
-
-        releaser = _release_with_loop(close)
+        if held is None:
+            held = _Held(self._generation, resource)
+            self._held.set(held)
+        else:  # made before a restore: the old one still closes with its loop
+            held.generation, held.resource = self._generation, resource
+        key = object()
+        # The closer does not refer to this object: it may outlive it.
+        releaser = _release_with_loop(functools.partial(self._close, resource), held.pending, key)
         await releaser.__anext__()  # registers it with the running loop; never suspends
-        with _closers_lock:
-            # Forget loops that closed without finalising their generators (a bare
-            # loop.close()): nothing can run on them any more.
-            for gone in [other for other in _closers if _is_closed(other)]:
-                del _closers[gone]
-            _closers.setdefault(loop, set()).add(releaser)
-        with self._lock:
-            for gone in [other for other in self._held if _is_closed(other)]:
-                del self._held[gone]
-            self._held[loop] = (resource, releaser)
+        held.pending[key] = releaser
         return resource
 
     async def aclose(self) -> None:
         """Close the running loop's ``T``; those of other loops close with their loops."""
-        with self._lock:
-            held = self._held.pop(current_loop(), None)
-        if held is not None:
-            await held[1].aclose()
+        held = self._held.get()
+        if held is None:
+            return
+        self._held.set(None)
+        for releaser in list(held.pending.values()):
+            await releaser.aclose()
 
     def drop_after_restore(self) -> None:
         """Forget every loop's ``T`` (their connections died with the snapshot): each
         loop makes a new one on next use; the old ones still close with their loops."""
-        with self._lock:
-            self._held.clear()
+        self._generation += 1
 
 
 # -- SnapStart --------------------------------------------------------------------------

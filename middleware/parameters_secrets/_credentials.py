@@ -138,6 +138,8 @@ class CredentialsProvider:
     def _refreshing(self, work: Callable[[], object], seconds: float) -> tuple[Flight[Any], bool]:
         """The call under way, or a new one started in a worker thread; and whether it was
         started now."""
+        # Not in the caller's task on the source's per-loop client: the call must outlive a
+        # caller cancelled or out of time (its answer serves the next); an anyio task cannot.
         with self._lock:
             flight = self._refresh
             if flight is not None and not flight.settled and not flight.stalled():

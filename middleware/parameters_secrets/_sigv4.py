@@ -136,35 +136,9 @@ def sign(
     amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(moment))
     date = amz_date[:8]
 
-    # The headers to send: a stale signature, date or token the caller passed (in any
-    # case) is replaced, so no second copy travels beside the signed one.
-    replaced = {"authorization", "x-amz-date"}
-    if credentials.token:
-        replaced.add("x-amz-security-token")
-    send = {name: value for name, value in headers.items() if name.lower() not in replaced}
-    if any(name.lower() == "date" for name in send):
-        send = {name: value for name, value in send.items() if name.lower() != "date"}
-        send["Date"] = formatdate(int(moment))
-    else:
-        send["X-Amz-Date"] = amz_date
-    if credentials.token:
-        send["X-Amz-Security-Token"] = credentials.token
-
-    # Canonical headers: lower-case names, values trimmed with inner runs of white space
-    # collapsed, and a name given twice (in two cases) signed as its values joined by ",".
-    signed: dict[str, str] = {}
-    payload_hash: str | None = None
-    for name, value in send.items():
-        lower = name.lower()
-        if lower == "x-amz-content-sha256" and payload_hash is None:
-            payload_hash = value
-        if lower in UNSIGNED_HEADERS:
-            continue
-        value = " ".join(value.split())
-        signed[lower] = f"{signed[lower]},{value}" if lower in signed else value
+    send = _headers_to_send(headers, credentials, moment, amz_date)
     parts = urlsplit(url)
-    if "host" not in signed:
-        signed["host"] = _host(parts.hostname, parts.scheme, parts.port)
+    signed, payload_hash = _canonical_headers(send, parts.hostname, parts.scheme, parts.port)
     names = sorted(signed)
     signed_headers = ";".join(names)
     canonical_request = "\n".join(
@@ -188,3 +162,43 @@ def sign(
         f"SignedHeaders={signed_headers}, Signature={signature}"
     )
     return send
+
+
+def _headers_to_send(
+    headers: Mapping[str, str], credentials: Credentials, moment: float, amz_date: str
+) -> dict[str, str]:
+    """The headers to send, but the signature: a stale signature, date or token the caller
+    passed (in any case) is replaced, so no second copy travels beside the signed one."""
+    replaced = {"authorization", "x-amz-date"}
+    if credentials.token:
+        replaced.add("x-amz-security-token")
+    send = {name: value for name, value in headers.items() if name.lower() not in replaced}
+    if any(name.lower() == "date" for name in send):
+        send = {name: value for name, value in send.items() if name.lower() != "date"}
+        send["Date"] = formatdate(int(moment))
+    else:
+        send["X-Amz-Date"] = amz_date
+    if credentials.token:
+        send["X-Amz-Security-Token"] = credentials.token
+    return send
+
+
+def _canonical_headers(
+    send: Mapping[str, str], hostname: str | None, scheme: str, port: int | None
+) -> tuple[dict[str, str], str | None]:
+    """The signed headers (lower-case names, values trimmed with inner runs of white space
+    collapsed, a name given twice, in two cases, signed as its values joined by ","), and
+    the payload hash the caller gave in ``X-Amz-Content-SHA256``, if any."""
+    signed: dict[str, str] = {}
+    payload_hash: str | None = None
+    for name, value in send.items():
+        lower = name.lower()
+        if lower == "x-amz-content-sha256" and payload_hash is None:
+            payload_hash = value
+        if lower in UNSIGNED_HEADERS:
+            continue
+        value = " ".join(value.split())
+        signed[lower] = f"{signed[lower]},{value}" if lower in signed else value
+    if "host" not in signed:
+        signed["host"] = _host(hostname, scheme, port)
+    return signed, payload_hash

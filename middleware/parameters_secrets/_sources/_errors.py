@@ -31,17 +31,30 @@ def error_code(status: int, text: str, error_type: str | None = None) -> tuple[s
     plain text; else one derived from the status.
     """
     text = text[:4000]
+    return (
+        _json_error(text, error_type)
+        or _text_error(text, error_type)
+        or _status_error(status, text)
+    )
+
+
+def _json_error(text: str, error_type: str | None) -> tuple[str, str] | None:
     try:
         body = loads(text)  # a hostile error answer (deeply nested) is only text
     except ValueError:
-        body = None
-    if isinstance(body, dict):
-        code = error_type or body.get("__type") or body.get("code") or body.get("Code")
-        message = body.get("message") or body.get("Message") or ""
-        if isinstance(code, str) and code:
-            # "com.amazonaws.ssm#ParameterNotFound" -> "ParameterNotFound";
-            # "ThrottlingException:http://..." -> "ThrottlingException"
-            return code.rsplit("#", 1)[-1].split(":", 1)[0], str(message)[:300]
+        return None
+    if not isinstance(body, dict):
+        return None
+    code = error_type or body.get("__type") or body.get("code") or body.get("Code")
+    if not (isinstance(code, str) and code):
+        return None
+    message = body.get("message") or body.get("Message") or ""
+    # "com.amazonaws.ssm#ParameterNotFound" -> "ParameterNotFound";
+    # "ThrottlingException:http://..." -> "ThrottlingException"
+    return code.rsplit("#", 1)[-1].split(":", 1)[0], str(message)[:300]
+
+
+def _text_error(text: str, error_type: str | None) -> tuple[str, str] | None:
     if error_type:
         return error_type.split(":", 1)[0], text.strip()[:300]
     found = _XML_CODE.search(text)
@@ -51,6 +64,10 @@ def error_code(status: int, text: str, error_type: str | None = None) -> tuple[s
     found = _CODE_IN_TEXT.search(text)
     if found:
         return found.group(1), text.strip()[:300]
+    return None
+
+
+def _status_error(status: int, text: str) -> tuple[str, str]:
     if status == 401:
         return "Unauthorized", ""
     return ("InternalServerError" if status >= 500 else "HTTPError"), text.strip()[:300]

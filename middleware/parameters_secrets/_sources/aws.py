@@ -166,21 +166,32 @@ class AwsSource:
         credentials included.
         """
         outcomes: dict[ValueRequest, Outcome] = {}
-        parameters = [r for r in requests if isinstance(r, ParameterRequest)]
-        paths = [r for r in requests if isinstance(r, PathRequest)]
-        secrets = [r for r in requests if isinstance(r, SecretRequest)]
-        calls = []
-        if parameters:
-            by = give_up_time(self._settings.parameter_timeout_ms, deadline)
-            calls.append(self._fetch_kind(parameters, by, self._parameter_calls, outcomes))
-        if paths:
-            by = give_up_time(self._settings.parameter_timeout_ms, deadline)
-            calls.append(self._fetch_kind(paths, by, self._path_calls, outcomes))
-        if secrets:
-            by = give_up_time(self._settings.secret_timeout_ms, deadline)
-            calls.append(self._fetch_kind(secrets, by, self._secret_calls, outcomes))
-        await concurrently(calls)
+        parameters_by = give_up_time(self._settings.parameter_timeout_ms, deadline)
+        secrets_by = give_up_time(self._settings.secret_timeout_ms, deadline)
+        await concurrently(
+            [
+                *self._kind(
+                    requests, ParameterRequest, parameters_by, self._parameter_calls, outcomes
+                ),
+                *self._kind(requests, PathRequest, parameters_by, self._path_calls, outcomes),
+                *self._kind(requests, SecretRequest, secrets_by, self._secret_calls, outcomes),
+            ]
+        )
         return [outcomes[r] for r in requests]
+
+    def _kind(
+        self,
+        requests: Sequence[ValueRequest],
+        kind: type[R],
+        give_up_at: float,
+        plan: Callable[
+            [list[R], Credentials, float, dict[ValueRequest, Outcome]], list[Awaitable[None]]
+        ],
+        outcomes: dict[ValueRequest, Outcome],
+    ) -> list[Awaitable[None]]:
+        """The fetch of the requests of one kind, if there are any."""
+        of_kind = [r for r in requests if isinstance(r, kind)]
+        return [self._fetch_kind(of_kind, give_up_at, plan, outcomes)] if of_kind else []
 
     async def describe_secrets(
         self, requests: Sequence[SecretRequest], deadline: float | None = None
@@ -425,47 +436,24 @@ class AwsSource:
         give_up_at: float,
         outcomes: dict[ValueRequest, Outcome],
     ) -> None:
-        by_name = {_selector_name(r): r for r in requests}
-        by_plain_name = {r.name: r for r in requests}  # unique within a batch
-        body = {"Names": list(by_name), "WithDecryption": requests[0].decrypt}
+        """One ``GetParameters`` call; what its answer does not settle is asked alone."""
+        body = {
+            "Names": [_selector_name(r) for r in requests],
+            "WithDecryption": requests[0].decrypt,
+        }
         answer = await self._call(self._ssm_service, "GetParameters", body, credentials, give_up_at)
         if isinstance(answer, FetchError):
             if answer.code in _NOT_ALLOWED:
                 self.batch_parameters = False  # least privilege: ssm:GetParameter only
             if answer.transient:
-                for request in requests:
-                    outcomes[request] = answer
+                outcomes.update(dict.fromkeys(requests, answer))
                 return
             # Not allowed, or one bad name spoiling the call: one by one, so that a bad
             # name fails only its own key.
-            await concurrently(
-                [self._get_parameter(r, credentials, give_up_at, outcomes) for r in requests]
-            )
-            return
-        for parameter in answer.get("Parameters") or []:
-            if not isinstance(parameter, dict):
-                continue
-            match = by_plain_name.get(str(parameter.get("Name"))) or by_plain_name.get(
-                str(parameter.get("ARN"))
-            )
-            # A pinned version must be the one answered; else it is asked alone below.
-            if (
-                match is not None
-                and match not in outcomes
-                and match.version in (None, parameter.get("Version"))
-            ):
-                outcomes[match] = checked_record(match, parameter)
-        for name in answer.get("InvalidParameters") or []:
-            match = by_name.get(name)
-            if match is not None and match not in outcomes:
-                outcomes[match] = FetchError(
-                    f"{match.describe()}: ParameterNotFound", code="ParameterNotFound", status=200
-                )
+        else:
+            outcomes.update(_parameters_answered(requests, answer))
         # Anything the answer did not account for (a name spelled another way): ask alone.
-        missing = [r for r in requests if r not in outcomes]
-        await concurrently(
-            [self._get_parameter(r, credentials, give_up_at, outcomes) for r in missing]
-        )
+        await self._ask_alone(self._get_parameter, requests, credentials, give_up_at, outcomes)
 
     async def _batch_get_secrets(
         self,
@@ -474,52 +462,57 @@ class AwsSource:
         give_up_at: float,
         outcomes: dict[ValueRequest, Outcome],
     ) -> None:
-        by_id = {r.secret_id: r for r in requests}
-        body: dict[str, Any] = {"SecretIdList": list(by_id)}
+        """``BatchGetSecretValue`` page by page; what its answers do not settle is asked
+        alone, unless the batch failed in a way asking alone would fail too."""
+        body: dict[str, Any] = {"SecretIdList": [r.secret_id for r in requests]}
         for _ in range(len(requests) + 1):  # NextToken pages; bounded
-            # BatchGetSecretValue has a far lower quota (100/s) than GetSecretValue
-            # (10,000/s): a throttled batch is not retried but asked again value by value.
-            answer = await self._call(
-                self._secrets_service,
-                "BatchGetSecretValue",
-                body,
-                credentials,
-                give_up_at,
-                retry_throttling=False,
-            )
+            answer = await self._batch_get_secrets_page(body, credentials, give_up_at)
             if isinstance(answer, FetchError):
-                if answer.code in _NOT_ALLOWED:
-                    self.batch_secrets = False  # secretsmanager:GetSecretValue only
-                if answer.transient and answer.code not in THROTTLING_CODES:
+                if self._settles_batch(answer):
                     for request in requests:
                         outcomes.setdefault(request, answer)
                     return
                 break
-            for value in answer.get("SecretValues") or []:
-                if not isinstance(value, dict):
-                    continue
-                for candidate in (value.get("Name"), value.get("ARN")):
-                    found = by_id.get(candidate) if isinstance(candidate, str) else None
-                    if found is not None and found not in outcomes:
-                        outcomes[found] = checked_record(found, value)
-            for error in answer.get("Errors") or []:
-                secret_id = error.get("SecretId") if isinstance(error, dict) else None
-                found = by_id.get(secret_id) if isinstance(secret_id, str) else None
-                if found is not None and found not in outcomes:
-                    code = str(error.get("ErrorCode") or "UnknownError")
-                    outcomes[found] = FetchError(
-                        f"{found.describe()}: {code}: {str(error.get('Message') or '')[:300]}",
-                        code=code,
-                        transient=is_transient(None, code),
-                    )
+            for found, outcome in _secrets_answered(requests, answer).items():
+                outcomes.setdefault(found, outcome)
             token = answer.get("NextToken")
             if not token:
                 break
             body["NextToken"] = token
-        missing = [r for r in requests if r not in outcomes]
-        await concurrently(
-            [self._get_secret(r, credentials, give_up_at, outcomes) for r in missing]
+        await self._ask_alone(self._get_secret, requests, credentials, give_up_at, outcomes)
+
+    async def _batch_get_secrets_page(
+        self, body: dict[str, Any], credentials: Credentials, give_up_at: float
+    ) -> dict[str, Any] | FetchError:
+        # BatchGetSecretValue has a far lower quota (100/s) than GetSecretValue
+        # (10,000/s): a throttled batch is not retried but asked again value by value.
+        return await self._call(
+            self._secrets_service,
+            "BatchGetSecretValue",
+            body,
+            credentials,
+            give_up_at,
+            retry_throttling=False,
         )
+
+    def _settles_batch(self, error: FetchError) -> bool:
+        """Whether a failed ``BatchGetSecretValue`` is every secret's outcome: a transient
+        failure other than throttling (asked alone, each would meet it too)."""
+        if error.code in _NOT_ALLOWED:
+            self.batch_secrets = False  # secretsmanager:GetSecretValue only
+        return error.transient and error.code not in THROTTLING_CODES
+
+    async def _ask_alone(
+        self,
+        single: Callable[[R, Credentials, float, dict[ValueRequest, Outcome]], Awaitable[None]],
+        requests: list[R],
+        credentials: Credentials,
+        give_up_at: float,
+        outcomes: dict[ValueRequest, Outcome],
+    ) -> None:
+        """The remainder of a batch (``requests`` without an outcome yet), one call each."""
+        missing = [r for r in requests if r not in outcomes]
+        await concurrently([single(r, credentials, give_up_at, outcomes) for r in missing])
 
     # -- transport ----------------------------------------------------------------
 
@@ -656,6 +649,67 @@ def _service_client(
         trust_env=proxies,
         timeout=None,
         limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
+    )
+
+
+def _parameters_answered(
+    requests: list[ParameterRequest], answer: dict[str, Any]
+) -> dict[ValueRequest, Outcome]:
+    """The outcomes a ``GetParameters`` answer settles: its parameters, matched by name or
+    ARN (a pinned version only if it is the one answered), and its invalid names."""
+    by_plain_name = {r.name: r for r in requests}  # unique within a batch
+    settled: dict[ValueRequest, Outcome] = {}
+    for parameter in _objects(answer.get("Parameters")):
+        match = by_plain_name.get(str(parameter.get("Name"))) or by_plain_name.get(
+            str(parameter.get("ARN"))
+        )
+        if match is not None and match.version in (None, parameter.get("Version")):
+            settled.setdefault(match, checked_record(match, parameter))
+    by_name = {_selector_name(r): r for r in requests}
+    for name in answer.get("InvalidParameters") or []:
+        match = by_name.get(name)
+        if match is not None:
+            settled.setdefault(match, _not_found(match))
+    return settled
+
+
+def _secrets_answered(
+    requests: list[SecretRequest], answer: dict[str, Any]
+) -> dict[ValueRequest, Outcome]:
+    """The outcomes one ``BatchGetSecretValue`` page settles: its values, matched by name
+    or ARN, and its per-secret errors."""
+    by_id = {r.secret_id: r for r in requests}
+    settled: dict[ValueRequest, Outcome] = {}
+    for value in _objects(answer.get("SecretValues")):
+        for candidate in (value.get("Name"), value.get("ARN")):
+            found = by_id.get(candidate) if isinstance(candidate, str) else None
+            if found is not None:
+                settled.setdefault(found, checked_record(found, value))
+    for error in _objects(answer.get("Errors")):
+        secret_id = error.get("SecretId")
+        found = by_id.get(secret_id) if isinstance(secret_id, str) else None
+        if found is not None:
+            settled.setdefault(found, _secret_error(found, error))
+    return settled
+
+
+def _objects(items: Any) -> list[dict[str, Any]]:
+    """The JSON objects of an answer's list (none if it is missing or not a list)."""
+    return [item for item in items or [] if isinstance(item, dict)]
+
+
+def _not_found(request: ParameterRequest) -> FetchError:
+    return FetchError(
+        f"{request.describe()}: ParameterNotFound", code="ParameterNotFound", status=200
+    )
+
+
+def _secret_error(request: SecretRequest, error: dict[str, Any]) -> FetchError:
+    code = str(error.get("ErrorCode") or "UnknownError")
+    return FetchError(
+        f"{request.describe()}: {code}: {str(error.get('Message') or '')[:300]}",
+        code=code,
+        transient=is_transient(None, code),
     )
 
 

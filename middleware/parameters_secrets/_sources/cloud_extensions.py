@@ -153,20 +153,10 @@ class CloudExtensionsSource:
         follow their rotation from AWS directly, and with a fallback whatever the runtime
         is not serving yet."""
         outcomes: dict[ValueRequest, Outcome] = {}
-        parameters: list[ValueRequest] = []
-        secrets: list[ValueRequest] = []
-        direct: list[ValueRequest] = []
+        routes: dict[str, list[ValueRequest]] = {"parameters": [], "secrets": [], "direct": []}
         for request in requests:
-            if isinstance(request, SecretRequest) and request.follow_rotation:
-                # Described by AWS directly (the runtime has no DescribeSecret), and no
-                # second cache between a rotation and this one: read from AWS as well.
-                direct.append(request)
-            elif isinstance(request, SecretRequest):
-                secrets.append(request)
-            elif isinstance(request, PathRequest) or request.role_arn is not None:
-                direct.append(request)
-            else:
-                parameters.append(request)
+            routes[_route(request)].append(request)
+        parameters, secrets, direct = routes["parameters"], routes["secrets"], routes["direct"]
 
         async def ask(source: Source, asked: list[ValueRequest]) -> None:
             outcomes.update(zip(asked, await source.fetch(asked, deadline), strict=True))
@@ -219,6 +209,18 @@ class CloudExtensionsSource:
         await self._secrets_manager.aclose()
         if self._direct is not None:
             await self._direct.aclose()
+
+
+def _route(request: ValueRequest) -> str:
+    """Who answers ``request``: the Parameter Store or Secrets Manager extension, or AWS
+    directly (no by-path API, no roles, no DescribeSecret in the runtime)."""
+    if isinstance(request, SecretRequest):
+        # A followed secret is described by AWS directly, and no second cache between a
+        # rotation and this one: read from AWS as well.
+        return "direct" if request.follow_rotation else "secrets"
+    if isinstance(request, PathRequest) or request.role_arn is not None:
+        return "direct"
+    return "parameters"
 
 
 def _not_serving(outcome: Outcome) -> bool:

@@ -84,20 +84,15 @@ class ExtensionSource:
     ) -> None:
         self._settings = settings if settings is not None else Settings.from_env()
         self.retry = retry if retry is not None else DEFAULT_RETRY
-        if not (fallback is None or fallback == "aws" or isinstance(fallback, Source)):
-            raise ConfigurationError(f"fallback must be 'aws', a source or None, not {fallback!r}")
-        self.fallback = fallback
+        self.fallback = _checked_fallback(fallback)
         # AWS directly, for paths and (with a fallback) while the extension is not serving:
         # made on first use, so a function that never needs it never imports it.
         self._direct: Source | None = fallback if isinstance(fallback, Source) else None
         self._direct_lock = threading.Lock()
         self._fell_back = False
-        port = self._settings.http_port if port is None else port
-        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-            raise ConfigurationError(f"port must be an integer 1 to 65535, not {port!r}")
-        self.port = port
+        self.port = _checked_port(self._settings.http_port if port is None else port)
         self._token = token
-        self._base_url = f"http://127.0.0.1:{port}"
+        self._base_url = f"http://127.0.0.1:{self.port}"
         # No reference back to self from the pool (see PerLoop).
         self._clients = PerLoop(
             functools.partial(_loopback_client, self._base_url, transport),
@@ -119,26 +114,43 @@ class ExtensionSource:
         direct: list[ValueRequest] = [r for r in requests if _aws_only(r)]
         asked = [r for r in requests if not isinstance(r, PathRequest) and not _aws_only(r)]
         if asked:
-            client = await self._clients.get()
-            await concurrently(
-                [self._get_into(outcomes, client, request, deadline) for request in asked]
-            )
-            if self.fallback is not None:
-                not_serving = [r for r in asked if isinstance(outcomes[r], _NotServing)]
-                if not_serving and not self._fell_back:
-                    self._fell_back = True
-                    logger.info(
-                        "the extension is not serving yet (%s): values "
-                        "come from AWS directly until it does",
-                        outcomes[not_serving[0]].code,  # type: ignore[union-attr]
-                    )
-                direct += not_serving
+            direct += await self._ask_extension(asked, deadline, outcomes)
         if direct:
-            answers = await self._direct_source().fetch(direct, deadline)
-            for request, answer in zip(direct, answers, strict=True):
-                was = outcomes.get(request)
-                outcomes[request] = _fallen_back(answer, was) if was is not None else answer
+            await self._ask_aws(direct, deadline, outcomes)
         return [outcomes[r] for r in requests]
+
+    async def _ask_extension(
+        self,
+        asked: list[ParameterRequest | SecretRequest],
+        deadline: float | None,
+        outcomes: dict[ValueRequest, Outcome],
+    ) -> list[ValueRequest]:
+        """Every value from the extension at once; with a fallback, those it is not ready
+        to serve, to ask AWS directly."""
+        client = await self._clients.get()
+        await concurrently([self._get_into(outcomes, client, r, deadline) for r in asked])
+        if self.fallback is None:
+            return []
+        not_serving: list[ValueRequest] = [r for r in asked if isinstance(outcomes[r], _NotServing)]
+        if not_serving and not self._fell_back:
+            self._fell_back = True
+            logger.info(
+                "the extension is not serving yet (%s): values "
+                "come from AWS directly until it does",
+                outcomes[not_serving[0]].code,  # type: ignore[union-attr]
+            )
+        return not_serving
+
+    async def _ask_aws(
+        self,
+        direct: list[ValueRequest],
+        deadline: float | None,
+        outcomes: dict[ValueRequest, Outcome],
+    ) -> None:
+        answers = await self._direct_source().fetch(direct, deadline)
+        for request, answer in zip(direct, answers, strict=True):
+            was = outcomes.get(request)
+            outcomes[request] = _fallen_back(answer, was) if was is not None else answer
 
     async def describe_secrets(
         self, requests: Sequence[SecretRequest], deadline: float | None = None
@@ -398,3 +410,15 @@ def _refused_token_hint(sent: str | None) -> str:
             "credentials endpoint itself"
         )
     return f"the extension refused the token given as ExtensionSource(token=...) in {TOKEN_HEADER}"
+
+
+def _checked_fallback(fallback: object) -> Source | Literal["aws"] | None:
+    if fallback is None or fallback == "aws" or isinstance(fallback, Source):
+        return fallback
+    raise ConfigurationError(f"fallback must be 'aws', a source or None, not {fallback!r}")
+
+
+def _checked_port(port: object) -> int:
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ConfigurationError(f"port must be an integer 1 to 65535, not {port!r}")
+    return port

@@ -141,26 +141,30 @@ class StaticSource:
         record = self._parameters.get(path)
         if record is None:
             return FetchError(f"parameter {path} not found", code="ParameterNotFound")
-        if selector is not None and selector.isascii() and selector.isdigit():
+        if selector is None:
+            return _answered(record, None, request.decrypt)
+        missing = self._selector_missing(path, selector, record)
+        if missing is not None:
+            return missing
+        return _answered(record, selector, request.decrypt)
+
+    def _selector_missing(
+        self, path: str, selector: str, record: dict[str, Any]
+    ) -> FetchError | None:
+        """Why ``path``'s ``selector`` (a version or a label) selects nothing, if it does not."""
+        if selector.isascii() and selector.isdigit():
             # Labels never start with a digit: digits are a version.
             if len(selector) > 19 or int(selector) != record["Version"]:
                 return FetchError(
                     f"version {selector} of parameter {path} not found",
                     code="ParameterVersionNotFound",
                 )
-        elif selector is not None and selector not in self._labels[path]:
+        elif selector not in self._labels[path]:
             return FetchError(
                 f"label {selector} of parameter {path} not found",
                 code="ParameterVersionLabelNotFound",
             )
-        record = copy.deepcopy(record)
-        if selector is not None:
-            record["Selector"] = f":{selector}"
-        if record["Type"] == "SecureString" and not request.decrypt:
-            # Stands in for ciphertext; derived from the name, so it says nothing of the value.
-            digest = hashlib.sha256(record["Name"].encode()).digest()[:24]
-            record["Value"] = base64.b64encode(b"static-ciphertext:" + digest).decode()
-        return record
+        return None
 
     def _split_parameter_name(self, name: str) -> tuple[str, str | None] | FetchError:
         """The stored name and the selector (``"3"``, ``"label"``) in a requested name."""
@@ -194,14 +198,7 @@ class StaticSource:
                 code="ValidationException",
             )
         record = self._secrets.get(secret_id) or self._secret_by_arn(secret_id)
-        if selector is None:
-            selected = record is not None and "AWSCURRENT" in record["VersionStages"]
-        else:
-            # The selector is a version id or a staging label, as GetSecretValue takes.
-            selected = record is not None and (
-                selector == record["VersionId"] or selector in record["VersionStages"]
-            )
-        if record is None or not selected:
+        if record is None or not _selects(record, selector):
             what = f"secret {secret_id}" + (f" ({selector})" if selector else "")
             return FetchError(
                 f"{what} not found when referencing Secrets Manager", code="ParameterNotFound"
@@ -249,6 +246,58 @@ class StaticSource:
         return None
 
 
+def _secret_field(where: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``SecretString`` or ``SecretBinary`` of a secret's spec."""
+    if "json" in spec:
+        return {"SecretString": json.dumps(spec["json"])}
+    if "string" in spec and isinstance(spec["string"], str):
+        return {"SecretString": spec["string"]}
+    if "binary" in spec and isinstance(spec["binary"], str):
+        try:
+            base64.b64decode(spec["binary"], validate=True)
+        except ValueError:
+            raise ConfigurationError(f"{where}: 'binary' must be base64") from None
+        return {"SecretBinary": spec["binary"]}
+    raise ConfigurationError(f"{where}: 'string' and 'binary' must be strings")
+
+
+def _secret_version(
+    where: str, spec: Mapping[str, Any], version_id: str, stages: list[str]
+) -> tuple[str, list[str]]:
+    """The version id and staging labels of a secret's spec (else the defaults given)."""
+    version_id = spec.get("version_id", version_id)
+    stages = spec.get("stages", stages)
+    if (
+        not isinstance(version_id, str)
+        or not isinstance(stages, list)
+        or not all(isinstance(s, str) for s in stages)
+    ):
+        raise ConfigurationError(
+            f"{where}: 'version_id' must be a string and 'stages' a list of strings"
+        )
+    return version_id, list(stages)  # our own copy of the stages
+
+
+def _answered(record: dict[str, Any], selector: str | None, decrypt: bool) -> dict[str, Any]:
+    """A copy of ``record`` as ``GetParameter`` answers it for ``selector``."""
+    record = copy.deepcopy(record)
+    if selector is not None:
+        record["Selector"] = f":{selector}"
+    if record["Type"] == "SecureString" and not decrypt:
+        # Stands in for ciphertext; derived from the name, so it says nothing of the value.
+        digest = hashlib.sha256(record["Name"].encode()).digest()[:24]
+        record["Value"] = base64.b64encode(b"static-ciphertext:" + digest).decode()
+    return record
+
+
+def _selects(record: dict[str, Any], selector: str | None) -> bool:
+    """Whether a secret's ``selector`` (a version id or a staging label, as
+    ``GetSecretValue`` takes; none: ``AWSCURRENT``) is this version of it."""
+    if selector is None:
+        return "AWSCURRENT" in record["VersionStages"]
+    return selector == record["VersionId"] or selector in record["VersionStages"]
+
+
 def _split_reference(secret_id: str) -> tuple[str, str | None]:
     """The secret id and the selector (``None`` if no ``:``) after the reference prefix."""
     if secret_id.startswith("arn:"):
@@ -261,46 +310,8 @@ def _split_reference(secret_id: str) -> tuple[str, str | None]:
 
 def _parameter_record(name: str, spec: Any) -> dict[str, Any]:
     where = f"parameter {name!r}"
-    if ":" in name:
-        raise ConfigurationError(
-            f"{where}: a parameter name cannot hold ':', which starts a version or label"
-        )
-    if name.startswith(REFERENCE_PREFIX):
-        raise ConfigurationError(
-            f"{where}: {REFERENCE_PREFIX}... names a secret: put it under 'secrets'"
-        )
-    labels: list[str] = []
-    version = 1
-    kind = "String"
-    if isinstance(spec, str):
-        value = spec
-    elif isinstance(spec, list) and all(isinstance(item, str) for item in spec):
-        value, kind = ",".join(spec), "StringList"
-    elif isinstance(spec, Mapping) and ("value" in spec) != ("json" in spec):
-        unknown = set(spec) - {"value", "json", "type", "version", "labels"}
-        if unknown:
-            raise ConfigurationError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
-        value = json.dumps(spec["json"]) if "json" in spec else spec["value"]
-        if isinstance(value, list):
-            value, kind = ",".join(map(str, value)), "StringList"
-        if not isinstance(value, str):
-            raise ConfigurationError(f"{where}: 'value' must be a string or a list of strings")
-        kind = spec.get("type", kind)
-        version = spec.get("version", 1)
-        labels = spec.get("labels", [])
-        if kind not in _PARAMETER_TYPES:
-            raise ConfigurationError(
-                f"{where}: 'type' must be one of {', '.join(_PARAMETER_TYPES)}"
-            )
-        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise ConfigurationError(f"{where}: 'version' must be a positive integer")
-        if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
-            raise ConfigurationError(f"{where}: 'labels' must be a list of strings")
-        labels = list(labels)  # our own copy
-    else:
-        raise ConfigurationError(
-            f"{where} must be a string, a list of strings, or an object with 'value' or 'json'"
-        )
+    _check_parameter_name(where, name)
+    value, kind, version, labels = _parameter_spec(where, spec)
     return {
         "ARN": f"arn:aws:ssm:local:000000000000:parameter/{name.lstrip('/')}",
         "DataType": "text",
@@ -315,42 +326,70 @@ def _parameter_record(name: str, spec: Any) -> dict[str, Any]:
     }
 
 
+def _check_parameter_name(where: str, name: str) -> None:
+    if ":" in name:
+        raise ConfigurationError(
+            f"{where}: a parameter name cannot hold ':', which starts a version or label"
+        )
+    if name.startswith(REFERENCE_PREFIX):
+        raise ConfigurationError(
+            f"{where}: {REFERENCE_PREFIX}... names a secret: put it under 'secrets'"
+        )
+
+
+def _parameter_spec(where: str, spec: Any) -> tuple[str, str, int, list[str]]:
+    """``(value, type, version, labels)`` of a parameter's spec."""
+    if isinstance(spec, str):
+        return spec, "String", 1, []
+    if isinstance(spec, list) and all(isinstance(item, str) for item in spec):
+        return ",".join(spec), "StringList", 1, []
+    if isinstance(spec, Mapping) and ("value" in spec) != ("json" in spec):
+        return _parameter_object(where, spec)
+    raise ConfigurationError(
+        f"{where} must be a string, a list of strings, or an object with 'value' or 'json'"
+    )
+
+
+def _parameter_object(where: str, spec: Mapping[str, Any]) -> tuple[str, str, int, list[str]]:
+    _check_fields(where, spec, {"value", "json", "type", "version", "labels"})
+    value = json.dumps(spec["json"]) if "json" in spec else spec["value"]
+    kind = "String"
+    if isinstance(value, list):
+        value, kind = ",".join(map(str, value)), "StringList"
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{where}: 'value' must be a string or a list of strings")
+    kind, version, labels = spec.get("type", kind), spec.get("version", 1), spec.get("labels", [])
+    _check_parameter_fields(where, kind, version, labels)
+    return value, kind, version, list(labels)  # our own copy of the labels
+
+
+def _check_parameter_fields(where: str, kind: Any, version: Any, labels: Any) -> None:
+    if kind not in _PARAMETER_TYPES:
+        raise ConfigurationError(f"{where}: 'type' must be one of {', '.join(_PARAMETER_TYPES)}")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ConfigurationError(f"{where}: 'version' must be a positive integer")
+    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+        raise ConfigurationError(f"{where}: 'labels' must be a list of strings")
+
+
+def _check_fields(where: str, spec: Mapping[str, Any], known: set[str]) -> None:
+    unknown = set(spec) - known
+    if unknown:
+        raise ConfigurationError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+
+
 def _secret_record(secret_id: str, spec: Any) -> dict[str, Any]:
     where = f"secret {secret_id!r}"
     version_id = "00000000-0000-4000-8000-" + hashlib.sha256(secret_id.encode()).hexdigest()[:12]
     stages = ["AWSCURRENT"]
-    field: dict[str, Any]
     if isinstance(spec, str):
-        field = {"SecretString": spec}
+        field: dict[str, Any] = {"SecretString": spec}
     elif isinstance(spec, (bytes, bytearray)):
         field = {"SecretBinary": base64.b64encode(spec).decode()}
     elif isinstance(spec, Mapping) and len({"string", "json", "binary"} & set(spec)) == 1:
-        unknown = set(spec) - {"string", "json", "binary", "version_id", "stages"}
-        if unknown:
-            raise ConfigurationError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
-        if "json" in spec:
-            field = {"SecretString": json.dumps(spec["json"])}
-        elif "string" in spec and isinstance(spec["string"], str):
-            field = {"SecretString": spec["string"]}
-        elif "binary" in spec and isinstance(spec["binary"], str):
-            try:
-                base64.b64decode(spec["binary"], validate=True)
-            except ValueError:
-                raise ConfigurationError(f"{where}: 'binary' must be base64") from None
-            field = {"SecretBinary": spec["binary"]}
-        else:
-            raise ConfigurationError(f"{where}: 'string' and 'binary' must be strings")
-        version_id = spec.get("version_id", version_id)
-        stages = spec.get("stages", stages)
-        if (
-            not isinstance(version_id, str)
-            or not isinstance(stages, list)
-            or not all(isinstance(s, str) for s in stages)
-        ):
-            raise ConfigurationError(
-                f"{where}: 'version_id' must be a string and 'stages' a list of strings"
-            )
-        stages = list(stages)  # our own copy
+        _check_fields(where, spec, {"string", "json", "binary", "version_id", "stages"})
+        field = _secret_field(where, spec)
+        version_id, stages = _secret_version(where, spec, version_id, stages)
     else:
         raise ConfigurationError(
             f"{where} must be a string, bytes, or an object with one of 'string', 'json', 'binary'"
