@@ -66,3 +66,10 @@ def micros(seconds: float) -> str:
 
 def millis(seconds: float) -> str:
     return f"{seconds * 1e3:.1f} ms"
+
+
+# What "before" means for the benchmarks that compare this checkout with another's code
+# (bench_warm_path, bench_beyond): main as it was before the work on the limits, the
+# features beyond the peers and the craft (issues 19-21), so that "after" keeps meaning
+# something once that work is on main. ``--before REF`` picks another.
+BEFORE_REF = "838657a"

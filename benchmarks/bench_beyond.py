@@ -1,6 +1,6 @@
 """What the features beyond the peers (issue 20) cost where every request and every cold
 start pays: the warm path and ``import parameters_secrets``, this checkout beside another
-ref's (``main`` by default), in one run.
+ref's (``BEFORE_REF`` by default: main before issues 19-21), in one run.
 
 1. The warm path, per request, 10 values (5 parameters, 5 secrets, from a
    ``StaticSource``, loaded before timing): a no-op ASGI app and a FastAPI app, each
@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
-from benchmarks._common import Table, median
+from benchmarks._common import BEFORE_REF, Table, median
 from benchmarks.bench_warm_path import (
     Timer,
     _fastapi,
@@ -103,7 +103,7 @@ def import_seconds(before_dir: str | None, before_name: str, count: int) -> dict
     return {label: median(values) for label, values in samples.items()}
 
 
-def run(quick: bool = False, before: str = "main") -> Table:
+def run(quick: bool = False, before: str = BEFORE_REF) -> Table:
     rounds, per_round, imports = (5, 2_000, 7) if quick else (15, 5_000, 21)
     started = time.perf_counter()
     provider = _meter_provider()
@@ -175,6 +175,6 @@ def _table(
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--before", default="main", help="git ref to compare with")
+    parser.add_argument("--before", default=BEFORE_REF, help="git ref to compare with")
     arguments = parser.parse_args()
     print(run(arguments.quick, arguments.before).text())

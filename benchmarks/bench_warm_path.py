@@ -1,5 +1,6 @@
 """The warm path at its floor: what the middleware and the store's warm reads cost, with
-no HTTP and no upstream, this checkout's code beside another's (``main`` by default).
+no HTTP and no upstream, this checkout's code beside another's (by default
+``BEFORE_REF``: main before issues 19-21).
 
 Each row times one call, many times (median): the same app bare and wrapped with
 ``ParametersSecretsMiddleware`` (10 values: 5 parameters, 5 secrets, from a
@@ -14,7 +15,7 @@ a warm request:
 * a warm ``await store.get("p0")`` and ``store.get_sync("p0")``, beside a bare
   ``await`` of a coroutine and a bare function call returning a dict item.
 
-"Before" is the package as of a git ref (``--before REF``, default ``main``), extracted
+"Before" is the package as of a git ref (``--before REF``, default ``BEFORE_REF``), extracted
 into a temporary directory and imported under another name, so both run in one process,
 interleaved in rounds (the order rotated each round). Without git or the ref, only this
 checkout's numbers are printed.
@@ -42,7 +43,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 
-from benchmarks._common import Table, median
+from benchmarks._common import BEFORE_REF, Table, median
 from benchmarks._upstreams import LAMBDA_KEYS as KEYS
 from benchmarks._upstreams import LAMBDA_PARAMETERS, LAMBDA_SECRETS
 from tests.lambda_events import LambdaContext, make_event
@@ -273,7 +274,7 @@ def measure(all_timers: dict[str, Timer], *, rounds: int, per_round: int) -> dic
     return {name: median(values) / 1000 for name, values in samples.items()}
 
 
-def run(quick: bool = False, before: str = "main") -> Table:
+def run(quick: bool = False, before: str = BEFORE_REF) -> Table:
     rounds, per_round = (5, 2_000) if quick else (20, 5_000)
     started = time.perf_counter()
     import parameters_secrets as this
@@ -319,6 +320,6 @@ def _table(
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--before", default="main", help="git ref to compare with")
+    parser.add_argument("--before", default=BEFORE_REF, help="git ref to compare with")
     arguments = parser.parse_args()
     print(run(arguments.quick, arguments.before).text())

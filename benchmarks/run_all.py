@@ -3,6 +3,9 @@
 
     python -m benchmarks.run_all            # the full run (a few minutes on 2 cores)
     python -m benchmarks.run_all --quick    # fewer repetitions, well under a minute each
+    python -m benchmarks.run_all --only bench_warm_path bench_sync_refresh
+                                            # these alone: their tables replace (or join)
+                                            # theirs in RESULTS.md, marked with their run
 
 A benchmark that fails is reported (traceback on stderr, a line in RESULTS.md) and the
 others still run; the exit status is then 1.
@@ -99,6 +102,23 @@ def write_markdown(
     RESULTS_MD.write_text("\n".join(parts), encoding="utf-8")
 
 
+def update_markdown(tables: Sequence[Table], quick: bool, elapsed: float, commit: str) -> None:
+    """Put ``tables`` into RESULTS.md in place of the sections of the same title (or after
+    the others), each marked with its own run: the rest keeps the run it came from."""
+    text = RESULTS_MD.read_text(encoding="utf-8")
+    head, *sections = text.split("\n### ")
+    by_title = {section.split("\n", 1)[0]: "### " + section for section in sections}
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    mode = "quick run" if quick else "full run"
+    for table in tables:
+        run = f"- This table alone: `--only`, {mode}, {now}, commit {commit}, {elapsed:.0f} s."
+        by_title[table.title] = table.markdown() + run + "\n"
+    RESULTS_MD.write_text(
+        "\n".join([head.rstrip("\n") + "\n", *(s.rstrip("\n") + "\n" for s in by_title.values())]),
+        encoding="utf-8",
+    )
+
+
 def write_chart(tables: Sequence[Table]) -> bool:
     """One horizontal bar subplot per table with headline numbers; False without matplotlib."""
     charted = [table for table in tables if table.headline]
@@ -146,13 +166,26 @@ def write_chart(tables: Sequence[Table]) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run_all", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="NAME",
+        help="run these benchmarks alone (bench_warm_path ...): their tables replace theirs "
+        "in RESULTS.md, the others and the chart stay",
+    )
     args = parser.parse_args(argv)
     # Before the run: once the chart is written, the tree has changes of our own making.
     commit = _commit()
     started = time.perf_counter()
     tables: list[Table] = []
     failures: list[str] = []
-    for name in discover():
+    names = discover()
+    if args.only:
+        wanted = {f"benchmarks.{name.removesuffix('.py')}" for name in args.only}
+        if unknown := wanted - set(names):
+            parser.error(f"no such benchmark: {', '.join(sorted(unknown))}")
+        names = [name for name in names if name in wanted]
+    for name in names:
         print(f"--- {name}{' (quick)' if args.quick else ''}", flush=True)
         module_started = time.perf_counter()
         try:
@@ -166,6 +199,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(table.text(), flush=True)
         print(f"({name}: {time.perf_counter() - module_started:.0f} s)\n", flush=True)
     elapsed = time.perf_counter() - started
+    if args.only:
+        update_markdown(tables, args.quick, elapsed, commit)
+        print(f"updated {RESULTS_MD.relative_to(HERE.parent)} ({elapsed:.0f} s)")
+        return 1 if failures else 0
     if write_chart(tables):
         print(f"wrote {RESULTS_PNG.relative_to(HERE.parent)}")
     write_markdown(tables, failures, args.quick, elapsed, commit)
