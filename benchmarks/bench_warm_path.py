@@ -122,12 +122,19 @@ def package_at(ref: str) -> Iterator[ModuleType | None]:
 # -- the apps -----------------------------------------------------------------------------
 
 
+def _static_source(package: ModuleType) -> Any:
+    try:
+        return importlib.import_module(f"{package.__name__}.sources").StaticSource
+    except ModuleNotFoundError:  # a package from before parameters_secrets.sources
+        return package.StaticSource
+
+
 def _store(package: ModuleType) -> Any:
     values = {
         key: package.Parameter(name) if kind == "parameter" else package.Secret(name)
         for key, (kind, name) in KEYS.items()
     }
-    source = package.StaticSource(
+    source = _static_source(package)(
         parameters={name: entry["value"] for name, entry in LAMBDA_PARAMETERS.items()},
         secrets=LAMBDA_SECRETS,
     )
