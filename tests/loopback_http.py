@@ -100,13 +100,22 @@ class ASGIRequestHandler(BaseHTTPRequestHandler):
             return
         if not self.parse_request():  # it has answered the error itself
             return
+        anyio.run(self._call_app, self._read_body())
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks = []
+            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            while self.rfile.readline().strip():  # trailers
+                pass
+            return b"".join(chunks)
         length = self.headers.get("Content-Length", "0")
-        if "Transfer-Encoding" in self.headers or not length.isdigit():
-            self.close_connection = True  # no chunked request bodies here: nor a next request
-            body = b""
-        else:
-            body = self.rfile.read(int(length))
-        anyio.run(self._call_app, body)
+        if not length.isdigit():
+            self.close_connection = True  # no body to read: nor a next request
+            return b""
+        return self.rfile.read(int(length))
 
     async def _call_app(self, body: bytes) -> None:
         path, _, query = self.path.partition("?")
@@ -128,7 +137,7 @@ class ASGIRequestHandler(BaseHTTPRequestHandler):
             "server": self.server.server_address,
         }
         request: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
-        started = complete = False
+        started = complete = chunked = False
 
         async def receive() -> Message:
             if request:
@@ -137,21 +146,22 @@ class ASGIRequestHandler(BaseHTTPRequestHandler):
             return {"type": "http.disconnect"}
 
         async def send(message: Message) -> None:
-            nonlocal started, complete
+            nonlocal started, complete, chunked
             if message["type"] == "http.response.start":
                 self.send_response_only(message["status"])
                 names = set()
                 for name, value in message.get("headers", []):
                     names.add(name.lower())
                     self.send_header(name.decode("latin-1"), value.decode("latin-1"))
-                if b"content-length" not in names:  # the body ends with the connection
-                    self.send_header("Connection", "close")
+                chunked = b"transfer-encoding" in names
+                if not names & {b"content-length", b"transfer-encoding"}:
+                    self.send_header("Connection", "close")  # the body ends with it
                 self.end_headers()
                 started = True
             elif message["type"] == "http.response.body" and started and not complete:
-                if self.command != "HEAD":
-                    self.wfile.write(message.get("body", b""))  # raises once the client is gone
                 complete = not message.get("more_body", False)
+                if self.command != "HEAD":
+                    self._write(message.get("body", b""), chunked=chunked, last=complete)
 
         try:
             await cast(LoopbackASGIServer, self.server).app(scope, receive, send)
@@ -165,6 +175,16 @@ class ASGIRequestHandler(BaseHTTPRequestHandler):
             return
         if not complete:  # the app stopped answering (its client went away)
             self._cut()
+
+    def _write(self, body: bytes, *, chunked: bool, last: bool) -> None:
+        """Send a piece of the body (raises once the client is gone)."""
+        if not chunked:
+            self.wfile.write(body)
+            return
+        if body:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(body), body))
+        if last:
+            self.wfile.write(b"0\r\n\r\n")
 
     async def _disconnected(self) -> None:
         """Return once the client has closed its end, or the server cut the connection."""

@@ -42,6 +42,7 @@ from parameters_secrets.sources import (
     Source,
     ValueRequest,
 )
+from tests import faults
 from tests.conftest import TOKEN, FakeClock
 from tests.extension_server import FakeExtension
 from tests.lambda_events import LambdaContext, invoke
@@ -69,7 +70,7 @@ def slow_extension(extension: FakeExtension) -> FakeExtension:
     extension.put_parameter("/app/api-key", "key-1", type="SecureString")
     extension.put_parameter("/app/flags", json.dumps({"beta": True}))
     extension.put_secret("prod/db", string=json.dumps({"password": "pw-1"}))
-    extension.fail("slow", delay=DELAY)
+    extension.fail(faults.delay(DELAY))
     return extension
 
 
@@ -229,7 +230,7 @@ def test_a_waiter_keeps_its_loop_running_while_another_thread_fetches(
 ) -> None:
     store = store_on(slow_extension)
     slow_extension.clear_faults()
-    slow_extension.fail("slow", delay=1.0)
+    slow_extension.fail(faults.delay(1.0))
     leader = Started(threading.Event())
     leader.start(1, store.load_sync)
     leader.go.set()
@@ -266,7 +267,7 @@ def test_a_waiter_gives_up_by_its_own_time_bound_not_the_leaders(
     slow_extension: FakeExtension, event_loop_per_test: asyncio.AbstractEventLoop
 ) -> None:
     slow_extension.clear_faults()
-    slow_extension.fail("slow", delay=3.0)
+    slow_extension.fail(faults.delay(3.0))
     store = store_on(slow_extension)
     leader = Started(threading.Event())
     leader.start(1, store.load_sync)  # no deadline: the leader waits up to 10 s
@@ -355,7 +356,7 @@ def test_a_failed_leader_gives_every_waiting_thread_its_error(
     slow_extension: FakeExtension,
 ) -> None:
     slow_extension.clear_faults()
-    slow_extension.fail("error_500", delay=DELAY)
+    slow_extension.fail(faults.server_error("InternalServerError").after(DELAY))
     store = store_on(slow_extension)
 
     def load() -> str:

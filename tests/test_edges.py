@@ -44,6 +44,7 @@ from parameters_secrets.sources import (
     Source,
     StaticSource,
 )
+from tests import faults
 from tests.conftest import TOKEN, FakeClock, detail_503
 from tests.extension_server import FakeExtension
 from tests.lambda_events import LambdaContext, invoke
@@ -105,7 +106,7 @@ def test_extension_trickling_its_answer_is_cut_off_by_the_lambdas_remaining_time
     extension: FakeExtension,
 ) -> None:
     extension.put_secret("prod/db", string=json.dumps({"password": "p" * 200}))
-    extension.fail("trickle", delay=0.2)  # the right answer, one byte every 0.2 s
+    extension.fail(faults.trickle(0.2))  # the right answer, one byte every 0.2 s
     handler = Mangum(
         middleware({"db": Secret("prod/db")}, ExtensionSource(extension.port, TOKEN)),
         lifespan="off",
@@ -371,7 +372,7 @@ def test_concurrent_first_requests_under_trio_make_one_upstream_call_per_key(
 ) -> None:
     extension.put_parameter("/p", "v")
     extension.put_secret("s", string="w")
-    extension.fail("slow", delay=0.2, times=2)
+    extension.fail(faults.delay(0.2), times=2)
     app = middleware(
         {"p": Parameter("/p"), "s": Secret("s")}, ExtensionSource(extension.port, TOKEN)
     )

@@ -34,6 +34,7 @@ from parameters_secrets import (
 from parameters_secrets._declarations import ParameterRequest, ValueRequest
 from parameters_secrets._sources import Outcome
 from parameters_secrets.sources import AwsSource, Credentials, ExtensionSource, Source
+from tests import faults
 from tests.extension_server import FakeExtension
 from tests.hanging_server import HangingServer
 from tests.processes import free_port
@@ -179,7 +180,7 @@ async def test_a_starting_extension_is_asked_again_for_about_one_second(
     source = ExtensionSource(extension.port, TOKEN, settings=Settings())
     # Its pool made and used once: what is measured is the retrying, not a first use.
     assert await source.fetch([ParameterRequest("/app/flags")])
-    extension.fail("not_ready")
+    extension.fail(faults.NOT_READY)
     asked_before = extension.calls("parameter", "/app/flags")
     # Every pause as long as the backoff allows (full jitter's worst case): the last one
     # must still end with the second.
