@@ -64,6 +64,7 @@ class FakeCloudExtensions:
         self.roles_asked: list[str] = []
         self.asked_at: list[float] = []  # when each Secrets Manager request came
         self._faults = FaultRules()
+        self.faults_met: list[Fault | None] = []  # for each request, the fault it met
 
     def fail(self, fault: Fault, *, times: int | None = None, match: str | None = None) -> None:
         """Make requests for operation ``match`` (``GetParameter``, ``GetParameters``,
@@ -83,6 +84,7 @@ class FakeCloudExtensions:
                 break
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         fault = self._faults.take({self._count(scope, headers)})
+        self.faults_met.append(fault)
 
         async def answer() -> faults.Answer:
             status, error_type, answer = self._answer(scope, headers, body)

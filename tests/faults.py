@@ -96,7 +96,7 @@ def status(
 ) -> Fault:
     """An error answer: ``{"__type": aws_code, "message": message}`` (the upstream's own
     error shape), or the text ``message`` if ``aws_code`` is ``None``."""
-    return Fault("status", code, aws_code, f"{message} (injected)", retry_after=retry_after)
+    return Fault("status", code, aws_code, message, retry_after=retry_after)
 
 
 def server_error(aws_code: str = "InternalFailure") -> Fault:

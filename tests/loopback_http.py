@@ -43,6 +43,7 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
     ) -> None:
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
+        self._sent = 0
         self._on_accept = on_accept
         super().__init__(("127.0.0.1", port), handler)
 
@@ -62,6 +63,16 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
         """Connections accepted and not yet closed."""
         with self._open_lock:
             return len(self._open)
+
+    @property
+    def bytes_sent(self) -> int:
+        """Bytes of answers' bodies written to clients (by ``ASGIRequestHandler``)."""
+        with self._open_lock:
+            return self._sent
+
+    def count_sent(self, size: int) -> None:
+        with self._open_lock:
+            self._sent += size
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Silence tracebacks of connections the client (or an injected fault) broke."""
@@ -180,11 +191,11 @@ class ASGIRequestHandler(BaseHTTPRequestHandler):
         """Send a piece of the body (raises once the client is gone)."""
         if not chunked:
             self.wfile.write(body)
-            return
-        if body:
+        elif body:
             self.wfile.write(b"%x\r\n%s\r\n" % (len(body), body))
-        if last:
+        if chunked and last:
             self.wfile.write(b"0\r\n\r\n")
+        cast(LoopbackHTTPServer, self.server).count_sent(len(body))
 
     async def _disconnected(self) -> None:
         """Return once the client has closed its end, or the server cut the connection."""
@@ -249,6 +260,11 @@ class ServedInThread:
         if thread is not None:
             thread.join(timeout=5)
         self._server = self._thread = None
+
+    @property
+    def bytes_sent(self) -> int:
+        """Bytes of answers' bodies sent by the server running now (0 if stopped)."""
+        return 0 if self._server is None else self._server.bytes_sent
 
     def __enter__(self: S) -> S:
         return self.start()
