@@ -168,7 +168,7 @@ class FakeExtension(ServedInThread):
     def __init__(self, *, token: str = DEFAULT_TOKEN) -> None:
         self.token = token
         super().__init__()
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         # name -> StaticSource's spec of each version, oldest first
         self._parameters: dict[str, list[dict[str, Any]]] = {}
         self._secrets: dict[str, list[dict[str, Any]]] = {}
@@ -291,6 +291,12 @@ class FakeExtension(ServedInThread):
         with self._lock:
             return sum(self._calls.values())
 
+    def wait_for_calls(self, total: int, timeout: float = 10.0) -> bool:
+        """Wait (bounded) until ``total_calls`` reaches ``total``: a request sent over a
+        socket is recorded in a server thread, in its own time."""
+        with self._lock:
+            return self._lock.wait_for(lambda: sum(self._calls.values()) >= total, timeout)
+
     @property
     def requests(self) -> list[RecordedRequest]:
         """Every request received, any path or method, oldest first (a copy)."""
@@ -394,6 +400,7 @@ class FakeExtension(ServedInThread):
             if kind is not None and name is not None:
                 self._calls[(kind, name)] = self._calls.get((kind, name), 0) + 1
                 self._call_log.append((kind, name, chosen))
+                self._lock.notify_all()
             return chosen
 
     def _count_cut_off(self) -> None:

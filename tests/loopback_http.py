@@ -42,7 +42,7 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
         on_accept: Callable[[], None] = lambda: None,
     ) -> None:
         self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
+        self._open_lock = threading.Condition()
         self._sent = 0
         self._on_accept = on_accept
         super().__init__(("127.0.0.1", port), handler)
@@ -54,15 +54,21 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
+        super().shutdown_request(request)
         with self._open_lock:
             self._open.discard(request)
-        super().shutdown_request(request)
+            self._open_lock.notify_all()
 
     @property
     def open_connections(self) -> int:
         """Connections accepted and not yet closed."""
         with self._open_lock:
             return len(self._open)
+
+    def wait_all_closed(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` s) until every accepted connection is closed."""
+        with self._open_lock:
+            return self._open_lock.wait_for(lambda: not self._open, timeout)
 
     @property
     def bytes_sent(self) -> int:
@@ -260,6 +266,11 @@ class ServedInThread:
         if thread is not None:
             thread.join(timeout=5)
         self._server = self._thread = None
+
+    def wait_all_closed(self, timeout: float = 5.0) -> bool:
+        """Wait (bounded) until the server has seen every connection it accepted close:
+        a client's close reaches it shortly after the client made it."""
+        return self._server is None or self._server.wait_all_closed(timeout)
 
     @property
     def bytes_sent(self) -> int:

@@ -422,11 +422,7 @@ def test_a_new_loop_per_invocation_leaves_no_socket_open_and_no_warning(
     assert statuses == [200] * 30
     assert extension.total_calls == 60
     assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
-    for _ in range(100):  # the server sees the clients' closes shortly after they happen
-        if extension.open_connections == 0:
-            break
-        time.sleep(0.01)
-    assert extension.open_connections == 0
+    assert extension.wait_all_closed()  # the server sees the clients' closes
 
 
 @pytest.mark.parametrize("runner", ["asyncio.run", "anyio.run on asyncio", "anyio.run on trio"])
@@ -446,11 +442,7 @@ def test_pools_close_when_their_loop_ends_without_aclose(
     else:
         status = anyio.run(one_invocation, backend=runner.rsplit(" ", 1)[1])
     assert (status, extension.connections) == (200, 1)
-    for _ in range(100):  # the server sees the client's close shortly after it happens
-        if extension.open_connections == 0:
-            break
-        time.sleep(0.01)
-    assert extension.open_connections == 0
+    assert extension.wait_all_closed()  # the server sees the client's close
 
 
 # --- 6. each declaration keeps its own TTL ---------------------------------------------
