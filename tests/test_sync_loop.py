@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import warnings
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
@@ -57,10 +56,7 @@ def on_extension(extension: FakeExtension, *names: str) -> ParametersSecrets:
 
 
 def wait_until_the_server_sees_every_close(extension: FakeExtension) -> None:
-    for _ in range(100):  # the server sees the client's close shortly after it happens
-        if extension.open_connections == 0:
-            return
-        time.sleep(0.01)
+    extension.wait_all_closed()  # the server sees the client's close shortly after it
 
 
 # -- connections are reused ----------------------------------------------------------------
