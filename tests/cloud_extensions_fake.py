@@ -5,10 +5,10 @@ the Secrets Manager extension (``GET /secretsmanager/get?secretId=``, the SSRF t
 ``X-Aws-Parameters-Secrets-Token`` and SigV4 for ``secretsmanager``, as the runtime
 requires by default; ``roleArn`` answers from ``role_secrets[role]``, as the runtime
 keeps a cache per role). Errors carry ``X-Amzn-Errortype``, with ``message`` from the
-extension and ``Message`` from the runtime; ``loading(n)`` makes the next n requests
-answer 503 ``ServiceUnavailableException`` (the runtime's, ``Message``), as an extension
-that is still loading does; ``throttle(n, retry_after)`` the next n 429
-``ThrottlingException`` with ``Retry-After``. Counts every request by operation.
+extension and ``Message`` from the runtime. Faults are ``tests/faults.py``'s, answered
+as the runtime answers (``Message``): ``fail(LOADING, times=n)`` is an extension still
+loading; ``fail(faults.throttle(retry_after="5"), match="secretsmanager/get")`` a 429
+with ``Retry-After`` (``match``: the operation). Counts every request by operation.
 
     fake = FakeCloudExtensions(credentials=("AKID", "secret", None), token="ssrf")
     fake.parameters["/app/key"] = "v"
@@ -31,8 +31,20 @@ import httpx
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
 
+from tests import faults
+from tests.faults import Fault, FaultRules
+
 REGION = "us-east-1"
 TOKEN_HEADER = "x-aws-parameters-secrets-token"
+LOADING = faults.status(503, "ServiceUnavailableException", "the extension is loading")
+_JSON = b"application/x-amz-json-1.1"
+
+
+def _runtime_error(fault: Fault) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """An error as the runtime words it (``Message``)."""
+    code = (fault.aws_code or "").encode()
+    headers = [(b"content-type", _JSON), (b"x-amzn-errortype", code)]
+    return headers, json.dumps({"Message": fault.message}).encode()
 
 
 class FakeCloudExtensions:
@@ -50,20 +62,14 @@ class FakeCloudExtensions:
         self.calls: Counter[str] = Counter()
         self.signatures_checked = 0
         self.roles_asked: list[str] = []
-        self.throttled_at: list[float] = []  # when each 429 was answered (monotonic)
         self.asked_at: list[float] = []  # when each Secrets Manager request came
-        self._loading = 0
-        self._throttle = 0
-        self._retry_after = "0"
+        self._faults = FaultRules()
+        self.faults_met: list[Fault | None] = []  # for each request, the fault it met
 
-    def throttle(self, requests: int, retry_after: str) -> None:
-        """Answer the next ``requests`` Secrets Manager requests 429 ThrottlingException
-        with ``Retry-After: retry_after``."""
-        self._throttle, self._retry_after = requests, retry_after
-
-    def loading(self, requests: int) -> None:
-        """Answer the next ``requests`` requests 503 ServiceUnavailableException."""
-        self._loading = requests
+    def fail(self, fault: Fault, *, times: int | None = None, match: str | None = None) -> None:
+        """Make requests for operation ``match`` (``GetParameter``, ``GetParameters``,
+        ``secretsmanager/get``; ``None``: every one) meet ``fault``."""
+        self._faults.add(fault, times=times, match=match)
 
     def transport(self) -> httpx.ASGITransport:
         return httpx.ASGITransport(app=self)
@@ -77,15 +83,33 @@ class FakeCloudExtensions:
             if not message.get("more_body"):
                 break
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        status, error_type, answer = self._answer(scope, headers, body)
-        response_headers = [(b"content-type", b"application/x-amz-json-1.1")]
-        if error_type is not None:
-            response_headers.append((b"x-amzn-errortype", error_type.encode()))
-        if status == 429:
-            response_headers.append((b"retry-after", self._retry_after.encode()))
-        payload = json.dumps(answer).encode()
-        await send({"type": "http.response.start", "status": status, "headers": response_headers})
-        await send({"type": "http.response.body", "body": payload})
+        fault = self._faults.take({self._count(scope, headers)})
+        self.faults_met.append(fault)
+
+        async def answer() -> faults.Answer:
+            status, error_type, answer = self._answer(scope, headers, body)
+            response_headers = [(b"content-type", _JSON)]
+            if error_type is not None:
+                response_headers.append((b"x-amzn-errortype", error_type.encode()))
+            return status, response_headers, json.dumps(answer).encode()
+
+        if fault is None:
+            status, response_headers, payload = await answer()
+            start = {"type": "http.response.start", "status": status, "headers": response_headers}
+            await send(start)
+            await send({"type": "http.response.body", "body": payload})
+        else:
+            await faults.inject(fault, scope, receive, send, answer, error_body=_runtime_error)
+
+    def _count(self, scope: Any, headers: dict[str, str]) -> str:
+        """Count the request by operation; return the operation."""
+        if scope["path"] == "/parameterstore":
+            operation = headers.get("x-amz-target", "").removeprefix("AmazonSSM.")
+        else:
+            operation = scope["path"].removeprefix("/")
+            self.asked_at.append(time.monotonic())
+        self.calls[operation] += 1
+        return operation
 
     def _answer(
         self, scope: Any, headers: dict[str, str], body: bytes
@@ -93,10 +117,6 @@ class FakeCloudExtensions:
         path, method = scope["path"], scope["method"]
         if method == "POST" and path == "/parameterstore":
             operation = headers.get("x-amz-target", "").removeprefix("AmazonSSM.")
-            self.calls[operation] += 1
-            if self._loading > 0:
-                self._loading -= 1
-                return 503, "ServiceUnavailableException", {"Message": "the extension is loading"}
             if not self._signed_right(scope, headers, body):
                 return 400, "AccessDeniedException", {"Message": "SIGNATURE_MISMATCH"}
             return self._parameter_store(operation, json.loads(body))
@@ -105,15 +125,6 @@ class FakeCloudExtensions:
         return 400, "ValidationException", {"Message": "unknown operation"}
 
     def _secrets_manager(self, scope: Any, headers: dict[str, str]) -> tuple[int, str | None, Any]:
-        self.calls["secretsmanager/get"] += 1
-        self.asked_at.append(time.monotonic())
-        if self._loading > 0:
-            self._loading -= 1
-            return 503, "ServiceUnavailableException", {"Message": "the extension is loading"}
-        if self._throttle > 0:
-            self._throttle -= 1
-            self.throttled_at.append(time.monotonic())
-            return 429, "ThrottlingException", {"message": "too many calls in flight"}
         if "x-forwarded-for" in headers:
             return 400, "BadRequestException", {"message": "X-Forwarded-For is refused"}
         if "authorization" not in headers:

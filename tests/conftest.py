@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse
 
 from parameters_secrets import LoadError
 from parameters_secrets._settings import ENVIRONMENT
+from tests import faults
 from tests.extension_server import FakeExtension
 from tests.moto_server import CountingProxy, MotoServer
 
@@ -135,3 +136,16 @@ def moto_proxy(moto: MotoServer) -> Iterator[CountingProxy]:
     """A ``CountingProxy`` in front of ``moto``: point clients at ``moto_proxy.url``."""
     with CountingProxy(moto.url) as proxy:
         yield proxy
+
+
+@pytest.fixture
+def hanging(moto_proxy: CountingProxy) -> CountingProxy:
+    """An AWS endpoint that never answers: every request reaches the proxy (in front of
+    moto) and is held there (``faults.hang()``), until the client gives up."""
+    moto_proxy.fail(faults.hang())
+    return moto_proxy
+
+
+def hung(upstream: CountingProxy) -> bool:
+    """The upstream was asked, and the request met the hang (not a refusal, not an answer)."""
+    return upstream.wait_for_total(1) and upstream.faults_met()[0] == faults.hang()

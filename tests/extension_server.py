@@ -28,77 +28,50 @@ answers from one ``StaticSource`` per generation (the newest version of each nam
 the one before, ...), asked newest first: a version, label, stage or version id that only
 an older version holds is answered by that version, as SSM and Secrets Manager answer it.
 
-A fault applies to matching requests (``name``, ``times``, and a ``probability`` drawn
-from its own seeded generator), and ``call_log()`` tells which requests it was applied
-to: a test asserts that the fault it injected is what happened. A slow or trickled answer
-that the client stopped waiting for counts in ``cut_off``.
+Faults are ``tests/faults.py``'s (``fail(faults.NOT_READY, times=3, match="/app/key")``:
+``match`` is the name or secret id asked for), and ``call_log()`` tells which requests
+each met: a test asserts that the fault it injected is what happened. A late or trickled
+answer that the client stopped waiting for counts in ``cut_off``.
 """
 
 from __future__ import annotations
 
 import base64
-import json
-import random
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 from urllib.parse import parse_qsl
 
-import anyio
 import httpx
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from parameters_secrets import FetchError, Settings
 from parameters_secrets._declarations import Record, ValueRequest
 from parameters_secrets._server import PARAMETER_PATHS, SECRET_PATHS, ExtensionServer
 from parameters_secrets.sources import StaticSource
+from tests import faults
+from tests.faults import Fault, FaultRules
 from tests.loopback_http import LoopbackASGIServer, ServedInThread
 
-__all__ = ["ConnectionCut", "FakeExtension", "FaultMode", "RecordedRequest"]
+__all__ = ["FakeExtension", "RecordedRequest"]
 
-FaultMode = Literal[
-    "error_500",  # 500 InternalServerError
-    "throttle",  # 400 ThrottlingException
-    "slow",  # the right answer, after ``delay``
-    "malformed_json",  # a 200 with the first half of the right answer's JSON
-    "no_value",  # a 200 with the right answer's JSON, without its values
-    "drop_mid_body",  # the right answer's head and half its body, then the connection is cut
-    "not_ready",  # 400 "not ready to serve traffic, please wait", as text
-    "access_denied",  # 400 AccessDeniedException
-    "trickle",  # the right answer, one byte every ``delay`` seconds (0.2 s by default)
-    # In process only (``transport()``): httpx.ConnectError. Over a socket, ``stop()``.
-    "refused",
-]
 Kind = Literal["parameter", "secret"]
 
 DEFAULT_TOKEN = "test-session-token"
-TRICKLE_SECONDS = 0.2
-_VALUE_FIELDS = frozenset({"Value", "SecretString", "SecretBinary"})
-_JSON = b"application/json"
 
 
-def _error(code: str, message: str) -> bytes:
-    return json.dumps({"__type": code, "message": f"{message} (injected)"}).encode()
+def _error_body(fault: Fault) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    return faults.aws_error(fault, content_type=b"application/json")
 
 
-_FIXED_ANSWERS: dict[str, tuple[int, bytes, bytes]] = {  # mode: status, content type, body
-    "error_500": (500, _JSON, _error("InternalServerError", "Internal server error")),
-    "throttle": (400, _JSON, _error("ThrottlingException", "Rate exceeded")),
-    "access_denied": (400, _JSON, _error("AccessDeniedException", "User is not authorized")),
-    "not_ready": (400, b"text/plain; charset=utf-8", b"not ready to serve traffic, please wait"),
-}
+def _is_refused(fault: Fault) -> bool:
+    return fault.kind == "refused"
 
 
-class ConnectionCut(httpx.RemoteProtocolError):
-    """What httpx raises when a peer closes the connection before the whole body came.
-
-    The fake raises it after sending half a body (``drop_mid_body``): in process,
-    ``httpx.ASGITransport`` hands the app's exception to the client, so the client gets
-    this very error; over a socket, the server cuts the connection instead, and httpx
-    raises its own ``RemoteProtocolError``.
-    """
+def _is_answered(fault: Fault) -> bool:
+    return fault.kind != "refused"
 
 
 @dataclass(frozen=True)
@@ -111,20 +84,6 @@ class RecordedRequest:
     headers: dict[str, str]
     raw_query: str = ""
     method: str = "GET"
-
-
-@dataclass
-class _Fault:
-    mode: FaultMode
-    times: int | None
-    name: str | None
-    delay: float
-    probability: float = 1.0
-    rng: random.Random | None = None
-
-    def applies(self) -> bool:
-        """Draw whether this matching request gets the fault (called under the lock)."""
-        return self.rng is None or self.rng.random() < self.probability
 
 
 def _recorded(
@@ -209,7 +168,7 @@ class FakeExtension(ServedInThread):
     def __init__(self, *, token: str = DEFAULT_TOKEN) -> None:
         self.token = token
         super().__init__()
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         # name -> StaticSource's spec of each version, oldest first
         self._parameters: dict[str, list[dict[str, Any]]] = {}
         self._secrets: dict[str, list[dict[str, Any]]] = {}
@@ -217,10 +176,10 @@ class FakeExtension(ServedInThread):
         self._answers = ExtensionServer(
             _Versions(self), token=token, settings=Settings(cache_enabled=False)
         )
-        self._faults: list[_Fault] = []
+        self._faults = FaultRules()
         self._requests: list[RecordedRequest] = []
         self._calls: dict[tuple[str, str], int] = {}
-        self._call_log: list[tuple[Kind, str, FaultMode | None]] = []
+        self._call_log: list[tuple[Kind, str, Fault | None]] = []
         self._connections = 0
         self._cut_off = 0
 
@@ -332,6 +291,12 @@ class FakeExtension(ServedInThread):
         with self._lock:
             return sum(self._calls.values())
 
+    def wait_for_calls(self, total: int, timeout: float = 10.0) -> bool:
+        """Wait (bounded) until ``total_calls`` reaches ``total``: a request sent over a
+        socket is recorded in a server thread, in its own time."""
+        with self._lock:
+            return self._lock.wait_for(lambda: sum(self._calls.values()) >= total, timeout)
+
     @property
     def requests(self) -> list[RecordedRequest]:
         """Every request received, any path or method, oldest first (a copy)."""
@@ -357,8 +322,8 @@ class FakeExtension(ServedInThread):
         with self._lock:
             return self._cut_off
 
-    def call_log(self) -> list[tuple[Kind, str, FaultMode | None]]:
-        """``(kind, name, fault mode applied or None)`` for every request received on the
+    def call_log(self) -> list[tuple[Kind, str, Fault | None]]:
+        """``(kind, name, fault met or None)`` for every request received on the
         two API endpoints with a name, in the order received (a copy)."""
         with self._lock:
             return list(self._call_log)
@@ -375,35 +340,20 @@ class FakeExtension(ServedInThread):
 
     def fail(
         self,
-        mode: FaultMode,
+        fault: Fault,
         *,
         times: int | None = None,
-        name: str | None = None,
-        delay: float = 0.0,
+        match: str | None = None,
         probability: float = 1.0,
         seed: int | None = None,
     ) -> None:
-        """Make matching requests fail. ``times=None``: until ``clear_faults()``;
-        ``name=None``: every request. ``delay`` is waited before any mode's answer (for
-        ``trickle``, between two bytes). ``probability`` < 1: each matching request gets
-        the fault with that probability, drawn from ``random.Random(seed)`` (a request
-        that draws no fault does not count towards ``times``). Faults stack; the oldest
-        matching one that applies is used."""
-        if mode not in get_args(FaultMode):
-            raise ValueError(f"unknown fault mode {mode!r}")
-        if times is not None and times < 1:
-            raise ValueError("times must be >= 1 or None")
-        if not 0.0 < probability <= 1.0:
-            raise ValueError("probability must be in (0, 1]")
-        if delay < 0:
-            raise ValueError("delay must be >= 0")
-        rng = random.Random(seed) if probability < 1.0 else None
-        with self._lock:
-            self._faults.append(_Fault(mode, times, name, delay, probability, rng))
+        """Make matching requests meet ``fault`` (``tests/faults.py``; ``match``: the
+        name or secret id asked for, ``None``: every request). ``refused`` works in
+        process only (over a socket: ``stop()``)."""
+        self._faults.add(fault, times=times, match=match, probability=probability, seed=seed)
 
     def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
+        self._faults.clear()
 
     # -- the ASGI app ----------------------------------------------------------------------
 
@@ -418,135 +368,41 @@ class FakeExtension(ServedInThread):
         fault = self._arrive(request, connecting=False)
         if fault is None:
             await self._answers(scope, receive, send)
-        else:
-            await self._inject(fault, scope, receive, send)
+            return
+
+        async def answer() -> faults.Answer:
+            return await faults.right_answer(self._answers, scope)
+
+        await faults.inject(
+            fault,
+            scope,
+            receive,
+            send,
+            answer,
+            error_body=_error_body,
+            on_cut_off=self._count_cut_off,
+        )
 
     def _connection_accepted(self) -> None:
         with self._lock:
             self._connections += 1
 
-    def _arrive(self, request: RecordedRequest, *, connecting: bool) -> _Fault | None:
+    def _arrive(self, request: RecordedRequest, *, connecting: bool) -> Fault | None:
         """Take the fault that applies to ``request`` at this stage, if any, and record
         the request where it ends: a connection refused (in process), or the app."""
         kind, name = _route(request)
+        stage = _is_refused if connecting else _is_answered
+        chosen = None if kind is None else self._faults.take({name or ""}, stage)
         with self._lock:
-            chosen = None if kind is None else self._take_fault(name, connecting=connecting)
             if connecting and chosen is None:
                 return None  # the app records it
             self._requests.append(request)
             if kind is not None and name is not None:
                 self._calls[(kind, name)] = self._calls.get((kind, name), 0) + 1
-                self._call_log.append((kind, name, None if chosen is None else chosen.mode))
+                self._call_log.append((kind, name, chosen))
+                self._lock.notify_all()
             return chosen
-
-    def _take_fault(self, name: str | None, *, connecting: bool) -> _Fault | None:
-        """The oldest fault for ``name`` at this stage that applies (under the lock)."""
-        for index, fault in enumerate(self._faults):
-            if (fault.mode == "refused") != connecting:
-                continue
-            if fault.name is not None and fault.name != name:
-                continue
-            if not fault.applies():
-                continue
-            if fault.times is not None:
-                fault.times -= 1
-                if fault.times <= 0:
-                    del self._faults[index]
-            return fault
-        return None
-
-    async def _inject(self, fault: _Fault, scope: Scope, receive: Receive, send: Send) -> None:
-        if fault.mode == "trickle":
-            await self._trickle(scope, receive, send, fault.delay or TRICKLE_SECONDS)
-            return
-        if fault.delay > 0 and not await self._wait(fault.delay, receive):
-            return  # the client is gone, or the server stopped: nobody to answer
-        if fault.mode == "slow":
-            await self._answers(scope, receive, send)
-            return
-        if fault.mode in _FIXED_ANSWERS:
-            status, content_type, body = _FIXED_ANSWERS[fault.mode]
-            await _answer(send, status, body, content_type)
-            return
-        status, headers, body = await self._right_answer(scope)
-        if fault.mode == "malformed_json":
-            await _answer(send, 200, body[: len(body) // 2])
-        elif fault.mode == "no_value":
-            await _answer(send, 200, json.dumps(_without_values(json.loads(body))).encode())
-        else:  # drop_mid_body: a Content-Length the body never reaches
-            headers = [(k, v) for k, v in headers if k != b"content-length"]
-            headers.append((b"content-length", str(len(body) + 4096).encode()))
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            half = body[: len(body) // 2 or 1]
-            await send({"type": "http.response.body", "body": half, "more_body": True})
-            raise ConnectionCut("peer closed connection without sending complete message body")
-
-    async def _right_answer(self, scope: Scope) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        """What the server answers ``scope``: status, headers and body."""
-        start: Message = {}
-        body: list[bytes] = []
-
-        async def receive() -> Message:
-            return {"type": "http.request", "body": b"", "more_body": False}
-
-        async def keep(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                start.update(message)
-            else:
-                body.append(message.get("body", b""))
-
-        await self._answers(scope, receive, keep)
-        return start["status"], list(start.get("headers", [])), b"".join(body)
-
-    async def _trickle(self, scope: Scope, receive: Receive, send: Send, every: float) -> None:
-        status, headers, body = await self._right_answer(scope)
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        for index in range(len(body)):  # bounded by the body's length
-            more = index < len(body) - 1
-            try:
-                await send(
-                    {
-                        "type": "http.response.body",
-                        "body": body[index : index + 1],
-                        "more_body": more,
-                    }
-                )
-            except OSError:  # the client gave up (over a socket)
-                self._count_cut_off()
-                return
-            if more and not await self._wait(every, receive):
-                return
-
-    async def _wait(self, seconds: float, receive: Receive) -> bool:
-        """Wait ``seconds``; ``False`` if the client went away first (over a socket: it
-        closed its end, or the server stopped). In process, the client's time bound
-        cancels the wait: counted, and passed on."""
-        try:
-            with anyio.move_on_after(seconds):
-                while (await receive())["type"] != "http.disconnect":
-                    pass  # the request's body: the server does not read it
-                self._count_cut_off()
-                return False
-        except anyio.get_cancelled_exc_class():
-            self._count_cut_off()
-            raise
-        return True
 
     def _count_cut_off(self) -> None:
         with self._lock:
             self._cut_off += 1
-
-
-async def _answer(send: Send, status: int, body: bytes, content_type: bytes = _JSON) -> None:
-    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-def _without_values(answer: Any) -> Any:
-    """The same answer, every record without its value (a 200 with nothing usable)."""
-    if isinstance(answer, dict):
-        return {k: _without_values(v) for k, v in answer.items() if k not in _VALUE_FIELDS}
-    if isinstance(answer, list):
-        return [_without_values(item) for item in answer]
-    return answer

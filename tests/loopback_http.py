@@ -42,7 +42,8 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
         on_accept: Callable[[], None] = lambda: None,
     ) -> None:
         self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
+        self._open_lock = threading.Condition()
+        self._sent = 0
         self._on_accept = on_accept
         super().__init__(("127.0.0.1", port), handler)
 
@@ -53,15 +54,31 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
+        super().shutdown_request(request)
         with self._open_lock:
             self._open.discard(request)
-        super().shutdown_request(request)
+            self._open_lock.notify_all()
 
     @property
     def open_connections(self) -> int:
         """Connections accepted and not yet closed."""
         with self._open_lock:
             return len(self._open)
+
+    def wait_all_closed(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` s) until every accepted connection is closed."""
+        with self._open_lock:
+            return self._open_lock.wait_for(lambda: not self._open, timeout)
+
+    @property
+    def bytes_sent(self) -> int:
+        """Bytes of answers' bodies written to clients (by ``ASGIRequestHandler``)."""
+        with self._open_lock:
+            return self._sent
+
+    def count_sent(self, size: int) -> None:
+        with self._open_lock:
+            self._sent += size
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Silence tracebacks of connections the client (or an injected fault) broke."""
@@ -100,13 +117,22 @@ class ASGIRequestHandler(BaseHTTPRequestHandler):
             return
         if not self.parse_request():  # it has answered the error itself
             return
+        anyio.run(self._call_app, self._read_body())
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks = []
+            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            while self.rfile.readline().strip():  # trailers
+                pass
+            return b"".join(chunks)
         length = self.headers.get("Content-Length", "0")
-        if "Transfer-Encoding" in self.headers or not length.isdigit():
-            self.close_connection = True  # no chunked request bodies here: nor a next request
-            body = b""
-        else:
-            body = self.rfile.read(int(length))
-        anyio.run(self._call_app, body)
+        if not length.isdigit():
+            self.close_connection = True  # no body to read: nor a next request
+            return b""
+        return self.rfile.read(int(length))
 
     async def _call_app(self, body: bytes) -> None:
         path, _, query = self.path.partition("?")
@@ -128,7 +154,7 @@ class ASGIRequestHandler(BaseHTTPRequestHandler):
             "server": self.server.server_address,
         }
         request: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
-        started = complete = False
+        started = complete = chunked = False
 
         async def receive() -> Message:
             if request:
@@ -137,21 +163,22 @@ class ASGIRequestHandler(BaseHTTPRequestHandler):
             return {"type": "http.disconnect"}
 
         async def send(message: Message) -> None:
-            nonlocal started, complete
+            nonlocal started, complete, chunked
             if message["type"] == "http.response.start":
                 self.send_response_only(message["status"])
                 names = set()
                 for name, value in message.get("headers", []):
                     names.add(name.lower())
                     self.send_header(name.decode("latin-1"), value.decode("latin-1"))
-                if b"content-length" not in names:  # the body ends with the connection
-                    self.send_header("Connection", "close")
+                chunked = b"transfer-encoding" in names
+                if not names & {b"content-length", b"transfer-encoding"}:
+                    self.send_header("Connection", "close")  # the body ends with it
                 self.end_headers()
                 started = True
             elif message["type"] == "http.response.body" and started and not complete:
-                if self.command != "HEAD":
-                    self.wfile.write(message.get("body", b""))  # raises once the client is gone
                 complete = not message.get("more_body", False)
+                if self.command != "HEAD":
+                    self._write(message.get("body", b""), chunked=chunked, last=complete)
 
         try:
             await cast(LoopbackASGIServer, self.server).app(scope, receive, send)
@@ -165,6 +192,16 @@ class ASGIRequestHandler(BaseHTTPRequestHandler):
             return
         if not complete:  # the app stopped answering (its client went away)
             self._cut()
+
+    def _write(self, body: bytes, *, chunked: bool, last: bool) -> None:
+        """Send a piece of the body (raises once the client is gone)."""
+        if not chunked:
+            self.wfile.write(body)
+        elif body:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(body), body))
+        if chunked and last:
+            self.wfile.write(b"0\r\n\r\n")
+        cast(LoopbackHTTPServer, self.server).count_sent(len(body))
 
     async def _disconnected(self) -> None:
         """Return once the client has closed its end, or the server cut the connection."""
@@ -229,6 +266,16 @@ class ServedInThread:
         if thread is not None:
             thread.join(timeout=5)
         self._server = self._thread = None
+
+    def wait_all_closed(self, timeout: float = 5.0) -> bool:
+        """Wait (bounded) until the server has seen every connection it accepted close:
+        a client's close reaches it shortly after the client made it."""
+        return self._server is None or self._server.wait_all_closed(timeout)
+
+    @property
+    def bytes_sent(self) -> int:
+        """Bytes of answers' bodies sent by the server running now (0 if stopped)."""
+        return 0 if self._server is None else self._server.bytes_sent
 
     def __enter__(self: S) -> S:
         return self.start()

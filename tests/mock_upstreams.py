@@ -1,230 +1,46 @@
-"""The SSM and Secrets Manager JSON APIs, in memory, for ``httpx.MockTransport``:
-answering as they do, counting what they are asked, and failing the ways a network fails.
-(The extension's HTTP API has its own fake, ``tests/extension_server.py``: the package's
-local server behind a fault-injecting layer, in process or on a socket.)
+"""SSM and Secrets Manager's JSON APIs in memory, for ``httpx.MockTransport``: the unit
+tests of our parsing, retries and time bounds, where an answer must be scripted exactly
+and no socket or thread may blur the count (integration tests use moto's server behind
+``tests/moto_server.py``'s ``CountingProxy``; the extension has ``tests/extension_server.py``).
 
     aws = MockAws()
     aws.put_parameter("/app/key", "v1")
     source = AwsSource(region=aws.region, transport=aws.transport())
-    aws.fail("throttling", action="BatchGetSecretValue", times=2)
+    aws.fail(faults.throttle(), match="BatchGetSecretValue", times=2)
     ...
     assert aws.count("GetParameter") == 1
 
-A fault is what our code sees of it: the exception httpx raises (``refused``: a connect
-error; ``dropped``: a body cut off), an answer (``5xx``, ``throttling``, ``not_ready``, a
-``malformed`` JSON body, a well-formed one with ``no_value``), or time (``slow``: nothing
-for longer than any bound; ``trickle``: a body that comes one byte at a time). No socket
-and no thread: the tests of our retries, parsing and time bounds are fast and
-deterministic. ``tests/moto_server.py`` is the real socket. Every call is recorded with
-the fault applied to it, so a test can check that the fault it injected is what happened.
+Faults are ``tests/faults.py``'s (``match``: the action or a name asked for), played as
+every fake plays them; every call is recorded with the fault it met.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, get_args
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-import anyio
 import httpx
 
-__all__ = [
-    "ACCOUNT",
-    "REGION",
-    "SLOW_SECONDS",
-    "TRICKLE_SECONDS",
-    "Call",
-    "Fault",
-    "MockAws",
-    "MockUpstream",
-]
+from tests import faults
+from tests.faults import Fault, FaultRules
 
-Fault = Literal[
-    "refused",
-    "slow",
-    "trickle",
-    "5xx",
-    "throttling",
-    "malformed",
-    "no_value",
-    "dropped",
-    "not_ready",
-]
+__all__ = ["ACCOUNT", "REGION", "Call", "MockAws"]
+
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
-# Longer than any bound a test sets, yet finite: a bound that does not hold makes the
-# test fail (the value arrives) rather than hang.
-SLOW_SECONDS = 30.0
-TRICKLE_SECONDS = 0.05  # between two bytes of a trickled body: 10 s for 200 bytes
-_VALUE_FIELDS = frozenset({"Value", "SecretString", "SecretBinary"})
+_JSON = "application/x-amz-json-1.1"
 
 
 @dataclass(frozen=True)
 class Call:
-    """One request as the upstream saw it.
-
-    Attributes:
-        action: The AWS action (``GetParameter``, ``BatchGetSecretValue``...), or
-            ``parameter`` / ``secret`` for the extension's two paths.
-        names: The parameter names or secret ids it asked for.
-        fault: The fault applied to it, if any.
-    """
+    """One request as the upstream saw it: the AWS action (``GetParameter``...), the
+    names or secret ids it asked for, and the fault it met, if any."""
 
     action: str
     names: tuple[str, ...]
     fault: Fault | None
-
-
-@dataclass
-class _Injected:
-    fault: Fault
-    action: str | None
-    name: str | None
-    times: int | None
-
-
-class MockUpstream:
-    """An upstream in memory: values, faults and the record of calls (``MockAws``'s base)."""
-
-    faults: frozenset[Fault] = frozenset()
-    content_type = "application/json"
-
-    def __init__(self) -> None:
-        self.parameters: dict[str, list[tuple[str, str]]] = {}  # name -> [(value, type)]
-        self.secrets: dict[str, str] = {}
-        self.calls: list[Call] = []
-        # Slow or trickled answers the client stopped waiting for (its time bound held).
-        self.cut_off = 0
-        self._injected: list[_Injected] = []
-
-    # -- values ------------------------------------------------------------------------
-
-    def put_parameter(self, name: str, value: str, *, type: str = "String") -> None:
-        """Add a new version of a parameter."""
-        self.parameters.setdefault(name, []).append((value, type))
-
-    def put_secret(self, secret_id: str, string: str) -> None:
-        """Set a secret's current ``SecretString``."""
-        self.secrets[secret_id] = string
-
-    # -- faults ------------------------------------------------------------------------
-
-    def fail(
-        self,
-        fault: Fault,
-        *,
-        action: str | None = None,
-        name: str | None = None,
-        times: int | None = None,
-    ) -> None:
-        """Apply ``fault`` to the matching requests (``None``: every one) until
-        :meth:`heal`, or to the next ``times`` of them. The oldest matching fault wins."""
-        if fault not in self.faults:
-            raise ValueError(f"{type(self).__name__} has no fault {fault!r}")
-        if times is not None and times < 1:
-            raise ValueError("times must be >= 1 or None")
-        self._injected.append(_Injected(fault, action, name, times))
-
-    def heal(self) -> None:
-        """No more faults."""
-        self._injected.clear()
-
-    # -- counting ----------------------------------------------------------------------
-
-    def count(self, action: str | None = None, name: str | None = None) -> int:
-        """Requests received (any outcome) for ``action`` and naming ``name``."""
-        return sum(
-            1
-            for call in self.calls
-            if (action is None or call.action == action) and (name is None or name in call.names)
-        )
-
-    def transport(self) -> httpx.MockTransport:
-        """A transport that sends every request here."""
-        return httpx.MockTransport(self.handle)
-
-    # -- answering ---------------------------------------------------------------------
-
-    async def handle(self, request: httpx.Request) -> httpx.Response:
-        """Answer ``request`` as the upstream would, with the fault that applies."""
-        action, names, document = self._route(request)
-        fault = self._take_fault(action, names)
-        self.calls.append(Call(action, names, fault))
-        if fault == "refused":
-            raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
-        if fault == "slow":
-            await self._wait(SLOW_SECONDS)
-        if fault in ("5xx", "throttling", "not_ready"):
-            status, content_type, body = self._error(fault)
-            return httpx.Response(status, headers={"Content-Type": content_type}, content=body)
-        status, answer = self._answer(action, document, request)
-        if status == 200 and fault == "no_value":
-            answer = _without_values(answer)
-        body = json.dumps(answer).encode()
-        headers = {"Content-Type": self.content_type}
-        if status != 200:
-            return httpx.Response(status, headers=headers, content=body)
-        if fault == "malformed":  # a 200 whose JSON stops halfway
-            return httpx.Response(200, headers=headers, content=body[: len(body) // 2])
-        if fault == "dropped":
-            return httpx.Response(200, headers=headers, content=self._dropped(body))
-        if fault == "trickle":
-            return httpx.Response(200, headers=headers, content=self._trickled(body))
-        return httpx.Response(200, headers=headers, content=body)
-
-    def _route(self, request: httpx.Request) -> tuple[str, tuple[str, ...], dict[str, Any]]:
-        raise NotImplementedError
-
-    def _answer(
-        self, action: str, document: dict[str, Any], request: httpx.Request
-    ) -> tuple[int, Any]:
-        raise NotImplementedError
-
-    def _error(self, fault: Fault) -> tuple[int, str, bytes]:
-        raise NotImplementedError
-
-    def _take_fault(self, action: str, names: tuple[str, ...]) -> Fault | None:
-        for index, injected in enumerate(self._injected):
-            if injected.action is not None and injected.action != action:
-                continue
-            if injected.name is not None and injected.name not in names:
-                continue
-            if injected.times is not None:
-                injected.times -= 1
-                if injected.times == 0:
-                    del self._injected[index]
-            return injected.fault
-        return None
-
-    async def _wait(self, seconds: float) -> None:
-        try:
-            await anyio.sleep(seconds)
-        except anyio.get_cancelled_exc_class():
-            self.cut_off += 1
-            raise
-
-    async def _dropped(self, body: bytes) -> AsyncIterator[bytes]:
-        # What httpx raises when a peer closes the connection before the whole body.
-        yield body[: len(body) // 2]
-        raise httpx.RemoteProtocolError(
-            "peer closed connection without sending complete message body"
-        )
-
-    async def _trickled(self, body: bytes) -> AsyncIterator[bytes]:
-        for index in range(len(body)):
-            yield body[index : index + 1]
-            await self._wait(TRICKLE_SECONDS)
-
-
-def _without_values(answer: Any) -> Any:
-    """The same answer, every record without its value (a 200 with nothing usable)."""
-    if isinstance(answer, dict):
-        return {k: _without_values(v) for k, v in answer.items() if k not in _VALUE_FIELDS}
-    if isinstance(answer, list):
-        return [_without_values(item) for item in answer]
-    return answer
 
 
 def _parameter_record(name: str, versions: list[tuple[str, str]]) -> dict[str, Any]:
@@ -255,7 +71,7 @@ def _secret_record(secret_id: str, string: str, version: int = 1) -> dict[str, A
     }
 
 
-class MockAws(MockUpstream):
+class MockAws:
     """SSM and Secrets Manager's JSON APIs at their AWS endpoints in ``region``: ``POST``
     with ``X-Amz-Target``, SigV4-signed for the right region and service.
 
@@ -263,22 +79,73 @@ class MockAws(MockUpstream):
         region: The region whose endpoints it answers for.
     """
 
-    faults = frozenset(get_args(Fault)) - {"not_ready"}  # the extension's own answer
-    content_type = "application/x-amz-json-1.1"
     _SERVICES: ClassVar[dict[str, str]] = {"AmazonSSM": "ssm", "secretsmanager": "secretsmanager"}
 
     def __init__(self, region: str = REGION) -> None:
-        super().__init__()
         self.region = region
+        self.parameters: dict[str, list[tuple[str, str]]] = {}  # name -> [(value, type)]
+        self.secrets: dict[str, str] = {}
+        self.calls: list[Call] = []
+        # Late or trickled answers the client stopped waiting for (its time bound held).
+        self.cut_off = 0
+        self._faults = FaultRules()
         # secret id -> its AWSCURRENT version's number (1, 2, ...: one per put_secret),
         # and the NextRotationDate DescribeSecret answers (epoch seconds; absent: off).
         self.secret_versions: dict[str, int] = {}
         self.rotation_dates: dict[str, float] = {}
 
+    # -- values ------------------------------------------------------------------------
+
+    def put_parameter(self, name: str, value: str, *, type: str = "String") -> None:
+        """Add a new version of a parameter."""
+        self.parameters.setdefault(name, []).append((value, type))
+
     def put_secret(self, secret_id: str, string: str) -> None:
         """Set a secret's current ``SecretString``: a new version, labelled AWSCURRENT."""
-        super().put_secret(secret_id, string)
+        self.secrets[secret_id] = string
         self.secret_versions[secret_id] = self.secret_versions.get(secret_id, 0) + 1
+
+    # -- faults and counting -------------------------------------------------------------
+
+    def fail(self, fault: Fault, *, times: int | None = None, match: str | None = None) -> None:
+        """Make requests for action or name ``match`` (``None``: every one) meet ``fault``."""
+        self._faults.add(fault, times=times, match=match)
+
+    def heal(self) -> None:
+        """No more faults."""
+        self._faults.clear()
+
+    def count(self, action: str | None = None, name: str | None = None) -> int:
+        """Requests received (any outcome) for ``action`` and naming ``name``."""
+        return sum(
+            1
+            for call in self.calls
+            if (action is None or call.action == action) and (name is None or name in call.names)
+        )
+
+    def transport(self) -> httpx.MockTransport:
+        """A transport that sends every request here."""
+        return httpx.MockTransport(self.handle)
+
+    # -- answering ---------------------------------------------------------------------
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        """Answer ``request`` as AWS would, with the fault that applies."""
+        action, names, document = self._route(request)
+        fault = self._faults.take({action, *names})
+        self.calls.append(Call(action, names, fault))
+        status, answer = self._answer(action, document, request)
+        body = json.dumps(answer).encode()
+        if fault is None:
+            return httpx.Response(status, headers={"Content-Type": _JSON}, content=body)
+
+        async def right() -> faults.Answer:
+            return status, [(b"content-type", _JSON.encode())], body
+
+        return await faults.mock_response(fault, request, right, on_cut_off=self._cut)
+
+    def _cut(self) -> None:
+        self.cut_off += 1
 
     def _describe(self, secret_id: str) -> dict[str, Any]:
         record = self._current_secret(secret_id)
@@ -367,10 +234,3 @@ class MockAws(MockUpstream):
                 ],
             }
         return 400, {"__type": "UnknownOperationException", "message": action}
-
-    def _error(self, fault: Fault) -> tuple[int, str, bytes]:
-        if fault == "5xx":
-            error = {"__type": "InternalFailure", "message": "internal failure"}
-            return 500, self.content_type, json.dumps(error).encode()
-        error = {"__type": "ThrottlingException", "message": "Rate exceeded"}
-        return 400, self.content_type, json.dumps(error).encode()

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,12 +30,15 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import IO, Any, Literal, cast
 from urllib.parse import urlsplit
 
-from tests.loopback_http import LoopbackHTTPServer, ServedInThread
+import httpx
+from starlette.types import Receive, Scope, Send
+
+from tests.faults import Answer, Fault, FaultRules, inject
+from tests.loopback_http import LoopbackASGIServer, ServedInThread
 from tests.processes import clean_environment, free_port, terminate
 
 __all__ = [
@@ -45,7 +47,6 @@ __all__ = [
     "HOP_BY_HOP",
     "REGION",
     "CountingProxy",
-    "FaultKind",
     "MotoServer",
     "ProxiedRequest",
     "assume_role",
@@ -358,7 +359,6 @@ def seed(
 
 # -- a counting proxy that can fail ----------------------------------------------------
 
-FaultKind = Literal["error", "throttle", "drop", "malformed"]
 # Headers a proxy does not pass on (it sets its own Content-Length).
 HOP_BY_HOP = frozenset(
     {
@@ -374,127 +374,31 @@ HOP_BY_HOP = frozenset(
         "content-length",
     }
 )
-_JSON = "application/x-amz-json-1.1"
-_FAULT_ANSWERS: dict[str, tuple[int, dict[str, str]]] = {
-    "error": (500, {"__type": "InternalFailure", "message": "Internal failure (injected)"}),
-    "throttle": (400, {"__type": "ThrottlingException", "message": "Rate exceeded (injected)"}),
-}
 
 
 @dataclass(frozen=True)
 class ProxiedRequest:
-    """One request as the proxy received it (``target``: its ``X-Amz-Target``, or "")."""
+    """One request as the proxy received it (``target``: its ``X-Amz-Target``, or "";
+    ``headers``: case-insensitive)."""
 
     method: str
     path: str
-    headers: dict[str, str]
+    headers: httpx.Headers
     body: bytes
     target: str
 
 
-@dataclass
-class _Fault:
-    target: str | None
-    kind: FaultKind | None
-    latency: float
-    times: int | None
-
-
-class _ProxyServer(LoopbackHTTPServer):
-    def __init__(self, proxy: CountingProxy, port: int = 0) -> None:
-        self.proxy = proxy
-        super().__init__(_ProxyHandler, port, on_accept=proxy._connection_accepted)
-
-
-class _ProxyHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = REQUEST_TIMEOUT  # an idle keep-alive connection does not pin a thread forever
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """No stderr logging."""
-
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
-            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            while self.rfile.readline().strip():  # trailers
-                pass
-            return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
-
-    def _forward(self) -> None:
-        proxy = cast(_ProxyServer, self.server).proxy
-        with proxy._lock:
-            proxy._in_flight += 1
-            proxy.max_in_flight = max(proxy.max_in_flight, proxy._in_flight)
-        try:
-            self._forward_counted(proxy)
-        finally:
-            with proxy._lock:
-                proxy._in_flight -= 1
-
-    def _forward_counted(self, proxy: CountingProxy) -> None:
-        body = self._read_body()
-        request = ProxiedRequest(
-            method=self.command,
-            path=self.path,
-            headers=dict(self.headers.items()),
-            body=body,
-            target=self.headers.get("X-Amz-Target", ""),
-        )
-        fault = proxy._record(request)
-        if fault is not None and fault.latency > 0 and proxy._stopping.wait(fault.latency):
-            self.close_connection = True  # stopped while waiting
-            return
-        kind = None if fault is None else fault.kind
-        if kind in _FAULT_ANSWERS:
-            status, error = _FAULT_ANSWERS[kind]
-            self._answer(status, [("Content-Type", _JSON)], json.dumps(error).encode())
-            return
-        status, headers, answer = proxy._upstream(request, self.headers.items())
-        if kind == "malformed":  # a 200 whose JSON body stops halfway
-            self._answer(200, [("Content-Type", _JSON)], answer[: len(answer) // 2] or b"{")
-            return
-        if kind == "drop":  # headers and half the body, then the connection goes
-            self.send_response_only(status)
-            for name, value in headers:
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(answer) + 1024))
-            self.end_headers()
-            self.wfile.write(answer[: len(answer) // 2])
-            self.wfile.flush()
-            self.close_connection = True
-            with contextlib.suppress(OSError):
-                self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        self._answer(status, headers, answer, head=self.command == "HEAD")
-
-    def _answer(
-        self, status: int, headers: list[tuple[str, str]], body: bytes, *, head: bool = False
-    ) -> None:
-        self.send_response_only(status)
-        for name, value in headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if not head:
-            self.wfile.write(body)
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _forward
-
-
 class CountingProxy(ServedInThread):
     """An HTTP proxy on 127.0.0.1 in front of ``upstream`` (moto) that counts requests by
-    ``X-Amz-Target`` and injects faults. Requests pass through unchanged, ``Host``
-    included, so SigV4 signatures made for the proxy's URL still verify upstream.
+    ``X-Amz-Target`` and injects ``tests/faults.py``'s faults (``fail(fault, match=
+    target)``). Requests pass through unchanged, ``Host`` included, so SigV4 signatures
+    made for the proxy's URL still verify upstream.
 
     Args:
         upstream: ``http://host:port`` of the server to forward to.
     """
+
+    thread_name = "counting-proxy"
 
     def __init__(self, upstream: str) -> None:
         parts = urlsplit(upstream)
@@ -503,11 +407,11 @@ class CountingProxy(ServedInThread):
         self._upstream_host = parts.hostname
         self._upstream_port = parts.port or 80
         super().__init__()
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._counts: Counter[str] = Counter()
         self._requests: list[ProxiedRequest] = []
-        self._met: list[_Fault | None] = []  # the fault each request met, in step
-        self._faults: list[_Fault] = []
+        self._met: list[Fault | None] = []  # the fault each request met, in step
+        self._faults = FaultRules()
         self.connections = 0  # TCP connections accepted: proves pooling and its bound
         self.max_in_flight = 0  # most requests being answered at once
         self._in_flight = 0
@@ -518,12 +422,8 @@ class CountingProxy(ServedInThread):
             raise RuntimeError("CountingProxy is not running")
         return f"http://127.0.0.1:{self.port}"
 
-    # -- lifecycle -------------------------------------------------------------------
-
-    thread_name = "counting-proxy"
-
-    def _make_server(self, port: int) -> _ProxyServer:
-        return _ProxyServer(self, port)
+    def _make_server(self, port: int) -> LoopbackASGIServer:
+        return LoopbackASGIServer(self, port, on_accept=self._connection_accepted)
 
     # -- counting --------------------------------------------------------------------
 
@@ -539,6 +439,11 @@ class CountingProxy(ServedInThread):
         with self._lock:
             return sum(self._counts.values())
 
+    def wait_for_total(self, total: int, timeout: float = REQUEST_TIMEOUT) -> bool:
+        """Wait (bounded) until ``total`` requests were received in all."""
+        with self._lock:
+            return self._lock.wait_for(lambda: sum(self._counts.values()) >= total, timeout)
+
     @property
     def counts(self) -> dict[str, int]:
         """Requests received per target (a copy; "" for requests without a target)."""
@@ -551,11 +456,10 @@ class CountingProxy(ServedInThread):
         with self._lock:
             return list(self._requests)
 
-    def faults_met(self) -> list[tuple[FaultKind | None, float] | None]:
-        """For every request received, oldest first: the fault it met as ``(kind,
-        latency)`` (see ``fail()``), or ``None``."""
+    def faults_met(self) -> list[Fault | None]:
+        """For every request received, oldest first: the fault it met, or ``None``."""
         with self._lock:
-            return [None if f is None else (f.kind, f.latency) for f in self._met]
+            return list(self._met)
 
     def reset(self) -> None:
         """Forget counts and recorded requests (faults stay: ``clear_faults()``)."""
@@ -566,62 +470,54 @@ class CountingProxy(ServedInThread):
 
     # -- faults ----------------------------------------------------------------------
 
-    def fail(
-        self,
-        target: str | None,
-        kind: FaultKind | None = None,
-        *,
-        latency: float = 0.0,
-        times: int | None = None,
-    ) -> None:
-        """Inject a fault into requests for ``target`` (``None``: every request).
-
-        ``kind``: ``"error"`` answers 500 ``InternalFailure``, ``"throttle"`` 400
-        ``ThrottlingException`` (AWS JSON error bodies, not forwarded); ``"drop"``
-        forwards, then sends the headers and half the body and closes the connection;
-        ``"malformed"`` forwards, then answers 200 with the first half of the body (JSON
-        cut off, with a matching ``Content-Length``);
-        ``None`` forwards normally. ``latency`` seconds are waited first, in any case.
-        ``times``: the next N matching requests, or ``None`` until ``clear_faults()``.
-        Faults stack; the oldest matching one applies.
-        """
-        if times is not None and times < 1:
-            raise ValueError("times must be >= 1 or None")
-        if latency < 0:
-            raise ValueError("latency must be >= 0")
-        with self._lock:
-            self._faults.append(_Fault(target, kind, latency, times))
+    def fail(self, fault: Fault, *, times: int | None = None, match: str | None = None) -> None:
+        """Make requests for target ``match`` (``None``: every request) meet ``fault``."""
+        if fault.kind == "refused":
+            raise ValueError("a proxy on a socket refuses by being stopped: stop()")
+        self._faults.add(fault, times=times, match=match)
 
     def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
+        self._faults.clear()
 
-    # -- called from handler threads -------------------------------------------------
+    # -- the ASGI app (in the server's threads) ----------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        request = await _proxied(scope, receive)
+        with self._lock:
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        try:
+            fault = self._record(request)
+
+            async def answer() -> Answer:
+                return self._upstream(request)
+
+            if fault is None:
+                await _send(send, await answer())
+            else:
+                await inject(fault, scope, receive, send, answer)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     def _connection_accepted(self) -> None:
         with self._lock:
             self.connections += 1
 
-    def _record(self, request: ProxiedRequest) -> _Fault | None:
+    def _record(self, request: ProxiedRequest) -> Fault | None:
+        fault = self._faults.take({request.target})
         with self._lock:
             self._counts[request.target] += 1
             self._requests.append(request)
-            chosen = None
-            for index, fault in enumerate(self._faults):
-                if fault.target is not None and fault.target != request.target:
-                    continue
-                if fault.times is not None:
-                    fault.times -= 1
-                    if fault.times == 0:
-                        del self._faults[index]
-                chosen = fault
-                break
-            self._met.append(chosen)
-            return chosen
+            self._met.append(fault)
+            self._lock.notify_all()
+        return fault
 
-    def _upstream(
-        self, request: ProxiedRequest, raw_headers: Iterable[tuple[str, str]]
-    ) -> tuple[int, list[tuple[str, str]], bytes]:
+    def _upstream(self, request: ProxiedRequest) -> Answer:
+        """``request`` sent to moto as it came; its answer (a blocking call: each request
+        has its own thread and loop here)."""
         connection = http.client.HTTPConnection(
             self._upstream_host, self._upstream_port, timeout=REQUEST_TIMEOUT
         )
@@ -629,7 +525,7 @@ class CountingProxy(ServedInThread):
             connection.putrequest(
                 request.method, request.path, skip_host=True, skip_accept_encoding=True
             )
-            for name, value in raw_headers:  # repeated names included
+            for name, value in request.headers.multi_items():  # repeated names included
                 if name.lower() not in HOP_BY_HOP:
                     connection.putheader(name, value)
             if request.body or request.method in ("POST", "PUT", "PATCH"):
@@ -638,10 +534,33 @@ class CountingProxy(ServedInThread):
             response = connection.getresponse()
             body = response.read()
             headers = [
-                (name, value)
+                (name.encode("latin-1"), value.encode("latin-1"))
                 for name, value in response.getheaders()
                 if name.lower() not in HOP_BY_HOP
             ]
             return response.status, headers, body
         finally:
             connection.close()
+
+
+async def _proxied(scope: Scope, receive: Receive) -> ProxiedRequest:
+    body = b""
+    while True:  # bounded: the request's body is read to its end once
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    path = scope["raw_path"].decode("latin-1")
+    if scope["query_string"]:
+        path += "?" + scope["query_string"].decode("latin-1")
+    headers = httpx.Headers(
+        [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+    )
+    return ProxiedRequest(scope["method"], path, headers, body, headers.get("x-amz-target", ""))
+
+
+async def _send(send: Send, answer: Answer) -> None:
+    status, headers, body = answer
+    headers = [*headers, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

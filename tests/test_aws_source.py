@@ -31,7 +31,9 @@ from parameters_secrets._sources._endpoints import (
     validate_region,
 )
 from parameters_secrets.sources import AwsSource, Credentials, RetryPolicy
+from tests import faults
 from tests.credentials_endpoint import CredentialsEndpoint
+from tests.faults import Fault
 from tests.lambda_events import invoke
 from tests.moto_server import (
     CountingProxy,
@@ -205,12 +207,19 @@ async def test_wrong_secret_key_is_refused_with_the_aws_code(moto_auth: MotoServ
 
 
 @pytest.mark.usefixtures("credentials")
-@pytest.mark.parametrize("kind", ["error", "throttle", "drop"])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param(faults.server_error(), id="error"),
+        pytest.param(faults.throttle(), id="throttle"),
+        pytest.param(faults.reset(), id="drop"),
+    ],
+)
 async def test_transient_failures_are_retried_then_succeed(
-    moto: MotoServer, moto_proxy: CountingProxy, kind: Any
+    moto: MotoServer, moto_proxy: CountingProxy, fault: Fault
 ) -> None:
     put_parameter(moto, "/retry", "ok")
-    moto_proxy.fail(GET_PARAMETER, kind, times=2)
+    moto_proxy.fail(fault, times=2, match=GET_PARAMETER)
     async with opened(AwsSource(endpoint_url=moto_proxy.url)) as source:
         assert await fetch(source, [ParameterRequest("/retry")]) == ["ok"]
     assert moto_proxy.calls(GET_PARAMETER) == 3
@@ -219,7 +228,7 @@ async def test_transient_failures_are_retried_then_succeed(
 @pytest.mark.usefixtures("credentials")
 async def test_retries_are_bounded(moto: MotoServer, moto_proxy: CountingProxy) -> None:
     put_parameter(moto, "/down", "x")
-    moto_proxy.fail(GET_PARAMETER, "error")
+    moto_proxy.fail(faults.server_error(), match=GET_PARAMETER)
     async with opened(AwsSource(endpoint_url=moto_proxy.url)) as source:
         (outcome,) = await source.fetch([ParameterRequest("/down")])
     assert isinstance(outcome, FetchError)
@@ -233,7 +242,9 @@ async def test_throttled_secret_batch_is_asked_again_value_by_value(
 ) -> None:
     create_secret(moto, "t1", string="one")
     create_secret(moto, "t2", string="two")
-    moto_proxy.fail(BATCH_SECRETS, "throttle")  # BatchGetSecretValue: 100/s, not adjustable
+    moto_proxy.fail(
+        faults.throttle(), match=BATCH_SECRETS
+    )  # BatchGetSecretValue: 100/s, not adjustable
     async with opened(AwsSource(endpoint_url=moto_proxy.url)) as source:
         assert await fetch(source, [SecretRequest("t1"), SecretRequest("t2")]) == ["one", "two"]
     assert moto_proxy.calls(BATCH_SECRETS) == 1  # a throttled batch is not retried
@@ -253,7 +264,7 @@ async def test_slow_upstream_times_out_within_the_setting(
     moto: MotoServer, moto_proxy: CountingProxy
 ) -> None:
     put_parameter(moto, "/slow", "x")
-    moto_proxy.fail(GET_PARAMETER, latency=3.0)
+    moto_proxy.fail(faults.delay(3.0), match=GET_PARAMETER)
     settings = Settings(parameter_timeout_ms=200)
     async with opened(AwsSource(endpoint_url=moto_proxy.url, settings=settings)) as source:
         (outcome,) = await source.fetch([ParameterRequest("/slow")])
@@ -266,8 +277,8 @@ async def test_running_out_of_time_after_an_upstream_error_reports_that_error(
     moto: MotoServer, moto_proxy: CountingProxy
 ) -> None:
     put_parameter(moto, "/flaky", "x")
-    moto_proxy.fail(GET_PARAMETER, "error", times=1)  # first a 500...
-    moto_proxy.fail(GET_PARAMETER, latency=3.0)  # ...then too slow for the budget
+    moto_proxy.fail(faults.server_error(), times=1, match=GET_PARAMETER)  # first a 500...
+    moto_proxy.fail(faults.delay(3.0), match=GET_PARAMETER)  # ...then too slow for the budget
     settings = Settings(parameter_timeout_ms=400)
     async with opened(AwsSource(endpoint_url=moto_proxy.url, settings=settings)) as source:
         (outcome,) = await source.fetch([ParameterRequest("/flaky")])
@@ -296,7 +307,7 @@ async def test_max_connections_bounds_each_client(
 ) -> None:
     for i in range(6):
         put_parameter(moto, "/pinned", f"v{i}", overwrite=i > 0)
-    moto_proxy.fail(GET_PARAMETER, latency=0.05)
+    moto_proxy.fail(faults.delay(0.05), match=GET_PARAMETER)
     requests: list[ValueRequest] = [ParameterRequest("/pinned", version=i) for i in range(1, 7)]
     # Pinned versions are batchable, so disable batching to force six single calls.
     source = AwsSource(endpoint_url=moto_proxy.url, settings=Settings(max_connections=2))

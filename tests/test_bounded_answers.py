@@ -10,13 +10,11 @@ import json
 import logging
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import httpx
 import pytest
 
 import parameters_secrets
@@ -32,11 +30,12 @@ from parameters_secrets._sources import Source
 from parameters_secrets._sources._bounded import MAX_ANSWER_BYTES
 from parameters_secrets._sources._retry import RetryPolicy
 from parameters_secrets.sources import AwsSource, CloudExtensionsSource, ExtensionSource
+from tests import faults
 from tests.cloud_extensions_fake import FakeCloudExtensions
 from tests.conftest import TOKEN, FakeClock
 from tests.extension_server import FakeExtension
-from tests.loopback_http import LoopbackHTTPServer, ServedInThread
 from tests.mock_upstreams import REGION, MockAws
+from tests.moto_server import CountingProxy
 from tests.processes import clean_environment
 
 GIB = 1024**3
@@ -50,70 +49,6 @@ CANARY = "canary-7f3a9c"  # in every value: it must appear in no log line or mes
 FAST_RETRY = RetryPolicy(base_delay=0.001, max_delay=0.002)
 # The child imports the package the tests import (a checkout's, or the installed one).
 PACKAGE_ROOT = Path(parameters_secrets.__file__).resolve().parent.parent
-
-
-# -- a loopback server answering 1 GiB -----------------------------------------------------
-
-
-class _GiBHandler(BaseHTTPRequestHandler):
-    """Answers every request 200 with 1 GiB of JSON-ish bytes, made as they are sent
-    (64 KiB at a time), chunked or with a Content-Length; stops when the client goes."""
-
-    protocol_version = "HTTP/1.1"
-    server: _GiBServer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet."""
-
-    def do_GET(self) -> None:
-        self._answer()
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        self._answer()
-
-    def _answer(self) -> None:
-        chunked = self.server.framing == "chunked"
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        if chunked:
-            self.send_header("Transfer-Encoding", "chunked")
-        else:
-            self.send_header("Content-Length", str(GIB))
-        self.end_headers()
-        piece = b'{"Value": "' + b"x" * (CHUNK - 11)
-        try:
-            for _ in range(GIB // CHUNK):  # bounded: 16,384 pieces
-                data = piece if not chunked else b"%x\r\n%s\r\n" % (len(piece), piece)
-                self.wfile.write(data)
-                self.server.count(len(piece))
-            if chunked:
-                self.wfile.write(b"0\r\n\r\n")
-        except OSError:  # the client stopped reading: what a bounded reader does
-            self.close_connection = True
-
-
-class _GiBServer(LoopbackHTTPServer):
-    def __init__(self, framing: str) -> None:
-        self.framing = framing
-        self.sent = 0
-        self._sent_lock = threading.Lock()
-        super().__init__(_GiBHandler)
-
-    def count(self, sent: int) -> None:
-        with self._sent_lock:
-            self.sent += sent
-
-
-class GiBUpstream(ServedInThread):
-    thread_name = "gib-upstream"
-
-    def __init__(self, framing: Literal["chunked", "length"]) -> None:
-        super().__init__()
-        self.framing = framing
-
-    def _make_server(self, port: int) -> LoopbackHTTPServer:
-        return _GiBServer(self.framing)
 
 
 # The child: load one value from the 1 GiB upstream; report the error's code, the time
@@ -143,10 +78,31 @@ print(json.dumps({"code": code, "elapsed": elapsed, "growth_mb": growth_kib / 10
 BOUND_MS = 5000
 
 
-@pytest.mark.parametrize("framing", ["chunked", "length"])
-@pytest.mark.parametrize("kind", ["extension", "aws"])
+@pytest.fixture
+def gib_upstream(request: pytest.FixtureRequest) -> Iterator[FakeExtension | CountingProxy]:
+    """The extension, or AWS (moto behind the proxy), answering every request 1 GiB."""
+    kind, framing = request.param
+    if kind == "aws":
+        proxy: CountingProxy = request.getfixturevalue("moto_proxy")
+        proxy.fail(faults.huge(GIB, chunked=framing == "chunked"))
+        yield proxy
+        return
+    with FakeExtension() as extension:
+        extension.fail(faults.huge(GIB, chunked=framing == "chunked"))
+        yield extension
+
+
+@pytest.mark.parametrize(
+    ("gib_upstream", "kind"),
+    [
+        pytest.param((kind, framing), kind, id=f"{kind}-{framing}")
+        for kind in ("extension", "aws")
+        for framing in ("chunked", "length")
+    ],
+    indirect=["gib_upstream"],
+)
 def test_a_1_gib_answer_is_refused_at_the_cap_with_little_memory_and_in_time(
-    kind: str, framing: Literal["chunked", "length"]
+    gib_upstream: FakeExtension | CountingProxy, kind: str
 ) -> None:
     env = clean_environment(
         {
@@ -155,16 +111,15 @@ def test_a_1_gib_answer_is_refused_at_the_cap_with_little_memory_and_in_time(
             "AWS_SECRET_ACCESS_KEY": "test-secret-key",
         }
     )
-    with GiBUpstream(framing) as upstream:
-        result = subprocess.run(
-            [sys.executable, "-c", _CHILD, kind, str(upstream.port), str(BOUND_MS)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-            check=False,
-        )
-        sent = upstream._server.sent if upstream._server is not None else 0  # type: ignore[attr-defined]
+    result = subprocess.run(
+        [sys.executable, "-c", _CHILD, kind, str(gib_upstream.port), str(BOUND_MS)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    sent = gib_upstream.bytes_sent
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["code"] == "ResponseTooLarge", report  # the cap, not the time bound
@@ -178,48 +133,42 @@ def test_a_1_gib_answer_is_refused_at_the_cap_with_little_memory_and_in_time(
 # -- hostile bodies from each source --------------------------------------------------------
 
 
-class HostileAnswers(httpx.AsyncBaseTransport):
-    """An upstream's own transport, until ``body`` is set: then every answer is 200 with
-    that body (the hostile answer), and ``served`` counts them."""
+@dataclass
+class Hostile:
+    """The upstream of a source under test: ``fail`` injects a fault into it, ``met()``
+    counts the requests that met one."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
-        self.inner = inner
-        self.body: bytes | None = None
-        self.served = 0
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if self.body is None:
-            return await self.inner.handle_async_request(request)
-        self.served += 1
-        return httpx.Response(200, headers={"Content-Type": "application/json"}, content=self.body)
+    fail: Callable[[faults.Fault], None]
+    met: Callable[[], int]
 
 
 SourceKind = Literal["extension", "aws", "cloud-extensions"]
 
 
-def _source(kind: SourceKind, monkeypatch: pytest.MonkeyPatch) -> tuple[Source, HostileAnswers]:
+def _source(kind: SourceKind, monkeypatch: pytest.MonkeyPatch) -> tuple[Source, Hostile]:
     """A source of ``kind`` whose upstream holds ``/app/key`` = ``good-CANARY``."""
     value = f"good-{CANARY}"
     if kind == "extension":
         ext = FakeExtension()
         ext.put_parameter("/app/key", value)
-        hostile = HostileAnswers(ext.transport())
-        return ExtensionSource(token=TOKEN, transport=hostile), hostile
+        met = lambda: sum(1 for *_, fault in ext.call_log() if fault)  # noqa: E731
+        return ExtensionSource(token=TOKEN, transport=ext.transport()), Hostile(ext.fail, met)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDRUNTIME")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "runtime-secret-key")
     monkeypatch.setenv("AWS_SESSION_TOKEN", "runtime-session-token")
     if kind == "aws":
         aws = MockAws(REGION)
         aws.put_parameter("/app/key", value)
-        hostile = HostileAnswers(aws.transport())
-        return AwsSource(REGION, retry=FAST_RETRY, transport=hostile), hostile
+        aws_source = AwsSource(REGION, retry=FAST_RETRY, transport=aws.transport())
+        return aws_source, Hostile(aws.fail, lambda: sum(1 for call in aws.calls if call.fault))
     runtime = FakeCloudExtensions(
         credentials=("AKIDRUNTIME", "runtime-secret-key", "runtime-session-token"), token="ssrf"
     )
     runtime.parameters["/app/key"] = value
-    hostile = HostileAnswers(runtime.transport())
-    source = CloudExtensionsSource(token="ssrf", region=REGION, retry=FAST_RETRY, transport=hostile)
-    return source, hostile
+    source = CloudExtensionsSource(
+        token="ssrf", region=REGION, retry=FAST_RETRY, transport=runtime.transport()
+    )
+    return source, Hostile(runtime.fail, lambda: sum(map(bool, runtime.faults_met)))
 
 
 @pytest.fixture
@@ -263,7 +212,7 @@ def test_a_hostile_json_answer_is_malformed_and_a_refresh_serves_the_value_stale
         store = ParametersSecrets({"key": Parameter("/app/key")}, source=source, clock=clock)
         assert store.load_sync()["key"] == f"good-{CANARY}"
 
-        hostile.body = body
+        hostile.fail(faults.malformed(body))
         # The source says what is wrong: a transient MalformedResponse, nothing raised.
         outcome = _fetch_one(source)
         assert isinstance(outcome, FetchError), type(outcome)
@@ -273,7 +222,7 @@ def test_a_hostile_json_answer_is_malformed_and_a_refresh_serves_the_value_stale
         assert refreshed["key"] == f"good-{CANARY}"  # served stale
         assert store.stats.stale_serves == 1
         assert any("MalformedResponse" in line for line in _stale_warnings(logs))
-        assert hostile.served >= 2  # the hostile answer is what the refresh got
+        assert hostile.met() >= 2  # the hostile answer is what the refresh got
         assert_no_value_in(logs, outcome)
 
 
@@ -287,10 +236,11 @@ def test_an_answer_over_the_cap_on_refresh_serves_the_value_stale(
     source, hostile = _source(kind, monkeypatch)
     store = ParametersSecrets({"key": Parameter("/app/key")}, source=source, clock=clock)
     assert store.load_sync()["key"] == f"good-{CANARY}"
-    hostile.body = b" " * (MAX_ANSWER_BYTES + 1)  # valid JSON's whitespace, one byte too many
+    # valid JSON's whitespace, one byte too many
+    hostile.fail(faults.malformed(b" " * (MAX_ANSWER_BYTES + 1)))
     assert store.refresh_sync()["key"] == f"good-{CANARY}"
     assert any("ResponseTooLarge" in line for line in _stale_warnings(logs))
-    assert hostile.served >= 1
+    assert hostile.met() >= 1
     assert_no_value_in(logs)
 
 
@@ -329,14 +279,9 @@ def test_a_deeply_nested_error_answer_is_only_an_error(
     kind: SourceKind, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     source, hostile = _source(kind, monkeypatch)
-
-    class Refusing(httpx.AsyncBaseTransport):
-        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-            hostile.served += 1
-            return httpx.Response(400, content=b"[" * 3000 + b"AccessDeniedException")
-
-    hostile.inner = Refusing()
+    hostile.fail(faults.status(400, None, "[" * 3000 + "AccessDeniedException"))
     outcome = _fetch_one(source)
+    assert hostile.met() >= 1
     assert isinstance(outcome, FetchError), type(outcome)
     assert outcome.code == "AccessDeniedException", outcome
 

@@ -21,7 +21,8 @@ from parameters_secrets import (
     Settings,
 )
 from parameters_secrets.sources import AwsSource, CloudExtensionsSource, Credentials
-from tests.cloud_extensions_fake import FakeCloudExtensions
+from tests import faults
+from tests.cloud_extensions_fake import LOADING, FakeCloudExtensions
 from tests.lambda_events import invoke
 from tests.moto_server import CountingProxy, MotoServer, create_secret, put_parameter
 
@@ -32,6 +33,8 @@ VALUES: dict[str, Parameter | Secret] = {
     "flags": Parameter("/app/flags", transform="json"),
     "db": Secret("prod/db", transform="json"),
 }
+
+SECRETS = "secretsmanager/get"  # the runtime's Secrets Manager operation
 
 
 @pytest.fixture
@@ -97,7 +100,7 @@ def test_a_wrong_ssrf_token_is_refused_with_the_runtimes_error_type(
 def test_an_extension_still_loading_is_asked_again_within_the_bound(
     runtime: FakeCloudExtensions,
 ) -> None:
-    runtime.loading(4)  # four 503 ServiceUnavailableException first
+    runtime.fail(LOADING, times=4)  # four 503 ServiceUnavailableException first
     store = ParametersSecrets(VALUES, source=source(runtime))
     assert store.load_sync().api_key == "key-1"
     assert sum(runtime.calls.values()) == 6  # the 4 refused, then one call each
@@ -107,7 +110,7 @@ def test_an_extension_still_loading_is_asked_again_within_the_bound(
 def test_an_extension_that_keeps_loading_fails_by_the_time_bound(
     runtime: FakeCloudExtensions, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    runtime.loading(10_000)
+    runtime.fail(LOADING)
     settings = Settings(parameter_timeout_ms=300, secret_timeout_ms=300)
     store = ParametersSecrets(VALUES, source=source(runtime, settings=settings), settings=settings)
     with pytest.raises(LoadError) as failed:
@@ -155,7 +158,7 @@ def test_a_secret_request_with_a_wrong_signature_is_refused(
 
 @pytest.mark.usefixtures("runtime_credentials")
 def test_a_429_is_asked_again_after_its_retry_after(runtime: FakeCloudExtensions) -> None:
-    runtime.throttle(2, retry_after="0.5")
+    runtime.fail(faults.throttle(retry_after="0.5"), times=2, match=SECRETS)
     store = ParametersSecrets({"db": Secret("prod/db", transform="json")}, source=source(runtime))
     assert store.load_sync().db["password"] == "pw-1"
     assert runtime.calls["secretsmanager/get"] == 3
@@ -169,7 +172,7 @@ def test_a_429_is_asked_again_after_its_retry_after(runtime: FakeCloudExtensions
 def test_a_retry_after_beyond_the_time_bound_fails_at_once_with_the_throttling(
     runtime: FakeCloudExtensions,
 ) -> None:
-    runtime.throttle(10, retry_after="5")
+    runtime.fail(faults.throttle(retry_after="5"), match=SECRETS)
     settings = Settings(secret_timeout_ms=1000)
     store = ParametersSecrets(
         {"db": Secret("prod/db")}, source=source(runtime, settings=settings), settings=settings
@@ -186,7 +189,7 @@ def test_error_bodies_with_message_or_Message_are_both_read(runtime: FakeCloudEx
     with pytest.raises(LoadError) as failed:
         store.load_sync()
     assert "can't find the specified secret" in str(failed.value.failures["gone"])  # message
-    runtime.loading(10_000)
+    runtime.fail(LOADING)
     settings = Settings(secret_timeout_ms=200)
     loading = ParametersSecrets(
         {"db": Secret("prod/db")}, source=source(runtime, settings=settings), settings=settings
@@ -227,7 +230,7 @@ def test_while_the_runtime_loads_values_come_from_aws_directly_with_a_fallback(
     put_parameter(moto, "/app/api-key", "from-aws")
     put_parameter(moto, "/other/key", "their-key")
     create_secret(moto, "prod/db", string=json.dumps({"password": "from-aws"}))
-    runtime.loading(10_000)
+    runtime.fail(LOADING)
     direct = AwsSource("us-east-1", endpoint_url=moto_proxy.url)
     store = ParametersSecrets(
         {

@@ -36,7 +36,7 @@ from parameters_secrets import (
     Secret,
     Settings,
 )
-from parameters_secrets._concurrency import PerLoop, SyncLoop
+from parameters_secrets._concurrency import Flight, PerLoop, SyncLoop
 from parameters_secrets.sources import (
     ExtensionSource,
     Outcome,
@@ -44,6 +44,7 @@ from parameters_secrets.sources import (
     Source,
     ValueRequest,
 )
+from tests import faults
 from tests.conftest import TOKEN, FakeClock
 from tests.extension_server import FakeExtension
 from tests.lambda_events import LambdaContext, invoke
@@ -71,7 +72,7 @@ def slow_extension(extension: FakeExtension) -> FakeExtension:
     extension.put_parameter("/app/api-key", "key-1", type="SecureString")
     extension.put_parameter("/app/flags", json.dumps({"beta": True}))
     extension.put_secret("prod/db", string=json.dumps({"password": "pw-1"}))
-    extension.fail("slow", delay=DELAY)
+    extension.fail(faults.delay(DELAY))
     return extension
 
 
@@ -231,7 +232,7 @@ def test_a_waiter_keeps_its_loop_running_while_another_thread_fetches(
 ) -> None:
     store = store_on(slow_extension)
     slow_extension.clear_faults()
-    slow_extension.fail("slow", delay=1.0)
+    slow_extension.fail(faults.delay(1.0))
     leader = Started(threading.Event())
     leader.start(1, store.load_sync)
     leader.go.set()
@@ -239,9 +240,7 @@ def test_a_waiter_keeps_its_loop_running_while_another_thread_fetches(
 
     async def main() -> Any:
         nonlocal ticks
-        with anyio.fail_after(10):
-            while slow_extension.total_calls < 3:  # noqa: ASYNC110 - a server thread counts
-                await anyio.sleep(0.01)
+        assert await anyio.to_thread.run_sync(slow_extension.wait_for_calls, 3)
         async with anyio.create_task_group() as group:
 
             async def tick() -> None:
@@ -268,16 +267,14 @@ def test_a_waiter_gives_up_by_its_own_time_bound_not_the_leaders(
     slow_extension: FakeExtension, event_loop_per_test: asyncio.AbstractEventLoop
 ) -> None:
     slow_extension.clear_faults()
-    slow_extension.fail("slow", delay=3.0)
+    slow_extension.fail(faults.delay(3.0))
     store = store_on(slow_extension)
     leader = Started(threading.Event())
     leader.start(1, store.load_sync)  # no deadline: the leader waits up to 10 s
     leader.go.set()
 
     async def main() -> LoadError:
-        with anyio.fail_after(10):
-            while slow_extension.total_calls < 3:  # noqa: ASYNC110 - a server thread counts
-                await anyio.sleep(0.01)
+        assert await anyio.to_thread.run_sync(slow_extension.wait_for_calls, 3)
         deadline = anyio.current_time() + 0.3  # asyncio's clock is time.monotonic
         with pytest.raises(LoadError) as failed:
             await store.load(deadline=deadline)
@@ -316,9 +313,9 @@ class GatedSource(Source):
             self.most_under_way = max(self.most_under_way, self.under_way)
         self.entered.set()
         try:
-            with anyio.fail_after(10):
-                while not self.gate.is_set():  # noqa: ASYNC110 - set from another thread
-                    await anyio.sleep(0.005)
+            # Set from another thread; a cancelled fetch stops waiting for it at once.
+            opened = await anyio.to_thread.run_sync(self.gate.wait, 10, abandon_on_cancel=True)
+            assert opened
         finally:
             with self._lock:
                 self.under_way -= 1
@@ -330,8 +327,16 @@ class GatedSource(Source):
 
 
 def test_a_cancelled_leader_on_one_loop_hands_the_fetch_to_a_waiting_thread(
-    event_loop_per_test: asyncio.AbstractEventLoop,
+    event_loop_per_test: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    waiting = threading.Event()  # set once a caller waits for another's fetch
+    wait_for_flight = Flight.wait
+
+    async def wait_and_tell(flight: Flight[Any], until: float) -> tuple[bool, Any]:
+        waiting.set()
+        return await wait_for_flight(flight, until)
+
+    monkeypatch.setattr(Flight, "wait", wait_and_tell)
     source = GatedSource()
     store = ParametersSecrets({"p": Parameter("/p")}, source=source)
     waiter = Started(threading.Event())
@@ -339,12 +344,10 @@ def test_a_cancelled_leader_on_one_loop_hands_the_fetch_to_a_waiting_thread(
     async def lead_then_cancel() -> None:
         async with anyio.create_task_group() as group:
             group.start_soon(store.get, "p")
-            with anyio.fail_after(10):
-                while not source.entered.is_set():  # noqa: ASYNC110 - a flag, not an event
-                    await anyio.sleep(0.005)
+            assert await anyio.to_thread.run_sync(source.entered.wait, 10)
             waiter.start(1, lambda: store.get_sync("p"))
             waiter.go.set()
-            await anyio.sleep(0.1)  # the thread is waiting for this fetch now
+            assert await anyio.to_thread.run_sync(waiting.wait, 10)  # the thread waits on it
             group.cancel_scope.cancel()
 
     event_loop_per_test.run_until_complete(lead_then_cancel())
@@ -357,7 +360,7 @@ def test_a_failed_leader_gives_every_waiting_thread_its_error(
     slow_extension: FakeExtension,
 ) -> None:
     slow_extension.clear_faults()
-    slow_extension.fail("error_500", delay=DELAY)
+    slow_extension.fail(faults.server_error("InternalServerError").after(DELAY))
     store = store_on(slow_extension)
 
     def load() -> str:

@@ -44,6 +44,7 @@ from parameters_secrets.sources import (
     Source,
     StaticSource,
 )
+from tests import faults
 from tests.conftest import TOKEN, FakeClock, detail_503
 from tests.extension_server import FakeExtension
 from tests.lambda_events import LambdaContext, invoke
@@ -105,7 +106,7 @@ def test_extension_trickling_its_answer_is_cut_off_by_the_lambdas_remaining_time
     extension: FakeExtension,
 ) -> None:
     extension.put_secret("prod/db", string=json.dumps({"password": "p" * 200}))
-    extension.fail("trickle", delay=0.2)  # the right answer, one byte every 0.2 s
+    extension.fail(faults.trickle(0.2))  # the right answer, one byte every 0.2 s
     handler = Mangum(
         middleware({"db": Secret("prod/db")}, ExtensionSource(extension.port, TOKEN)),
         lifespan="off",
@@ -371,7 +372,7 @@ def test_concurrent_first_requests_under_trio_make_one_upstream_call_per_key(
 ) -> None:
     extension.put_parameter("/p", "v")
     extension.put_secret("s", string="w")
-    extension.fail("slow", delay=0.2, times=2)
+    extension.fail(faults.delay(0.2), times=2)
     app = middleware(
         {"p": Parameter("/p"), "s": Secret("s")}, ExtensionSource(extension.port, TOKEN)
     )
@@ -421,11 +422,7 @@ def test_a_new_loop_per_invocation_leaves_no_socket_open_and_no_warning(
     assert statuses == [200] * 30
     assert extension.total_calls == 60
     assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
-    for _ in range(100):  # the server sees the clients' closes shortly after they happen
-        if extension.open_connections == 0:
-            break
-        time.sleep(0.01)
-    assert extension.open_connections == 0
+    assert extension.wait_all_closed()  # the server sees the clients' closes
 
 
 @pytest.mark.parametrize("runner", ["asyncio.run", "anyio.run on asyncio", "anyio.run on trio"])
@@ -445,11 +442,7 @@ def test_pools_close_when_their_loop_ends_without_aclose(
     else:
         status = anyio.run(one_invocation, backend=runner.rsplit(" ", 1)[1])
     assert (status, extension.connections) == (200, 1)
-    for _ in range(100):  # the server sees the client's close shortly after it happens
-        if extension.open_connections == 0:
-            break
-        time.sleep(0.01)
-    assert extension.open_connections == 0
+    assert extension.wait_all_closed()  # the server sees the client's close
 
 
 # --- 6. each declaration keeps its own TTL ---------------------------------------------

@@ -29,7 +29,7 @@ it injected is what happened, not how long anything took.
 Every middleware test logs at DEBUG (every logger) and checks that the known secret value
 never appears in a log record or an error response. TTLs pass on the ``clock`` fixture;
 the time bounds are real (short) time. A direct ``fetch`` runs inside ``anyio.fail_after``;
-under Mangum, a slow fault ends by itself after ``mock_upstreams.SLOW_SECONDS``, far past
+under Mangum, a slow fault ends by itself after ``faults.HANG_SECONDS``, far past
 every bound set here (and the value it then gives fails the test): a bound that does not
 hold fails, never hangs. Over a socket, what the server records of a request the client
 gave up on is waited for (bounded), as nothing orders it before the client's return.
@@ -63,13 +63,13 @@ from parameters_secrets._declarations import ValueRequest
 from parameters_secrets._sources import Source
 from parameters_secrets._sources._retry import RetryPolicy
 from parameters_secrets.sources import AwsSource, ExtensionSource, StaticSource
+from tests import faults
 from tests.conftest import TOKEN, FakeClock, detail_503
-from tests.extension_server import FakeExtension, FaultMode
+from tests.extension_server import FakeExtension
 from tests.lambda_events import LambdaResponse, invoke
-from tests.mock_upstreams import REGION, SLOW_SECONDS, TRICKLE_SECONDS, Call, Fault, MockAws
+from tests.mock_upstreams import REGION, Call, MockAws
 from tests.moto_server import (
     CountingProxy,
-    FaultKind,
     MotoServer,
     create_secret,
     put_parameter,
@@ -121,28 +121,50 @@ def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(variable, raising=False)
 
 
-# The test's fault names, in FakeExtension's words.
-EXTENSION_MODES: dict[Fault, FaultMode] = {
-    "refused": "refused",
-    "slow": "slow",
-    "trickle": "trickle",
-    "5xx": "error_500",
-    "throttling": "throttle",
-    "malformed": "malformed_json",
-    "no_value": "no_value",
-    "dropped": "drop_mid_body",
-    "not_ready": "not_ready",
+Fault = Literal[
+    "refused",
+    "slow",
+    "trickle",
+    "5xx",
+    "throttling",
+    "malformed",
+    "no_value",
+    "dropped",
+    "not_ready",
+]
+# The test's fault names, in tests/faults.py's words (a 500 is named as each upstream
+# names it).
+FAULTS: dict[Fault, faults.Fault] = {
+    "refused": faults.refused(),
+    "slow": faults.hang(),
+    "trickle": faults.trickle(),
+    "5xx": faults.server_error(),
+    "throttling": faults.throttle(),
+    "malformed": faults.malformed(),
+    "no_value": faults.no_value(),
+    "dropped": faults.reset(),
+    "not_ready": faults.NOT_READY,
 }
-FAULT_OF_MODE: dict[FaultMode | None, Fault | None] = {
-    None: None,
-    **{mode: fault for fault, mode in EXTENSION_MODES.items()},
+EXTENSION_FAULTS: dict[Fault, faults.Fault] = {
+    **FAULTS,
+    "5xx": faults.server_error("InternalServerError"),
 }
+
+
+def named(upstream: InProcessExtension | MockAws, fault: Fault) -> faults.Fault:
+    """The fault the test calls ``fault``, as ``upstream`` plays it."""
+    return (EXTENSION_FAULTS if isinstance(upstream, InProcessExtension) else FAULTS)[fault]
+
+
+def name_of(fault: faults.Fault | None) -> Fault | None:
+    """The test's name for a fault an upstream recorded."""
+    names = {f: n for n, f in FAULTS.items()} | {f: n for n, f in EXTENSION_FAULTS.items()}
+    return None if fault is None else names[fault]
 
 
 class InProcessExtension:
-    """``FakeExtension`` through its ``transport()``, seen as ``MockAws`` is seen: the
-    same fault names (a slow or trickled answer as slow as ``MockAws``'s), ``count``,
-    ``calls`` with the fault each met, ``cut_off``."""
+    """``FakeExtension`` through its ``transport()``, seen as ``MockAws`` is seen (by the
+    test's fault names): ``count``, ``calls`` with the fault each met, ``cut_off``."""
 
     def __init__(self) -> None:
         self.fake = FakeExtension(token=TOKEN)
@@ -153,20 +175,19 @@ class InProcessExtension:
     def put_secret(self, secret_id: str, string: str) -> None:
         self.fake.put_secret(secret_id, string=string)
 
-    def fail(self, fault: Fault, *, name: str | None = None, times: int | None = None) -> None:
-        delay = {"slow": SLOW_SECONDS, "trickle": TRICKLE_SECONDS}.get(fault, 0.0)
-        self.fake.fail(EXTENSION_MODES[fault], name=name, times=times, delay=delay)
+    def fail(
+        self, fault: faults.Fault, *, match: str | None = None, times: int | None = None
+    ) -> None:
+        self.fake.fail(fault, match=match, times=times)
 
     def heal(self) -> None:
         self.fake.clear_faults()
 
     @property
     def calls(self) -> list[Call]:
-        return [
-            Call(kind, (name,), FAULT_OF_MODE[mode]) for kind, name, mode in self.fake.call_log()
-        ]
+        return [Call(kind, (name,), fault) for kind, name, fault in self.fake.call_log()]
 
-    def count(self, name: str | None = None) -> int:
+    def count(self, name: str | None = None) -> int:  # as MockAws.count(name=...)
         return sum(1 for call in self.calls if name is None or name in call.names)
 
     @property
@@ -243,7 +264,7 @@ async def test_fetch_under_fault_gives_the_fault_s_code_after_the_policy_s_attem
     code, fewest, most = FETCH_OUTCOMES[(kind, fault)]
     upstream = in_process_upstream(kind)
     seed_in_process(upstream, 1)
-    upstream.fail(fault)
+    upstream.fail(named(upstream, fault))
 
     outcomes = await fetch(
         in_process_source(upstream, MOCK_SETTINGS), [PARAMETER_REQUEST, SECRET_REQUEST]
@@ -256,7 +277,7 @@ async def test_fetch_under_fault_gives_the_fault_s_code_after_the_policy_s_attem
         attempts = upstream.count(name=name)
         assert fewest <= attempts <= (most or attempts), (name, attempts)
     # Every request the upstream saw met the fault: it, not something else, is the cause.
-    assert {call.fault for call in upstream.calls} == {fault}
+    assert {name_of(call.fault) for call in upstream.calls} == {fault}
     # A slow answer was abandoned at the bound (not answered late, not failed otherwise).
     assert upstream.cut_off == (2 if fault in ("slow", "trickle") else 0)
 
@@ -270,7 +291,7 @@ async def test_slow_answer_is_cut_off_by_the_deadline_without_a_timeout_setting(
 ) -> None:
     upstream = in_process_upstream(kind)
     seed_in_process(upstream, 1)
-    upstream.fail(fault)
+    upstream.fail(named(upstream, fault))
     settings = Settings()
     assert (settings.parameter_timeout_ms, settings.secret_timeout_ms) == (0, 0)
 
@@ -282,7 +303,7 @@ async def test_slow_answer_is_cut_off_by_the_deadline_without_a_timeout_setting(
 
     assert [(o.code, o.transient) for o in outcomes] == [("Timeout", True)] * 2
     assert upstream.cut_off == 2
-    assert [call.fault for call in upstream.calls] == [fault, fault]
+    assert [name_of(call.fault) for call in upstream.calls] == [fault, fault]
 
 
 @pytest.mark.anyio
@@ -293,14 +314,14 @@ async def test_throttling_is_retried_past_max_attempts_until_answered(kind: Sour
     throttled = MAX_ATTEMPTS + 2
     upstream = in_process_upstream(kind)
     seed_in_process(upstream, 1)
-    upstream.fail("throttling", name=PARAMETER, times=throttled)
+    upstream.fail(faults.throttle(), match=PARAMETER, times=throttled)
     settings = Settings(parameter_timeout_ms=HANG_SECONDS * 1000)
 
     [outcome] = await fetch(in_process_source(upstream, settings), [PARAMETER_REQUEST])
 
     assert not isinstance(outcome, FetchError), outcome
     assert outcome["Value"] == parameter_value(1)
-    assert [call.fault for call in upstream.calls] == ["throttling"] * throttled + [None]
+    assert [name_of(call.fault) for call in upstream.calls] == ["throttling"] * throttled + [None]
 
 
 @pytest.mark.anyio
@@ -309,13 +330,13 @@ async def test_throttling_is_retried_past_max_attempts_until_answered(kind: Sour
 async def test_aws_transient_failure_is_answered_by_the_last_of_max_attempts(fault: Fault) -> None:
     upstream = MockAws(REGION)
     seed_in_process(upstream, 1)
-    upstream.fail(fault, times=MAX_ATTEMPTS - 1)
+    upstream.fail(FAULTS[fault], times=MAX_ATTEMPTS - 1)
 
     [outcome] = await fetch(in_process_source(upstream, MOCK_SETTINGS), [PARAMETER_REQUEST])
 
     assert not isinstance(outcome, FetchError), outcome
     assert outcome["Value"] == parameter_value(1)
-    assert [call.fault for call in upstream.calls] == [fault] * (MAX_ATTEMPTS - 1) + [None]
+    assert [name_of(call.fault) for call in upstream.calls] == [fault] * (MAX_ATTEMPTS - 1) + [None]
 
 
 @pytest.mark.anyio
@@ -326,7 +347,7 @@ async def test_throttled_batch_get_secret_value_falls_back_to_get_secret_value()
     others = [f"{SECRET}-{n}" for n in range(2)]
     for secret_id in others:
         upstream.put_secret(secret_id, f"{CANARY}-{secret_id}")
-    upstream.fail("throttling", action="BatchGetSecretValue")
+    upstream.fail(faults.throttle(), match="BatchGetSecretValue")
 
     outcomes = await fetch(
         in_process_source(upstream, MOCK_SETTINGS), [Secret(i).request for i in others]
@@ -334,7 +355,7 @@ async def test_throttled_batch_get_secret_value_falls_back_to_get_secret_value()
 
     assert [o["SecretString"] for o in outcomes] == [f"{CANARY}-{i}" for i in others]
     # Not retried (it would spend the batch quota): asked again value by value, at once.
-    assert upstream.calls[0] == Call("BatchGetSecretValue", tuple(others), "throttling")
+    assert upstream.calls[0] == Call("BatchGetSecretValue", tuple(others), faults.throttle())
     assert sorted(upstream.calls[1:], key=lambda call: call.names) == [
         Call("GetSecretValue", (secret_id,), None) for secret_id in others
     ]
@@ -347,14 +368,14 @@ async def test_throttled_get_parameters_is_retried_as_a_batch() -> None:
     names = [f"{PARAMETER}-{n}" for n in range(2)]
     for name in names:
         upstream.put_parameter(name, f"{CANARY}-{name}")
-    upstream.fail("throttling", action="GetParameters", times=2)
+    upstream.fail(faults.throttle(), match="GetParameters", times=2)
 
     outcomes = await fetch(
         in_process_source(upstream, MOCK_SETTINGS), [Parameter(n).request for n in names]
     )
 
     assert [o["Value"] for o in outcomes] == [f"{CANARY}-{n}" for n in names]
-    assert [(c.action, c.fault) for c in upstream.calls] == [
+    assert [(c.action, name_of(c.fault)) for c in upstream.calls] == [
         ("GetParameters", "throttling"),
         ("GetParameters", "throttling"),
         ("GetParameters", None),
@@ -373,24 +394,8 @@ class Upstream(Protocol):
     def calls(self) -> int: ...
     def faults_since(self, calls: int) -> set[str | None]: ...
     def sees(self, fault: Fault) -> bool: ...
+    def received(self, calls: int) -> bool: ...
     def source(self, settings: Settings) -> Source: ...
-
-
-RECEIVED_SECONDS = 10.0  # for a server thread to record a request it has been sent
-
-
-def wait_until_received(upstream: Upstream, calls: int) -> None:
-    """Wait until ``upstream`` has recorded ``calls`` requests in all (bounded).
-
-    A server records a request when it reads it, and a request the client gave up on (a
-    slow answer, abandoned at the bound) is read in the server thread's own time: nothing
-    orders it before the client's return. Every other request is answered, after it
-    was recorded. In process, every request is recorded before the client goes on.
-    """
-    deadline = time.monotonic() + RECEIVED_SECONDS
-    while upstream.calls() < calls and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert upstream.calls() >= calls, (upstream.calls(), calls)
 
 
 @dataclass
@@ -401,7 +406,7 @@ class InProcessUpstream:
         seed_in_process(self.upstream, version)
 
     def inject(self, fault: Fault) -> None:
-        self.upstream.fail(fault)
+        self.upstream.fail(named(self.upstream, fault))
 
     def heal(self) -> None:
         self.upstream.heal()
@@ -410,10 +415,13 @@ class InProcessUpstream:
         return len(self.upstream.calls)
 
     def faults_since(self, calls: int) -> set[str | None]:
-        return {call.fault for call in self.upstream.calls[calls:]}
+        return {name_of(call.fault) for call in self.upstream.calls[calls:]}
 
     def sees(self, fault: Fault) -> bool:
         return True  # in process, a refused connection is recorded too
+
+    def received(self, calls: int) -> bool:
+        return self.calls() >= calls  # in process, before the client goes on
 
     def source(self, settings: Settings) -> Source:
         return in_process_source(self.upstream, settings)
@@ -502,7 +510,9 @@ def first_load_under_fault(
     assert app.calls == 0
     # Each value was asked (but of a server that refuses), and met the fault, and only it.
     if upstream.sees(fault):
-        wait_until_received(upstream, before + 2)
+        # A server records a request in its own thread: one the client gave up on (a
+        # slow answer, abandoned at the bound) maybe after the client's return.
+        assert upstream.received(before + 2)
     assert upstream.faults_since(before) == ({fault} if upstream.sees(fault) else set())
     errors = [r.getMessage() for r in logs.records if r.levelno == logging.ERROR]
     assert any("'api_key'" in message and PARAMETER in message for message in errors), errors
@@ -548,7 +558,9 @@ def refresh_under_fault(
     # Each value was asked (but of a server that refuses: that reaches no server to count
     # it, though in process it is seen), and met the fault, and only it.
     if upstream.sees(fault):
-        wait_until_received(upstream, before + 2)
+        # A server records a request in its own thread: one the client gave up on (a
+        # slow answer, abandoned at the bound) maybe after the client's return.
+        assert upstream.received(before + 2)
     assert upstream.faults_since(before) == ({fault} if upstream.sees(fault) else set())
     warnings = [r.getMessage() for r in logs.records if r.levelno == logging.WARNING]
     stale = [m for m in warnings if "serving the previous value" in m]
@@ -621,18 +633,9 @@ def test_refresh_under_fault_serves_the_previous_value_then_recovers(
 
 # == one real socket per fault class ====================================================
 
-# A slow server holds the request for SLOW_SECONDS (30 s), far past the 2 s bound, or
-# until it stops (the test's end; the fake extension also when the client leaves). A
-# bound that does not hold still fails the test (the value comes), rather than hang it.
-HELD_SECONDS = SLOW_SECONDS
-PROXY_KINDS: dict[Fault, FaultKind | None] = {
-    "slow": None,  # forwarded, after the latency
-    "5xx": "error",
-    "throttling": "throttle",
-    "malformed": "malformed",
-    "dropped": "drop",
-}
-FAULT_OF_PROXY_KIND = {kind: fault for fault, kind in PROXY_KINDS.items() if kind is not None}
+# A slow server holds the request for HANG_SECONDS (30 s), far past the 2 s bound, or
+# until it stops (the test's end, or the client leaving). A bound that does not hold
+# still fails the test (the value comes), rather than hang it.
 # Each fault class once, over the server where a real socket matters most to it.
 REAL_SOCKET_MATRIX = [
     # httpcore's connect error, which the extension source names ("is the layer attached?")
@@ -663,8 +666,7 @@ class ExtensionUpstream:
             self.extension.stop()
             self.stopped = True
         else:
-            delay = HELD_SECONDS if fault == "slow" else 0.0
-            self.extension.fail(EXTENSION_MODES[fault], delay=delay)
+            self.extension.fail(EXTENSION_FAULTS[fault])
 
     def heal(self) -> None:
         if self.stopped:
@@ -676,10 +678,13 @@ class ExtensionUpstream:
         return self.extension.total_calls
 
     def faults_since(self, calls: int) -> set[str | None]:
-        return {FAULT_OF_MODE[mode] for _, _, mode in self.extension.call_log()[calls:]}
+        return {name_of(fault) for _, _, fault in self.extension.call_log()[calls:]}
 
     def sees(self, fault: Fault) -> bool:
         return fault != "refused"  # a stopped server counts nothing
+
+    def received(self, calls: int) -> bool:
+        return self.extension.wait_for_calls(calls)
 
     def source(self, settings: Settings) -> Source:
         return ExtensionSource(port=self.extension.port, token=TOKEN, settings=settings)
@@ -706,8 +711,7 @@ class AwsUpstream:
             self.port = self.proxy.port
             self.proxy.stop()
         else:
-            latency = HELD_SECONDS if fault == "slow" else 0.0
-            self.proxy.fail(None, PROXY_KINDS[fault], latency=latency)
+            self.proxy.fail(FAULTS[fault])
 
     def heal(self) -> None:
         if self.port:
@@ -719,13 +723,13 @@ class AwsUpstream:
         return self.proxy.total
 
     def faults_since(self, calls: int) -> set[str | None]:
-        return {
-            None if met is None else "slow" if met[0] is None else FAULT_OF_PROXY_KIND[met[0]]
-            for met in self.proxy.faults_met()[calls:]
-        }
+        return {name_of(met) for met in self.proxy.faults_met()[calls:]}
 
     def sees(self, fault: Fault) -> bool:
         return fault != "refused"  # a stopped proxy counts nothing
+
+    def received(self, calls: int) -> bool:
+        return self.proxy.wait_for_total(calls)
 
     def source(self, settings: Settings) -> Source:
         return AwsSource(endpoint_url=self.proxy.url, settings=settings)

@@ -21,6 +21,7 @@ import pytest
 
 from parameters_secrets import LoadError, Parameter, ParametersSecrets, Secret
 from parameters_secrets.sources import ExtensionSource
+from tests import faults
 from tests.conftest import TOKEN
 from tests.extension_server import FakeExtension
 from tests.moto_server import CountingProxy, MotoServer, create_secret, put_parameter
@@ -58,7 +59,7 @@ def starting(extension: FakeExtension) -> FakeExtension:
     extension.put_parameter("/app/api-key", FROM_EXTENSION["api_key"], type="SecureString")
     extension.put_parameter("/app/flags", FROM_EXTENSION["flags"])
     extension.put_secret("prod/db", string=FROM_EXTENSION["db"])
-    extension.fail("not_ready")
+    extension.fail(faults.NOT_READY)
     return extension
 
 
@@ -189,7 +190,7 @@ print(json.dumps(report))
     }
     report = last_json_line(script, environ)
     assert report == {"built": [], "served": [FROM_EXTENSION["flags"], []]}
-    starting.fail("not_ready")
+    starting.fail(faults.NOT_READY)
     script_not_ready = script.replace('report["served"]', 'report["fallback"]')
     aws_environ = {
         **environ,

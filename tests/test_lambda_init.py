@@ -14,14 +14,15 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import hung
 from tests.extension_server import FakeExtension
-from tests.hanging_server import HangingServer
 from tests.lambda_runtime_api import INIT_LIMIT_SECONDS, run_function
+from tests.moto_server import CountingProxy
 from tests.processes import clean_environment, free_port
 
 MIDDLEWARE = Path(__file__).resolve().parent.parent / "middleware"
@@ -58,12 +59,6 @@ def handler(event, context):
 """
 
 
-@pytest.fixture
-def hanging() -> Iterator[HangingServer]:
-    with HangingServer() as server:
-        yield server
-
-
 def lambda_environment(app_dir: Path, **extra: str) -> dict[str, str]:
     """An on-demand INIT's environment: Lambda's variables, the function's credentials,
     and no extension listening on its port (it has not started serving)."""
@@ -87,7 +82,7 @@ def write_app(directory: Path, code: str) -> None:
 
 
 def test_a_module_level_load_during_init_fails_with_its_load_error_before_lambdas_limit(
-    tmp_path: Path, hanging: HangingServer
+    tmp_path: Path, hanging: CountingProxy
 ) -> None:
     write_app(tmp_path, LOADS_AT_IMPORT)
     env = lambda_environment(tmp_path, AWS_ENDPOINT_URL=hanging.url)
@@ -107,11 +102,11 @@ def test_a_module_level_load_during_init_fails_with_its_load_error_before_lambda
     assert "parameters_secrets.exceptions.LoadError" in completed.stderr
     [line] = [x for x in completed.stderr.splitlines() if "could not be loaded" in x]
     assert TIMED_OUT_AFTER.search(line), line
-    assert hanging.connections >= 1  # AWS was asked and hung: that is what was cut
+    assert hung(hanging)  # AWS was asked and hung: that is what was cut
 
 
 def test_under_the_lambda_runtime_a_hanging_init_reports_its_load_error_before_the_kill(
-    tmp_path: Path, hanging: HangingServer
+    tmp_path: Path, hanging: CountingProxy
 ) -> None:
     write_app(tmp_path, LOADS_AT_IMPORT)
     env = lambda_environment(tmp_path, AWS_ENDPOINT_URL=hanging.url)
@@ -124,7 +119,7 @@ def test_under_the_lambda_runtime_a_hanging_init_reports_its_load_error_before_t
     [line] = [x for x in run.output.splitlines() if "could not be loaded" in x]
     assert line.startswith("[ERROR]"), line  # the runtime's log format: an ERROR line
     assert TIMED_OUT_AFTER.search(line), line
-    assert hanging.connections >= 1
+    assert hung(hanging)
 
 
 def test_under_the_lambda_runtime_the_window_holds_during_init_only(

@@ -38,6 +38,7 @@ from parameters_secrets import (
 from parameters_secrets._declarations import ValueRequest
 from parameters_secrets._sources import Outcome
 from parameters_secrets.sources import ExtensionSource
+from tests import faults
 from tests.conftest import TOKEN, FakeClock
 from tests.extension_server import FakeExtension
 from tests.lambda_events import invoke
@@ -119,7 +120,9 @@ def scripted_sequence(extension: FakeExtension, store: ParametersSecrets, clock:
     assert invoke(asgi, "http_api_v2").status == 200
     assert invoke(wsgi, "api_gateway_v1").status == 200  # warm again
     clock.advance(301)
-    extension.fail("error_500", times=1, name="prod/db")  # transient: served stale
+    extension.fail(
+        faults.server_error("InternalServerError"), times=1, match="prod/db"
+    )  # transient: served stale
     assert invoke(asgi, "http_api_v2").status == 200
     assert store.get_sync("db")["password"] == f"{SENTINEL}-pw-2"
 

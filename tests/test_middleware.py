@@ -40,8 +40,10 @@ from parameters_secrets.sources import (
     StaticSource,
     ValueRequest,
 )
+from tests import faults
 from tests.conftest import TOKEN, FakeClock, detail_503
-from tests.extension_server import FakeExtension, FaultMode
+from tests.extension_server import FakeExtension
+from tests.faults import Fault
 from tests.lambda_events import EVENT_KINDS, EventKind, LambdaContext, invoke
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
@@ -166,7 +168,7 @@ def test_nothing_is_fetched_at_construction_or_lifespan(extension: FakeExtension
 
 def test_first_request_fetches_every_value_concurrently(extension: FakeExtension) -> None:
     seed(extension)
-    extension.fail("slow", delay=0.2, times=4)
+    extension.fail(faults.delay(0.2), times=4)
     handler = Mangum(wrap(extension), lifespan="off")
     assert invoke(handler, "http_api_v2", "/").status == 200
     # Sequential requests over a keep-alive pool would share one connection: four slow
@@ -241,7 +243,7 @@ def test_hundred_concurrent_first_requests_make_one_upstream_call_per_key(
     extension: FakeExtension,
 ) -> None:
     seed(extension)
-    extension.fail("slow", delay=0.2, times=4)
+    extension.fail(faults.delay(0.2), times=4)
     middleware = wrap(extension)
 
     async def burst() -> list[int]:
@@ -355,28 +357,28 @@ def test_cache_size_bounds_entries_least_recently_used_first(extension: FakeExte
 
 def test_not_ready_extension_is_retried_briefly(extension: FakeExtension) -> None:
     seed(extension)
-    extension.fail("not_ready", times=3, name="/app/flags")
+    extension.fail(faults.NOT_READY, times=3, match="/app/flags")
     response = invoke(Mangum(wrap(extension), lifespan="off"), "http_api_v2", "/")
     assert response.status == 200
     assert extension.calls("parameter", "/app/flags") == 4
 
 
 FAULTS = [
-    ("error_500", "InternalServerError"),
-    ("throttle", "ThrottlingException"),
-    ("malformed_json", "MalformedResponse"),
-    ("drop_mid_body", "ConnectionError"),
-    ("access_denied", "AccessDeniedException"),
-    ("not_ready", "ExtensionNotReady"),
+    pytest.param(faults.server_error("InternalServerError"), "InternalServerError", id="error_500"),
+    pytest.param(faults.throttle(), "ThrottlingException", id="throttle"),
+    pytest.param(faults.malformed(), "MalformedResponse", id="malformed_json"),
+    pytest.param(faults.reset(), "ConnectionError", id="drop_mid_body"),
+    pytest.param(faults.ACCESS_DENIED, "AccessDeniedException", id="access_denied"),
+    pytest.param(faults.NOT_READY, "ExtensionNotReady", id="not_ready"),
 ]
 
 
-@pytest.mark.parametrize(("mode", "code"), FAULTS)
+@pytest.mark.parametrize(("fault", "code"), FAULTS)
 def test_first_load_failure_answers_503_without_calling_the_app(
-    extension: FakeExtension, mode: str, code: str, caplog: pytest.LogCaptureFixture
+    extension: FakeExtension, fault: Fault, code: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     seed(extension)
-    extension.fail(mode, name="prod/db")  # type: ignore[arg-type]
+    extension.fail(fault, match="prod/db")
     called: list[bool] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -392,7 +394,7 @@ def test_first_load_failure_answers_503_without_calling_the_app(
     assert response.status == 503
     assert response.headers["content-type"] == "application/json"
     assert response.json() == {"detail": f"could not load 'db' ({code})"}
-    if mode == "throttle":
+    if code == "ThrottlingException":
         assert extension.calls("secret", "prod/db") > 1  # retried, not given up at once
     assert called == []
     assert any(r.levelno == logging.ERROR and "'db'" in r.getMessage() for r in caplog.records)
@@ -416,7 +418,7 @@ def test_refused_connection_answers_503_naming_the_layer(
 
 def test_slow_upstream_times_out_per_setting(extension: FakeExtension) -> None:
     seed(extension)
-    extension.fail("slow", delay=5.0, name="/app/flags")
+    extension.fail(faults.delay(5.0), match="/app/flags")
     settings = Settings(parameter_timeout_ms=150)
     response = invoke(Mangum(wrap(extension, settings=settings), lifespan="off"), "alb", "/")
     assert response.status == 503
@@ -427,7 +429,7 @@ def test_slow_upstream_is_bounded_by_the_lambdas_remaining_time(
     extension: FakeExtension,
 ) -> None:
     seed(extension)
-    extension.fail("slow", delay=5.0, name="prod/db")
+    extension.fail(faults.delay(5.0), match="prod/db")
     handler = Mangum(wrap(extension), lifespan="off")
     response = invoke(handler, "function_url", "/", context=LambdaContext(remaining_ms=300))
     assert response.status == 503
@@ -435,19 +437,23 @@ def test_slow_upstream_is_bounded_by_the_lambdas_remaining_time(
 
 
 @pytest.mark.parametrize(
-    ("mode", "code"),
+    ("fault", "code"),
     [
-        ("error_500", "InternalServerError"),
-        ("throttle", "ThrottlingException"),
-        ("slow", "Timeout"),
-        ("malformed_json", "MalformedResponse"),
+        pytest.param(
+            faults.server_error("InternalServerError"), "InternalServerError", id="error_500"
+        ),
+        pytest.param(faults.throttle(), "ThrottlingException", id="throttle"),
+        # Only this one waits (past the 200 ms bound): every other fault must answer at
+        # once, or the refresh would time out before meeting it.
+        pytest.param(faults.delay(2.0), "Timeout", id="slow"),
+        pytest.param(faults.malformed(), "MalformedResponse", id="malformed_json"),
     ],
 )
 def test_transient_refresh_failure_serves_the_previous_value(
     extension: FakeExtension,
     clock: FakeClock,
     caplog: pytest.LogCaptureFixture,
-    mode: FaultMode,
+    fault: Fault,
     code: str,
 ) -> None:
     seed(extension)
@@ -457,9 +463,7 @@ def test_transient_refresh_failure_serves_the_previous_value(
     assert invoke(handler, "http_api_v2", "/").status == 200
     clock.advance(301)
     asked_before = len(extension.call_log())
-    # Only "slow" waits (past the 200 ms bound): every other fault must answer at once,
-    # or the refresh would time out before meeting it.
-    extension.fail(mode, name="prod/db", delay=2.0 if mode == "slow" else 0.0)
+    extension.fail(fault, match="prod/db")
     with caplog.at_level(logging.WARNING, logger="parameters_secrets"):
         response = invoke(handler, "http_api_v2", "/")
     assert response.status == 200
@@ -468,7 +472,7 @@ def test_transient_refresh_failure_serves_the_previous_value(
     # The refresh met the injected fault, every time it asked, and the warning names it.
     asked = [entry for entry in extension.call_log()[asked_before:] if entry[0] == "secret"]
     assert asked
-    assert set(asked) == {("secret", "prod/db", mode)}
+    assert set(asked) == {("secret", "prod/db", fault)}
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1, warnings
     assert "prod/db" in warnings[0]
@@ -489,7 +493,7 @@ def test_stale_value_is_not_served_when_disabled(
     )
     assert invoke(handler, "http_api_v2", "/").status == 200
     clock.advance(301)
-    extension.fail("error_500", name="prod/db")
+    extension.fail(faults.server_error("InternalServerError"), match="prod/db")
     assert invoke(handler, "http_api_v2", "/").status == 503
 
 
@@ -500,7 +504,7 @@ def test_access_denied_on_refresh_is_not_masked_by_the_old_value(
     handler = Mangum(wrap(extension, clock=clock), lifespan="off")
     assert invoke(handler, "http_api_v2", "/").status == 200
     clock.advance(301)
-    extension.fail("access_denied", name="prod/db")
+    extension.fail(faults.ACCESS_DENIED, match="prod/db")
     response = invoke(handler, "http_api_v2", "/")
     assert response.status == 503
     assert response.json() == {"detail": "could not load 'db' (AccessDeniedException)"}
@@ -704,7 +708,7 @@ def test_optional_value_that_fails_otherwise_gets_its_default_with_a_warning(
     extension: FakeExtension, caplog: pytest.LogCaptureFixture
 ) -> None:
     extension.put_parameter("/denied", "x")
-    extension.fail("access_denied", name="/denied")
+    extension.fail(faults.ACCESS_DENIED, match="/denied")
     seen: list[Any] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:

@@ -52,6 +52,7 @@ from parameters_secrets.sources import (
     SecretRequest,
     StaticSource,
 )
+from tests import faults
 from tests.conftest import TOKEN, FakeClock, detail_503
 from tests.extension_server import FakeExtension
 from tests.lambda_events import EVENT_KINDS, invoke
@@ -118,7 +119,7 @@ def test_every_failure_path_keeps_the_value_out(
         seen.append(invoke(handler, kind, "/").body)
     # A refresh that fails transiently: the previous value is served, with a warning.
     clock.advance(301)
-    extension.fail("error_500")
+    extension.fail(faults.server_error("InternalServerError"))
     seen.append(invoke(handler, "http_api_v2", "/").body)
     extension.clear_faults()
     # A transform that fails on the value, twice: bad JSON, and a callable whose

@@ -38,6 +38,7 @@ from parameters_secrets.sources import (
     RetryPolicy,
     StaticSource,
 )
+from tests import faults
 from tests.cloud_extensions_fake import FakeCloudExtensions
 from tests.conftest import TOKEN, FakeClock
 from tests.extension_server import FakeExtension
@@ -218,11 +219,11 @@ async def test_a_transient_describe_failure_serves_the_current_value_and_waits_t
     clocks = Clocks(date + 1)
     async with opened(store_on(aws(moto_proxy), clocks)) as store:
         await store.load()
-        moto_proxy.fail(DESCRIBE, "error")  # 500 InternalFailure until cleared
+        moto_proxy.fail(faults.server_error(), match=DESCRIBE)  # 500 InternalFailure until cleared
         clocks.advance(REVALIDATE_SECONDS)
         with caplog.at_level(logging.WARNING, logger="parameters_secrets"):
             assert (await store.load())["db"] == "v1"
-        assert [fault for fault, _ in filter(None, moto_proxy.faults_met())] == ["error"]
+        assert list(filter(None, moto_proxy.faults_met())) == [faults.server_error()]
         for _ in range(int(REVALIDATE_SECONDS) - 1):  # not asked again within the interval
             clocks.advance(1)
             assert (await store.load())["db"] == "v1"
@@ -285,7 +286,7 @@ async def test_after_a_snapstart_restore_the_secret_is_fetched_and_described_aga
     clocks = Clocks(date + 1)
     async with opened(store_on(aws(moto_proxy), clocks)) as store:
         await store.load()
-        moto_proxy.fail(DESCRIBE, "error")
+        moto_proxy.fail(faults.server_error(), match=DESCRIBE)
         store.drop_after_restore()
         # Nothing from before the snapshot is reused: the value is fetched anew (and
         # served, though its description failed: it is fresh), not revalidated.

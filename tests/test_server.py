@@ -31,6 +31,7 @@ from parameters_secrets._declarations import ValueRequest
 from parameters_secrets._server import ExtensionServer
 from parameters_secrets._sources import Outcome
 from parameters_secrets.sources import ExtensionSource, StaticSource
+from tests import faults
 from tests.lambda_events import invoke
 from tests.local_server import LocalServer
 from tests.moto_server import CountingProxy, MotoServer, create_secret, put_parameter
@@ -524,7 +525,7 @@ def test_server_answers_502_when_aws_is_unreachable_and_504_when_too_slow(
     moto: MotoServer, moto_proxy: CountingProxy
 ) -> None:
     put_parameter(moto, "/slow", "x")
-    moto_proxy.fail("AmazonSSM.GetParameter", latency=5.0)
+    moto_proxy.fail(faults.delay(5.0), match="AmazonSSM.GetParameter")
     env = {"AWS_ENDPOINT_URL": moto_proxy.url, "SSM_PARAMETER_STORE_TIMEOUT_MILLIS": "300"}
     with from_aws(env) as server:
         slow = get(server.port, f"{P}?name=%2Fslow")

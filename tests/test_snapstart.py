@@ -17,6 +17,7 @@ import pytest
 
 from parameters_secrets import LoadError, Parameter, ParametersSecrets, Secret, Settings
 from parameters_secrets.sources import AwsSource, ExtensionSource
+from tests import faults
 from tests.conftest import TOKEN, FakeClock
 from tests.credentials_endpoint import CredentialsEndpoint
 from tests.extension_server import FakeExtension
@@ -81,7 +82,7 @@ def test_after_a_restore_a_failing_upstream_never_gets_the_snapshot_value_served
     store = ParametersSecrets(VALUES, source=ExtensionSource(seeded.port, TOKEN), clock=clock)
     store.load_sync()
     runtime.restore()
-    seeded.fail("error_500")
+    seeded.fail(faults.server_error("InternalServerError"))
     # Stale-if-error would serve a previous value: after a restore there is none.
     with pytest.raises(LoadError) as failed:
         store.load_sync()

@@ -40,6 +40,7 @@ import httpx
 from parameters_secrets import Parameter, ParametersSecretsMiddleware, Secret, Settings
 from parameters_secrets._cache import STALE_RETRY_SECONDS
 from parameters_secrets.sources import ExtensionSource
+from tests import faults
 from tests.conftest import TOKEN, detail_503
 from tests.extension_server import FakeExtension
 
@@ -168,7 +169,7 @@ def test_soak_serves_only_right_values_and_calls_upstream_within_the_ttl_bound(
 ) -> None:
     for key in DECLARATIONS:
         publish(extension, key, 0)
-    extension.fail("error_500", probability=FAILURE_RATE, seed=SEED)
+    extension.fail(faults.server_error("InternalServerError"), probability=FAILURE_RATE, seed=SEED)
     settings = Settings(parameter_ttl=TTL, secret_ttl=TTL)
     assert min(TTL, STALE_RETRY_SECONDS) == TTL  # the bound below relies on it
     middleware = ParametersSecretsMiddleware(

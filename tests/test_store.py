@@ -33,6 +33,7 @@ from parameters_secrets import (
     Settings,
 )
 from parameters_secrets.sources import AwsSource, ExtensionSource, StaticSource
+from tests import faults
 from tests.conftest import TOKEN, FakeClock
 from tests.extension_server import FakeExtension
 from tests.lambda_events import invoke
@@ -139,7 +140,7 @@ def test_refresh_by_fifty_concurrent_callers_makes_one_upstream_call_per_key(
     async def main() -> None:
         await store.load()
         seed(extension, version=2)
-        extension.fail("slow", delay=0.2, times=2)  # callers arrive during the fetch
+        extension.fail(faults.delay(0.2), times=2)  # callers arrive during the fetch
 
         async def refresh() -> None:
             results.append((await store.refresh()).db["password"])
@@ -159,7 +160,7 @@ def test_a_load_that_began_before_a_refresh_does_not_keep_its_older_values(
     extension: FakeExtension,
 ) -> None:
     seed(extension)
-    extension.fail("trickle", delay=0.005, times=2)  # the load's answers, slowly
+    extension.fail(faults.trickle(0.005), times=2)  # the load's answers, slowly
     store = on_extension(extension)
     loaded: list[str] = []
 
@@ -170,9 +171,7 @@ def test_a_load_that_began_before_a_refresh_does_not_keep_its_older_values(
                 loaded.append((await store.load()).db["password"])
 
             group.start_soon(load)
-            with anyio.fail_after(5):
-                while extension.total_calls < 2:  # noqa: ASYNC110 - a server thread counts
-                    await anyio.sleep(0.01)
+            assert await anyio.to_thread.run_sync(extension.wait_for_calls, 2)
             seed(extension, version=2)  # rotated while the load is in flight
             group.start_soon(store.refresh)
         after: str = (await store.load()).db["password"]
@@ -324,7 +323,7 @@ def test_load_during_lambda_init_with_the_extension_is_a_transient_load_error(
     # gives up after about a second with a LoadError, caches nothing, and the first
     # request loads the values once the extension serves.
     seed(extension)
-    extension.fail("not_ready")
+    extension.fail(faults.NOT_READY)
     store = on_extension(extension)
     with pytest.raises(LoadError) as raised:
         store.load_sync()
@@ -438,10 +437,10 @@ def test_no_value_in_any_log_repr_or_error_of_the_store(
         values = store.load_sync()
         texts += [repr(store), repr(values), repr(store.stats)]
         clock.advance(301)
-        extension.fail("error_500")
+        extension.fail(faults.server_error("InternalServerError"))
         texts.append(repr(store.refresh_sync()))  # stale-if-error: previous value, a warning
         extension.clear_faults()
-        extension.fail("access_denied")
+        extension.fail(faults.ACCESS_DENIED)
         with pytest.raises(LoadError) as raised:
             store.refresh_sync("db")
         texts += [str(raised.value), repr(raised.value), repr(raised.value.failures)]

@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import warnings
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
@@ -36,6 +35,7 @@ from parameters_secrets._concurrency import SyncLoop
 from parameters_secrets._declarations import ValueRequest
 from parameters_secrets._sources import Outcome
 from parameters_secrets.sources import ExtensionSource, Source
+from tests import faults
 from tests.conftest import TOKEN
 from tests.extension_server import FakeExtension
 from tests.processes import clean_environment
@@ -56,10 +56,7 @@ def on_extension(extension: FakeExtension, *names: str) -> ParametersSecrets:
 
 
 def wait_until_the_server_sees_every_close(extension: FakeExtension) -> None:
-    for _ in range(100):  # the server sees the client's close shortly after it happens
-        if extension.open_connections == 0:
-            return
-        time.sleep(0.01)
+    extension.wait_all_closed()  # the server sees the client's close shortly after it
 
 
 # -- connections are reused ----------------------------------------------------------------
@@ -103,7 +100,7 @@ def test_threads_loading_cold_at_once_make_one_upstream_call_per_key(
 ) -> None:
     names = ("a", "b", "c")
     store = on_extension(extension, *names)
-    extension.fail("slow", delay=0.2)  # keeps the first fetches open while threads join
+    extension.fail(faults.delay(0.2))  # keeps the first fetches open while threads join
     go = threading.Barrier(16, timeout=JOIN_SECONDS)
     results: list[object] = []
 
@@ -248,7 +245,7 @@ def test_a_keyboard_interrupt_while_waiting_cancels_the_call_on_the_loop() -> No
 
 def test_an_exception_reaches_the_caller_unchanged(extension: FakeExtension) -> None:
     store = on_extension(extension)
-    extension.fail("access_denied")
+    extension.fail(faults.ACCESS_DENIED)
     with pytest.raises(LoadError) as failed:
         store.load_sync()
     assert type(failed.value) is LoadError

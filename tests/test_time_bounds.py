@@ -15,7 +15,7 @@ import random
 import re
 import sys
 import time
-from collections.abc import Iterator, MutableMapping, Sequence
+from collections.abc import MutableMapping, Sequence
 from typing import Any
 
 import anyio
@@ -34,8 +34,10 @@ from parameters_secrets import (
 from parameters_secrets._declarations import ParameterRequest, ValueRequest
 from parameters_secrets._sources import Outcome
 from parameters_secrets.sources import AwsSource, Credentials, ExtensionSource, Source
+from tests import faults
+from tests.conftest import hung
 from tests.extension_server import FakeExtension
-from tests.hanging_server import HangingServer
+from tests.moto_server import CountingProxy
 from tests.processes import free_port
 
 TOKEN = "test-session-token"  # the extension fixture's token (conftest.py)
@@ -47,17 +49,11 @@ TIMED_OUT_AFTER = re.compile(r"timed out after \d+\.\d s")
 
 
 @pytest.fixture
-def hanging() -> Iterator[HangingServer]:
-    with HangingServer() as server:
-        yield server
-
-
-@pytest.fixture
 def short_ceiling(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sources_module, "DEFAULT_TIMEOUT_SECONDS", CEILING)
 
 
-def hanging_aws(hanging: HangingServer, settings: Settings | None = None) -> AwsSource:
+def hanging_aws(hanging: CountingProxy, settings: Settings | None = None) -> AwsSource:
     return AwsSource(
         region="us-east-1",
         endpoint_url=hanging.url,
@@ -71,13 +67,13 @@ def hanging_aws(hanging: HangingServer, settings: Settings | None = None) -> Aws
 
 @pytest.mark.anyio
 @pytest.mark.usefixtures("short_ceiling")
-async def test_an_infinite_deadline_ends_at_the_ceiling(hanging: HangingServer) -> None:
+async def test_an_infinite_deadline_ends_at_the_ceiling(hanging: CountingProxy) -> None:
     store = ParametersSecrets(VALUES, source=hanging_aws(hanging))
     with anyio.fail_after(5), pytest.raises(LoadError) as caught:  # a guard: never ends today
         await store.load(deadline=math.inf)
     await store.aclose()
     assert caught.value.failures["flags"].code == "Timeout"
-    assert hanging.connections >= 1  # the upstream hung: that is what was cut
+    assert hung(hanging)  # the upstream hung: that is what was cut
 
 
 class _Context:
@@ -93,7 +89,7 @@ class _Context:
 @pytest.mark.anyio
 @pytest.mark.usefixtures("short_ceiling")
 async def test_a_contexts_remaining_time_beyond_the_ceiling_is_held_to_it(
-    hanging: HangingServer,
+    hanging: CountingProxy,
 ) -> None:
     # (An infinite one already counted as none: tests/test_middleware.py.)
     sent: list[MutableMapping[str, Any]] = []
@@ -119,20 +115,20 @@ async def test_a_contexts_remaining_time_beyond_the_ceiling_is_held_to_it(
         await middleware(scope, receive, send)
     await middleware.store.aclose()
     assert sent[0]["status"] == 503
-    assert hanging.connections >= 1
+    assert hung(hanging)
 
 
 @pytest.mark.anyio
-async def test_a_nan_deadline_is_a_configuration_error_naming_it(hanging: HangingServer) -> None:
+async def test_a_nan_deadline_is_a_configuration_error_naming_it(hanging: CountingProxy) -> None:
     store = ParametersSecrets(VALUES, source=hanging_aws(hanging))
     with anyio.fail_after(5), pytest.raises(ConfigurationError, match=r"deadline.*NaN"):
         await store.load(deadline=math.nan)
     await store.aclose()
-    assert hanging.connections == 0  # refused before anything was asked
+    assert hanging.total == 0  # refused before anything was asked
 
 
 def test_a_nan_deadline_is_a_configuration_error_in_load_sync_too(
-    hanging: HangingServer,
+    hanging: CountingProxy,
 ) -> None:
     store = ParametersSecrets(VALUES, source=hanging_aws(hanging))
     with pytest.raises(ConfigurationError, match=r"deadline.*NaN"):
@@ -145,7 +141,7 @@ def test_a_nan_deadline_is_a_configuration_error_in_load_sync_too(
 @pytest.mark.anyio
 @pytest.mark.parametrize("kind", ["aws", "extension"])
 async def test_the_stores_settings_bound_an_explicitly_built_source(
-    hanging: HangingServer, caplog: pytest.LogCaptureFixture, kind: str
+    hanging: CountingProxy, caplog: pytest.LogCaptureFixture, kind: str
 ) -> None:
     # The source is built with settings of its own (no timeout: 10 s); the store's say 300 ms.
     source: Source = (
@@ -165,7 +161,7 @@ async def test_the_stores_settings_bound_an_explicitly_built_source(
     # a source that does not end its fetch (the store's bound + 1 s).
     assert "timed out" in str(error)
     assert "did not end its fetch" not in caplog.text
-    assert hanging.connections >= 1
+    assert hung(hanging)
 
 
 # --- (c) a starting extension is asked again for about 1 s ---------------------------------
@@ -179,7 +175,7 @@ async def test_a_starting_extension_is_asked_again_for_about_one_second(
     source = ExtensionSource(extension.port, TOKEN, settings=Settings())
     # Its pool made and used once: what is measured is the retrying, not a first use.
     assert await source.fetch([ParameterRequest("/app/flags")])
-    extension.fail("not_ready")
+    extension.fail(faults.NOT_READY)
     asked_before = extension.calls("parameter", "/app/flags")
     # Every pause as long as the backoff allows (full jitter's worst case): the last one
     # must still end with the second.
@@ -201,7 +197,7 @@ async def test_a_starting_extension_is_asked_again_for_about_one_second(
 @pytest.mark.anyio
 @pytest.mark.usefixtures("short_ceiling")
 async def test_a_timed_out_loads_error_line_says_after_how_long(
-    hanging: HangingServer, caplog: pytest.LogCaptureFixture
+    hanging: CountingProxy, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = ParametersSecrets(VALUES, source=hanging_aws(hanging))
     with anyio.fail_after(5), pytest.raises(LoadError):

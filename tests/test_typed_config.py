@@ -39,6 +39,7 @@ from parameters_secrets import (
 )
 from parameters_secrets.exceptions import ConfigurationError
 from parameters_secrets.sources import ExtensionSource, StaticSource
+from tests import faults
 from tests.conftest import TOKEN, FakeClock
 from tests.extension_server import FakeExtension
 from tests.lambda_events import EVENT_KINDS, invoke
@@ -233,7 +234,7 @@ def test_a_late_validation_of_older_values_does_not_replace_the_newest_model(
 def test_many_threads_on_a_cold_store_fetch_once_and_get_equal_models(
     upstream: FakeExtension,
 ) -> None:
-    upstream.fail("slow", delay=0.3)  # every thread arrives during the first fetch
+    upstream.fail(faults.delay(0.3))  # every thread arrives during the first fetch
     store = typed_store(upstream)
     go = threading.Event()
     models: list[Config] = []

@@ -37,6 +37,7 @@ from parameters_secrets.sources import (
     StaticSource,
     ValueRequest,
 )
+from tests import faults
 from tests.conftest import TOKEN
 from tests.extension_server import FakeExtension
 from tests.lambda_events import LambdaContext, invoke
@@ -119,7 +120,7 @@ def serve() -> Iterator[Any]:
 def test_thirty_concurrent_first_requests_make_one_upstream_call_per_key(
     upstream: FakeExtension, serve: Any
 ) -> None:
-    upstream.fail("slow", delay=DELAY)  # every request arrives during the first fetch
+    upstream.fail(faults.delay(DELAY))  # every request arrives during the first fetch
     url = serve(wrapped(on(upstream)))
     go = threading.Event()
     answers: list[Any] = []
