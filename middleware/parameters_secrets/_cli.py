@@ -12,6 +12,7 @@ import os
 import secrets
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from ._settings import Settings
 from ._sources import default_source
@@ -173,11 +174,12 @@ def _resolve(target: str) -> object:
     module_name, _, attribute = target.partition(":")
     if not module_name or not attribute:
         raise PolicyError(f"give the target as MODULE:ATTR (e.g. myapp:config), not {target!r}")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    cwd = str(Path.cwd())
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
     try:
         found: object = importlib.import_module(module_name)
-    except BaseException as exc:  # the user's module may raise anything, SystemExit too
+    except BaseException as exc:  # noqa: BLE001 - the user's module may raise anything
         raise PolicyError(
             f"cannot import {module_name}: {type(exc).__name__}: {_one_line(exc)}"
         ) from None

@@ -194,7 +194,7 @@ class CredentialsProvider:
         try:
             fresh = run_blocking("credentials", self._fetch_container, os.environ)
             if fresh.expired(self._clock()):
-                raise FetchError(
+                raise FetchError(  # noqa: TRY301 - the waiters get it as their outcome
                     "the container credentials endpoint answered with credentials that have "
                     "already expired (is this machine's clock right?)",
                     code="CredentialsError",
@@ -212,7 +212,7 @@ class CredentialsProvider:
                         error,
                     )
             return error
-        except Exception as exc:  # whatever happens, the waiters get an outcome
+        except Exception as exc:  # noqa: BLE001 - whatever happens, the waiters get an outcome
             return FetchError(
                 f"reading the container credentials endpoint failed ({type(exc).__name__})",
                 code="CredentialsError",
@@ -296,11 +296,11 @@ class CredentialsProvider:
         outcome = await self._wait(flight, give_up_at)
         if isinstance(outcome, BaseException):
             raise outcome
-        assert isinstance(outcome, Credentials)
+        assert isinstance(outcome, Credentials)  # noqa: S101 - for mypy: the leader's outcome
         return outcome
 
     def _call_botocore(self) -> Credentials:
-        """botocore's credentials now (in a worker thread)."""
+        """Botocore's credentials now (in a worker thread)."""
         if self._botocore is None:
             try:
                 import botocore.session
@@ -425,7 +425,7 @@ def _config_error(message: str) -> FetchError:
 def _parse_credentials(body: object) -> _Temporary:
     """The endpoint's JSON as credentials. Raises ``ValueError`` (without the body)."""
     if not isinstance(body, dict):
-        raise ValueError("not a JSON object")
+        raise ValueError("not a JSON object")  # noqa: TRY004 - the caller reports ValueErrors
     access_key, secret_key = body.get("AccessKeyId"), body.get("SecretAccessKey")
     token, expiration = body.get("Token"), body.get("Expiration")
     if not (isinstance(access_key, str) and access_key):
@@ -443,7 +443,7 @@ def _parse_credentials(body: object) -> _Temporary:
 def _epoch_seconds(expiration: object) -> float:
     """An ISO 8601 instant (``2026-11-22T10:00:00Z``) as seconds since the epoch."""
     if not isinstance(expiration, str):
-        raise ValueError("Expiration is not a string")
+        raise ValueError("Expiration is not a string")  # noqa: TRY004 - as above
     # Python 3.10's fromisoformat does not read "Z".
     text = expiration.strip()
     if text[-1:] in ("Z", "z"):

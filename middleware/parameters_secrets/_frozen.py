@@ -25,7 +25,7 @@ _HINT = (
 MASK = "***"
 
 
-def _read_only(self: object, *args: object, **kwargs: object) -> NoReturn:
+def _read_only(self: object, *args: object, **kwargs: object) -> NoReturn:  # noqa: ARG001
     raise TypeError(f"{type(self).__name__} is read-only: {_HINT}")
 
 

@@ -185,7 +185,7 @@ class RotationFollower:
     ) -> Outcome | None:
         """A value past its date, once its description is read: the record held while
         its version is current; ``None``: the version changed, fetch it."""
-        assert followed is not None  # revalidating: known
+        assert followed is not None  # noqa: S101 - revalidating: known
         if isinstance(description, FetchError):
             if description.transient and self._settings.stale_if_error:
                 _warn(request, description, "serving the version cached")

@@ -114,8 +114,7 @@ class ExtensionServer:
         ((outcome, _),) = await self._cache.get_many([(request, ttl)])
         if isinstance(outcome, FetchError):
             status = outcome.status or _STATUS_FOR_CODE.get(outcome.code, 400)
-            if status < 400:
-                status = 400
+            status = max(status, 400)
             return _error(status, outcome.code, str(outcome))
         if isinstance(request, ParameterRequest):
             return 200, {"Parameter": dict(outcome), "ResultMetadata": {}}

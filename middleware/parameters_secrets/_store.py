@@ -282,7 +282,9 @@ class ParametersSecrets:
         return self._peeked_value(key)
 
     def _fresh_value_by_kind(self, key: str) -> tuple[Any] | tuple[()]:
-        """:meth:`_fresh_value` when metrics are on: hits counted by kind. (A method of its
+        """:meth:`_fresh_value` when metrics are on: hits counted by kind.
+
+        (A method of its
         own, put in place at construction, so that with metrics off the warm path is
         exactly what it was.)"""
         snapshot = self._snapshot
@@ -371,7 +373,7 @@ class ParametersSecrets:
                     values[key] = self._value(key, declaration, outcome)
                     continue
                 except FetchError as exc:
-                    outcome = exc
+                    outcome = exc  # noqa: PLW2901 - a failed transform fails like a fetch
             if declaration.required:
                 failures[key] = outcome
                 if log:
