@@ -52,7 +52,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff check and ruff format --check."""
+    """Ruff check and ruff format --check."""
     session.install("ruff>=0.8")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
@@ -60,7 +60,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict over the package, tests and examples."""
+    """Mypy --strict over the package, tests and examples."""
     session.install("-e", ".[test]", "mypy>=1.13", "nox")
     session.run("mypy")
 

@@ -41,8 +41,10 @@ class Table:
         out = [self.title, "=" * len(self.title)]
         out.append("  ".join(c.ljust(w) for c, w in zip(self.columns, widths, strict=True)))
         out.append("  ".join("-" * w for w in widths))
-        for row in self.rows:
-            out.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+        out += [
+            "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True))
+            for row in self.rows
+        ]
         out += [f"* {note}" for note in self.notes]
         return "\n".join(out)
 

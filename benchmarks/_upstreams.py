@@ -177,7 +177,7 @@ def local_server(source: str, env: Mapping[str, str] | None = None) -> LocalServ
 def delayed_upstreams(
     parameters: int, secrets: int, latency: float
 ) -> Iterator[tuple[Proxy, Proxy]]:
-    """moto and the local server holding the same generated values, each behind a
+    """Moto and the local server holding the same generated values, each behind a
     :class:`Proxy` adding ``latency`` per request: yields ``(moto_proxy, local_proxy)``."""
     with tempfile.TemporaryDirectory() as directory, aws_environment():
         values = values_document(parameters, secrets)
@@ -220,7 +220,7 @@ class ProxyStats:
 
 
 class Proxy(ReadyLineProcess):
-    """This module run as a proxy in front of ``upstream``; see the module doc.
+    """The proxy: this module run as a proxy in front of ``upstream``; see the module doc.
 
     Args:
         upstream: ``http://127.0.0.1:PORT``; or ``None``: answer the AWS JSON API calls

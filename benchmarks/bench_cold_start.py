@@ -195,7 +195,7 @@ def _run_child(
 
 
 @contextlib.contextmanager
-def _upstreams(directory: Path) -> Iterator[dict[str, dict[str, str]]]:
+def _upstreams() -> Iterator[dict[str, dict[str, str]]]:
     """Start moto and the local server; yield each app variant's environment."""
     lambda_env = {"AWS_LAMBDA_FUNCTION_NAME": "bench", "AWS_REGION": "us-east-1"}
     with MotoServer() as moto:
@@ -250,7 +250,7 @@ def run(quick: bool = False) -> Table:
         imports: dict[str, list[tuple[float, float, float]]] = {
             name: [] for name in IMPORT_VARIANTS
         }
-        with _upstreams(directory) as envs:
+        with _upstreams() as envs:
             plain_env = clean_environment()
             for name in APP_VARIANTS if not quick else ():  # untimed: warm the page cache
                 _run_child(scripts[name], envs[name])

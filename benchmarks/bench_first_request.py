@@ -178,7 +178,7 @@ async def _measure(
                 (outcome,) = await source.fetch(one_parameter)
                 rtt_samples.append(time.perf_counter() - start)
                 if not isinstance(outcome, dict):
-                    raise RuntimeError(f"the RTT probe failed: {outcome!r}")
+                    raise RuntimeError(f"the RTT probe failed: {outcome!r}")  # noqa: TRY004
         finally:
             await source.aclose()
         rtts[upstream] = median(rtt_samples[1:])

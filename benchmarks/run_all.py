@@ -14,8 +14,9 @@ others still run; the exit status is then 1.
 from __future__ import annotations
 
 import argparse
-import datetime
+import datetime as dt
 import importlib
+import math
 import os
 import platform
 import shutil
@@ -69,7 +70,7 @@ def _machine() -> str:
 
 
 def intro(quick: bool, elapsed: float, commit: str) -> str:
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     mode = "quick run (`--quick`)" if quick else "full run"
     return "\n".join(
         [
@@ -125,9 +126,9 @@ def write_chart(tables: Sequence[Table]) -> bool:
     if not charted:
         return False
     try:
-        import matplotlib
+        import matplotlib as mpl
 
-        matplotlib.use("Agg")
+        mpl.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         print("matplotlib is not installed: no chart", file=sys.stderr)
@@ -148,7 +149,7 @@ def write_chart(tables: Sequence[Table]) -> bool:
         axis.set_title(textwrap.fill(table.title, 95), fontsize=10, loc="left")
         axis.tick_params(axis="y", labelsize=8)
         axis.tick_params(axis="x", labelsize=8)
-        finite = [v for v in values if v == v and v > 0] or [1.0]  # v == v: not NaN
+        finite = [v for v in values if not math.isnan(v) and v > 0] or [1.0]
         if max(finite) / min(finite) > 50:
             axis.set_xscale("log")
             axis.set_xlim(left=min(0.5, min(finite) / 2), right=max(finite) * 3)
@@ -191,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             module = importlib.import_module(name)
             table = module.run(quick=args.quick)
-        except Exception:
+        except Exception:  # noqa: BLE001 - one failing benchmark must not stop the others
             traceback.print_exc()
             failures.append(name)
             continue

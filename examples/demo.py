@@ -48,7 +48,7 @@ _transcript: list[str] = []
 _failures: list[str] = []
 
 
-def check(condition: bool, what: str) -> None:
+def check(condition: bool, what: str) -> None:  # noqa: FBT001 - as `assert` reads
     if not condition:
         _failures.append(what)
 

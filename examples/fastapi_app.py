@@ -1,8 +1,8 @@
-"""A FastAPI app on AWS Lambda that reads SSM parameters and a Secrets Manager secret.
+r"""A FastAPI app on AWS Lambda that reads SSM parameters and a Secrets Manager secret.
 
 Locally, with the values in ``examples/local-values.json`` (no AWS account needed)::
 
-    PARAMETERS_SECRETS_SOURCE=file:examples/local-values.json \\
+    PARAMETERS_SECRETS_SOURCE=file:examples/local-values.json \
         uvicorn examples.fastapi_app:app --reload
     curl localhost:8000/ localhost:8000/injected
     curl -X POST localhost:8000/pay

@@ -1,11 +1,11 @@
-"""A Flask app on AWS Lambda, through ``asgiref.wsgi.WsgiToAsgi`` and Mangum.
+r"""A Flask app on AWS Lambda, through ``asgiref.wsgi.WsgiToAsgi`` and Mangum.
 
 Flask views read values with ``current_values()``: asgiref copies context variables
 into the WSGI thread, but nothing of the ASGI scope's ``state`` into the environ.
 
 Locally::
 
-    PARAMETERS_SECRETS_SOURCE=file:examples/local-values.json \\
+    PARAMETERS_SECRETS_SOURCE=file:examples/local-values.json \
         uvicorn examples.flask_app:app
 
 On Lambda: handler ``examples.flask_app.handler``, with the AWS Parameters and Secrets

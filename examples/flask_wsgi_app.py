@@ -1,4 +1,4 @@
-"""A Flask app on AWS Lambda as a plain WSGI app: apig-wsgi, no ASGI adapter.
+r"""A Flask app on AWS Lambda as a plain WSGI app: apig-wsgi, no ASGI adapter.
 
 ``ParametersSecretsWSGIMiddleware`` wraps the Flask app itself. Views read the values
 with ``current_values()`` or from ``request.environ["parameters_secrets.values"]``;
@@ -8,7 +8,7 @@ on every request.
 
 Locally, under any WSGI server::
 
-    PARAMETERS_SECRETS_SOURCE=file:examples/local-values.json \\
+    PARAMETERS_SECRETS_SOURCE=file:examples/local-values.json \
         flask --app examples.flask_wsgi_app:app run
 
 On Lambda: handler ``examples.flask_wsgi_app.handler``, with the AWS Parameters and

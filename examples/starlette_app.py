@@ -1,9 +1,9 @@
-"""A plain Starlette app on AWS Lambda, with an HTTP route and a websocket route.
+r"""A plain Starlette app on AWS Lambda, with an HTTP route and a websocket route.
 
 Locally (the websocket route works under uvicorn; API Gateway websockets are not served
 through Mangum)::
 
-    PARAMETERS_SECRETS_SOURCE=file:examples/local-values.json \\
+    PARAMETERS_SECRETS_SOURCE=file:examples/local-values.json \
         uvicorn examples.starlette_app:app
 
 On Lambda: handler ``examples.starlette_app.handler``, with the AWS Parameters and

@@ -1,9 +1,9 @@
-"""A FastAPI app on AWS Lambda whose SSM parameters and Secrets Manager secret arrive as one
+r"""A FastAPI app on AWS Lambda whose SSM parameters and Secrets Manager secret arrive as one
 validated pydantic model, with the secrets masked.
 
 Locally, with the values in ``examples/local-values.json`` (no AWS account needed)::
 
-    PARAMETERS_SECRETS_SOURCE=file:examples/local-values.json \\
+    PARAMETERS_SECRETS_SOURCE=file:examples/local-values.json \
         uvicorn examples.typed_config_app:app --reload
     curl localhost:8000/ localhost:8000/config
 

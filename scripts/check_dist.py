@@ -23,6 +23,7 @@ URLS = {"Homepage", "Repository", "Documentation", "Changelog"}
 
 
 def written_version() -> str:
+    """The version written in the package's ``__init__.py``."""
     init = (ROOT / "middleware" / "parameters_secrets" / "__init__.py").read_text("utf-8")
     found = re.search(r'^__version__ = "([^"]+)"$', init, re.MULTILINE)
     if found is None:
@@ -31,6 +32,7 @@ def written_version() -> str:
 
 
 def problems(dist: Path) -> list[str]:
+    """What is wrong with the sdist and the wheel in ``dist``, one line each."""
     version = written_version()
     found: list[str] = []
     sdists = sorted(dist.glob("*.tar.gz"))
@@ -42,9 +44,11 @@ def problems(dist: Path) -> list[str]:
     for sdist in sdists:
         with tarfile.open(sdist) as archive:
             names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
-        for wanted in SDIST_FILES:
-            if not any(name == wanted or name.startswith(wanted) for name in names):
-                found.append(f"{sdist.name} lacks {wanted}")
+        found += [
+            f"{sdist.name} lacks {wanted}"
+            for wanted in SDIST_FILES
+            if not any(name == wanted or name.startswith(wanted) for name in names)
+        ]
     for wheel in wheels:
         with zipfile.ZipFile(wheel) as archive:
             dist_info = f"asgi_parameters_secrets-{version}.dist-info"
@@ -63,6 +67,7 @@ def problems(dist: Path) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
+    """Report the problems; 1 if there are any."""
     if len(argv) != 1:
         print(__doc__, file=sys.stderr)
         return 2

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> int:
+    """0 if the installed wheel serves the example app and builds a zip; else 1."""
     os.environ["PARAMETERS_SECRETS_SOURCE"] = f"file:{ROOT / 'examples' / 'local-values.json'}"
     sys.path.insert(0, str(ROOT))  # for examples/, which the wheel does not hold
 

@@ -51,6 +51,7 @@ class PublicBases(griffe.Extension):
     package nor from outside it."""
 
     def on_package(self, *, pkg: griffe.Module, **kwargs: Any) -> None:
+        """Drop the hidden bases of ``pkg``'s classes."""
         exported = set(_exported_names(pkg))
         for cls in _classes(pkg):
             hidden = [base for base in cls.bases if _is_private(base, pkg.name, exported)]

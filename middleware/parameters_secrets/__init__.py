@@ -75,7 +75,7 @@ def __getattr__(name: str) -> object:
     # `from parameters_secrets import X` turns an AttributeError into its own
     # "cannot import name" and drops this message, so the `from` form gets an ImportError;
     # attribute access (and hasattr) keeps the AttributeError it expects.
-    if _imported_from(_sys._getframe(1)):
+    if _imported_from(_sys._getframe(1)):  # noqa: SLF001 - CPython's way to the caller
         raise ImportError(message, name=__name__)
     raise AttributeError(message)
 

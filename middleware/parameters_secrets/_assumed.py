@@ -153,7 +153,9 @@ class AssumedRoles:
         from ._sources.aws import _service_client  # the shared TLS context, proxies
 
         https = endpoint.startswith("https")
-        async with _service_client(https, self._transport, 1, https) as client:
+        async with _service_client(
+            https=https, transport=self._transport, limit=1, proxies=https
+        ) as client:
             outcome = await within_time_bound(
                 lambda: _call(client, role_arn, caller, region, endpoint),
                 give_up_at=time.monotonic() + ASSUME_ROLE_SECONDS,

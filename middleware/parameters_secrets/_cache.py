@@ -161,7 +161,7 @@ def _described(key: object) -> object:
     return describe() if callable(describe) else key
 
 
-def default_bound(key: object, deadline: float | None) -> float:
+def default_bound(key: object, deadline: float | None) -> float:  # noqa: ARG001 - a bound's shape
     """:data:`DEFAULT_BOUND_SECONDS` from now, or the deadline if earlier (an infinite
     one is the ceiling; NaN is a ``ConfigurationError``); during Lambda's on-demand
     INIT, also before Lambda's INIT limit (see ``_time_bounds``)."""
@@ -312,14 +312,14 @@ class Cache(Generic[K, V]):
         """
         now = self._clock()
         with self._lock:
-            lookups, pending = self._look_up(items, now, force)
+            lookups, pending = self._look_up(items, now, force=force)
         if not pending:  # the warm path: nothing awaited
             return lookups  # type: ignore[return-value]
         ttls: dict[K, float] = {}
         for key, ttl in items:
             if key in pending:
                 ttls[key] = max(ttl, ttls.get(key, 0.0))
-        outcomes = await self._load(list(pending), ttls, deadline, force)
+        outcomes = await self._load(list(pending), ttls, deadline, force=force)
         with self._lock:
             entries = {key: self._entries.get(key) for key in pending}
         for key, indexes in pending.items():
@@ -332,7 +332,7 @@ class Cache(Generic[K, V]):
         return lookups  # type: ignore[return-value]
 
     def _look_up(
-        self, items: Sequence[tuple[K, float]], now: float, force: bool, *, count: bool = True
+        self, items: Sequence[tuple[K, float]], now: float, *, force: bool, count: bool = True
     ) -> tuple[list[Lookup[V] | None], dict[K, list[int]]]:
         """The fresh lookups, and the indexes of each key to fetch. Under the lock."""
         lookups: list[Lookup[V] | None] = [None] * len(items)
@@ -367,7 +367,7 @@ class Cache(Generic[K, V]):
             self._observer.counted(counter, key, error)
 
     async def _load(
-        self, keys: list[K], ttls: dict[K, float], deadline: float | None, force: bool
+        self, keys: list[K], ttls: dict[K, float], deadline: float | None, *, force: bool
     ) -> dict[K, Outcome[V]]:
         got: dict[K, Outcome[V]] = {}
         with self._lock:
@@ -405,7 +405,7 @@ class Cache(Generic[K, V]):
                 # at once shares one) or from one that began after it was asked; after an
                 # older ordinary fetch, it looks again, and then finds none that old.
                 takes = not force or flight.forced or flight.number > asked
-                remaining += await self._wait(flight, waiting, deadline, takes, got)
+                remaining += await self._wait(flight, waiting, deadline, takes=takes, got=got)
             if not remaining:
                 break
         return got
@@ -426,6 +426,7 @@ class Cache(Generic[K, V]):
         flight: _Fetch[K, V],
         keys: list[K],
         deadline: float | None,
+        *,
         takes: bool,
         got: dict[K, Outcome[V]],
     ) -> list[K]:
@@ -470,7 +471,9 @@ class Cache(Generic[K, V]):
             with self._lock:
                 now = self._clock()
                 settled = {
-                    key: self._settle(key, result, ttls[key], now, flight.number, warnings)
+                    key: self._settle(
+                        key, result, ttls[key], now, number=flight.number, warnings=warnings
+                    )
                     for key, result in zip(keys, results, strict=True)
                 }
                 self._land(flight, keys)
@@ -503,9 +506,9 @@ class Cache(Generic[K, V]):
             with anyio.move_on_after(give_up_at + STALLED_AFTER_SECONDS - time.monotonic()):
                 results = await self._fetch(keys, deadline)
                 if len(results) != len(keys):
-                    raise RuntimeError("source returned a wrong number of results")
+                    raise RuntimeError("source returned a wrong number of results")  # noqa: TRY301
                 return results
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a broken source fails its keys, no more
             # A source must return FetchErrors, not raise; if one raises anyway, every key
             # fails with a code that says so, and nothing else breaks.
             # No traceback: a source's exception message might quote a value.
@@ -527,6 +530,7 @@ class Cache(Generic[K, V]):
         result: Outcome[V],
         ttl: float,
         now: float,
+        *,
         number: int,
         warnings: list[tuple[K, str]],
     ) -> Outcome[V]:

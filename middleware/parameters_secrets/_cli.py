@@ -12,6 +12,7 @@ import os
 import secrets
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from ._settings import Settings
 from ._sources import default_source
@@ -173,11 +174,12 @@ def _resolve(target: str) -> object:
     module_name, _, attribute = target.partition(":")
     if not module_name or not attribute:
         raise PolicyError(f"give the target as MODULE:ATTR (e.g. myapp:config), not {target!r}")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    cwd = str(Path.cwd())
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
     try:
         found: object = importlib.import_module(module_name)
-    except BaseException as exc:  # the user's module may raise anything, SystemExit too
+    except BaseException as exc:  # noqa: BLE001 - the user's module may raise anything
         raise PolicyError(
             f"cannot import {module_name}: {type(exc).__name__}: {_one_line(exc)}"
         ) from None
@@ -191,6 +193,27 @@ def _resolve(target: str) -> object:
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or "(no message)"
+
+
+def _server_settings(source_name: str | None) -> Settings:
+    """The settings from the environment, with the source ``--source`` names (checked)."""
+    settings = Settings.from_env()
+    settings.apply_log_level()
+    source = source_name or settings.source or "aws"
+    if source == "extension":
+        raise ConfigurationError("the server cannot use the extension as its own source")
+    if source_name is not None and not (source == "aws" or source.startswith("file:")):
+        raise ConfigurationError(f"--source must be 'aws' or 'file:PATH', not {source!r}")
+    return dataclasses.replace(settings, source=source)
+
+
+def _server_port(port: int | None, settings: Settings) -> int:
+    """``--port``, else the settings' port; checked."""
+    if port is None:
+        port = settings.http_port
+    if not 0 <= port <= 65535:
+        raise ConfigurationError(f"--port must be 0 to 65535, not {port}")
+    return port
 
 
 def _serve(port: int | None, source_name: str | None) -> int:
@@ -208,18 +231,8 @@ def _serve(port: int | None, source_name: str | None) -> int:
         level=logging.INFO,
         format="[parameters-secrets] %(asctime)s %(levelname)s %(message)s",
     )
-    settings = Settings.from_env()
-    settings.apply_log_level()
-    source = source_name or settings.source or "aws"
-    if source == "extension":
-        raise ConfigurationError("the server cannot use the extension as its own source")
-    if source_name is not None and not (source == "aws" or source.startswith("file:")):
-        raise ConfigurationError(f"--source must be 'aws' or 'file:PATH', not {source!r}")
-    settings = dataclasses.replace(settings, source=source)
-    if port is None:
-        port = settings.http_port
-    if not 0 <= port <= 65535:
-        raise ConfigurationError(f"--port must be 0 to 65535, not {port}")
+    settings = _server_settings(source_name)
+    port = _server_port(port, settings)
     token = os.environ.get("AWS_SESSION_TOKEN")
     generated = not token
     if not token:

@@ -182,7 +182,7 @@ def in_thread(work: Callable[[], T], give_up_at: float) -> Flight[T | BaseExcept
     def run() -> None:
         try:
             outcome: T | BaseException = work()
-        except BaseException as exc:  # handed to the waiters, whatever it is
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiters, whatever it is
             outcome = exc
         flight.settle(outcome)
 
@@ -430,7 +430,7 @@ class SyncLoop:
 
 def _register_process_hooks() -> None:
     """Close every loop at interpreter exit; forget them in a forked child. Once."""
-    global _process_hooks_registered
+    global _process_hooks_registered  # noqa: PLW0603 - once per process
     with _holders_lock:
         if _process_hooks_registered:
             return
@@ -450,7 +450,7 @@ def _close_at_exit() -> None:
     with _holders_lock:
         holders = list(_holders)
     for holder in holders:
-        holder._detach()  # no new call reaches a loop being closed
+        holder._detach()  # noqa: SLF001 - no new call reaches a loop being closed
     with _holders_lock:
         stopping = list(_serving)
     for serving in stopping:
@@ -472,7 +472,7 @@ def _release_after_fork() -> None:
 def _after_fork_in_child() -> None:
     _release_after_fork()
     for holder in list(_holders):
-        holder._forget_after_fork()
+        holder._forget_after_fork()  # noqa: SLF001 - this module's own class
     for inherited in _serving:
         inherited.abandon()
     _inherited.extend(_serving)
@@ -592,7 +592,7 @@ def hook_snapstart() -> None:
     """Register the after-restore hook with ``snapshot_restore_py``, once: the module the
     Lambda runtime provides (off Lambda, only if something imported it already, as tests
     do; an import that fails costs a search of the whole path on every cold start)."""
-    global _hooked
+    global _hooked  # noqa: PLW0603 - once per process
     runtime: Any = sys.modules.get("snapshot_restore_py")
     if runtime is None and os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
         try:

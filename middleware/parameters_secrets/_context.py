@@ -42,7 +42,7 @@ class Values(Mapping[str, Any]):
 def values_dict(values: Values) -> dict[str, Any]:
     """The dict behind ``values``, for the middleware to copy into a request's state at C
     speed (``dict.update`` of a dict); never to be changed."""
-    return values._data
+    return values._data  # noqa: SLF001 - this module's own class
 
 
 _current: ContextVar[Values | None] = ContextVar("parameters_secrets_values", default=None)

@@ -194,7 +194,7 @@ class CredentialsProvider:
         try:
             fresh = run_blocking("credentials", self._fetch_container, os.environ)
             if fresh.expired(self._clock()):
-                raise FetchError(
+                raise FetchError(  # noqa: TRY301 - the waiters get it as their outcome
                     "the container credentials endpoint answered with credentials that have "
                     "already expired (is this machine's clock right?)",
                     code="CredentialsError",
@@ -212,7 +212,7 @@ class CredentialsProvider:
                         error,
                     )
             return error
-        except Exception as exc:  # whatever happens, the waiters get an outcome
+        except Exception as exc:  # noqa: BLE001 - whatever happens, the waiters get an outcome
             return FetchError(
                 f"reading the container credentials endpoint failed ({type(exc).__name__})",
                 code="CredentialsError",
@@ -222,15 +222,19 @@ class CredentialsProvider:
         return fresh
 
     async def _fetch_container(self, environ: Mapping[str, str]) -> _Temporary:
-        import anyio
 
         endpoint = container_endpoint(environ)
-        # Identity: a compressed answer is refused (httpx would inflate each chunk whole).
-        headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
-        token = authorization_token(environ)
-        if token is not None:
-            headers["Authorization"] = token
+        headers = _container_headers(environ)
         where = f"the container credentials endpoint ({endpoint.variable})"
+        status, body = await self._ask_container(endpoint, headers, where)
+        return _container_credentials(where, status, body)
+
+    async def _ask_container(
+        self, endpoint: ContainerEndpoint, headers: dict[str, str], where: str
+    ) -> tuple[int, bytes]:
+        """The endpoint's status and (for a 200) body, within the timeout."""
+        import anyio
+
         try:
             with anyio.fail_after(self._timeout):
                 async with (
@@ -267,24 +271,7 @@ class CredentialsProvider:
                 code="CredentialsError",
                 transient=True,
             ) from exc
-        if status != 200:
-            hint = f": check {TOKEN_FILE} or {TOKEN}" if status in (401, 403) else ""
-            raise FetchError(
-                f"{where} answered HTTP {status}{hint}",
-                code="CredentialsError",
-                transient=status >= 500 or status == 429,
-                status=status,
-            )
-        try:
-            return _parse_credentials(loads(body))
-        except ValueError:
-            # Never the body itself: it holds the keys.
-            raise FetchError(
-                f"{where} did not answer with credentials (AccessKeyId, SecretAccessKey, "
-                "Token, Expiration)",
-                code="CredentialsError",
-                transient=True,
-            ) from None
+        return status, body
 
     # -- botocore -----------------------------------------------------------------
 
@@ -296,11 +283,11 @@ class CredentialsProvider:
         outcome = await self._wait(flight, give_up_at)
         if isinstance(outcome, BaseException):
             raise outcome
-        assert isinstance(outcome, Credentials)
+        assert isinstance(outcome, Credentials)  # noqa: S101 - for mypy: the leader's outcome
         return outcome
 
     def _call_botocore(self) -> Credentials:
-        """botocore's credentials now (in a worker thread)."""
+        """Botocore's credentials now (in a worker thread)."""
         if self._botocore is None:
             try:
                 import botocore.session
@@ -350,6 +337,37 @@ class ContainerEndpoint:
         self.variable = variable
 
 
+def _container_headers(environ: Mapping[str, str]) -> dict[str, str]:
+    # Identity: a compressed answer is refused (httpx would inflate each chunk whole).
+    headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
+    token = authorization_token(environ)
+    if token is not None:
+        headers["Authorization"] = token
+    return headers
+
+
+def _container_credentials(where: str, status: int, body: bytes) -> _Temporary:
+    """The credentials in the endpoint's answer, or the FetchError that says why not."""
+    if status != 200:
+        hint = f": check {TOKEN_FILE} or {TOKEN}" if status in (401, 403) else ""
+        raise FetchError(
+            f"{where} answered HTTP {status}{hint}",
+            code="CredentialsError",
+            transient=status >= 500 or status == 429,
+            status=status,
+        )
+    try:
+        return _parse_credentials(loads(body))
+    except ValueError:
+        # Never the body itself: it holds the keys.
+        raise FetchError(
+            f"{where} did not answer with credentials (AccessKeyId, SecretAccessKey, "
+            "Token, Expiration)",
+            code="CredentialsError",
+            transient=True,
+        ) from None
+
+
 def container_endpoint(environ: Mapping[str, str]) -> ContainerEndpoint:
     """The endpoint ``RELATIVE_URI`` or ``FULL_URI`` names, validated as botocore does.
 
@@ -359,14 +377,22 @@ def container_endpoint(environ: Mapping[str, str]) -> ContainerEndpoint:
     """
     relative = environ.get(RELATIVE_URI)
     if relative:
-        url = _parse_url(f"http://{ECS_HOST}{relative}", RELATIVE_URI)
-        # botocore pastes the path after the host: "@host/..." would move it; not here.
-        if not relative.startswith("/") or url.host != ECS_HOST or url.port is not None:
-            raise _config_error(f"{RELATIVE_URI} must be a path (starting with /) on {ECS_HOST}")
-        return ContainerEndpoint(url, RELATIVE_URI)
+        return _relative_endpoint(relative)
     full = environ.get(FULL_URI)
     if not full:
         raise _config_error(f"neither {RELATIVE_URI} nor {FULL_URI} is set")
+    return _full_endpoint(full)
+
+
+def _relative_endpoint(relative: str) -> ContainerEndpoint:
+    url = _parse_url(f"http://{ECS_HOST}{relative}", RELATIVE_URI)
+    # botocore pastes the path after the host: "@host/..." would move it; not here.
+    if not relative.startswith("/") or url.host != ECS_HOST or url.port is not None:
+        raise _config_error(f"{RELATIVE_URI} must be a path (starting with /) on {ECS_HOST}")
+    return ContainerEndpoint(url, RELATIVE_URI)
+
+
+def _full_endpoint(full: str) -> ContainerEndpoint:
     url = _parse_url(full, FULL_URI)
     if url.scheme == "https" and url.host:
         return ContainerEndpoint(url, FULL_URI)
@@ -425,7 +451,7 @@ def _config_error(message: str) -> FetchError:
 def _parse_credentials(body: object) -> _Temporary:
     """The endpoint's JSON as credentials. Raises ``ValueError`` (without the body)."""
     if not isinstance(body, dict):
-        raise ValueError("not a JSON object")
+        raise ValueError("not a JSON object")  # noqa: TRY004 - the caller reports ValueErrors
     access_key, secret_key = body.get("AccessKeyId"), body.get("SecretAccessKey")
     token, expiration = body.get("Token"), body.get("Expiration")
     if not (isinstance(access_key, str) and access_key):
@@ -443,7 +469,7 @@ def _parse_credentials(body: object) -> _Temporary:
 def _epoch_seconds(expiration: object) -> float:
     """An ISO 8601 instant (``2026-11-22T10:00:00Z``) as seconds since the epoch."""
     if not isinstance(expiration, str):
-        raise ValueError("Expiration is not a string")
+        raise ValueError("Expiration is not a string")  # noqa: TRY004 - as above
     # Python 3.10's fromisoformat does not read "Z".
     text = expiration.strip()
     if text[-1:] in ("Z", "z"):

@@ -376,31 +376,38 @@ def apply_transform(declaration: Declaration, record: Record) -> Any:
 
 def _transformed(transform: Transform, record: Record) -> Any:
     try:
-        raw = raw_value(record)
-        if transform is None:
-            return raw
-        if transform == "json":
-            # A hostile value (deeply nested, a huge integer) fails as bad JSON does.
-            return freeze(loads(raw))
-        if transform == "binary":
-            if isinstance(raw, bytes):
-                return raw  # a SecretBinary is already bytes
-            return base64.b64decode(raw, validate=True)
-        if transform == "list":
-            text = raw.decode() if isinstance(raw, bytes) else raw
-            return FrozenList(text.split(","))
-        assert callable(transform)
-        return freeze(transform(raw))
+        return _applied(transform, raw_value(record))
     except InvalidJSON as exc:  # its message says what kind of failure, never the value
         failure = str(exc)
-    except Exception as exc:  # bad base64, or whatever a user's callable raises
+    except Exception as exc:  # noqa: BLE001 - bad base64, or whatever a user's callable raises
         failure = type(exc).__name__
+    raise FetchError(_transform_failure(transform, failure), code="TransformFailed") from None
+
+
+def _applied(transform: Transform, raw: str | bytes) -> Any:
+    """``raw`` transformed; raises whatever the transform raises."""
+    if transform is None:
+        return raw
+    if transform == "json":
+        # A hostile value (deeply nested, a huge integer) fails as bad JSON does.
+        return freeze(loads(raw))
+    if transform == "binary":
+        if isinstance(raw, bytes):
+            return raw  # a SecretBinary is already bytes
+        return base64.b64decode(raw, validate=True)
+    if transform == "list":
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        return FrozenList(text.split(","))
+    assert callable(transform)  # noqa: S101 - for mypy: the other kinds returned above
+    return freeze(transform(raw))
+
+
+def _transform_failure(transform: Transform, failure: str) -> str:
+    """The message for a value that ``transform`` failed on: its kind, never the value."""
     if transform is None:  # a source let through a record without a value
-        message = f"the record holds no usable value ({failure})"
-    else:
-        name = repr(transform) if isinstance(transform, str) else _callable_name(transform)
-        message = f"the value could not be transformed with {name} ({failure})"
-    raise FetchError(message, code="TransformFailed") from None
+        return f"the record holds no usable value ({failure})"
+    name = repr(transform) if isinstance(transform, str) else _callable_name(transform)
+    return f"the value could not be transformed with {name} ({failure})"
 
 
 def _callable_name(transform: Callable[[Any], Any]) -> str:

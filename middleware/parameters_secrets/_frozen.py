@@ -25,7 +25,7 @@ _HINT = (
 MASK = "***"
 
 
-def _read_only(self: object, *args: object, **kwargs: object) -> NoReturn:
+def _read_only(self: object, *args: object, **kwargs: object) -> NoReturn:  # noqa: ARG001
     raise TypeError(f"{type(self).__name__} is read-only: {_HINT}")
 
 
@@ -82,19 +82,28 @@ def freeze(value: Any) -> Any:
     """
     if isinstance(value, (str, bytes, int, float, type(None), FrozenDict, FrozenList)):
         return value  # the common leaves, and what is frozen already
-    if isinstance(value, dict):
-        return FrozenDict({key: freeze(item) for key, item in value.items()})
-    if isinstance(value, list):
-        return FrozenList(freeze(item) for item in value)
-    if isinstance(value, tuple):
-        items = [freeze(item) for item in value]
-        make = getattr(type(value), "_make", None)  # a namedtuple keeps its type
-        return make(items) if callable(make) else tuple(items)
+    if isinstance(value, (dict, list, tuple)):
+        return _frozen_container(value)
     if isinstance(value, (set, frozenset)):
         return frozenset(value)  # set members are hashable, so immutable already
     if isinstance(value, bytearray):
         return bytes(value)
     return value
+
+
+def _frozen_container(value: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> Any:
+    if isinstance(value, dict):
+        return FrozenDict({key: freeze(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return FrozenList(freeze(item) for item in value)
+    return _rebuilt(value, [freeze(item) for item in value])
+
+
+def _rebuilt(value: tuple[Any, ...], items: list[Any]) -> tuple[Any, ...]:
+    """A tuple of ``items``; of ``value``'s type if that is a namedtuple (it keeps its
+    type, and its repr shows its field names)."""
+    make = getattr(type(value), "_make", None)
+    return make(items) if callable(make) else tuple(items)
 
 
 def thaw(value: Any) -> Any:
@@ -104,9 +113,7 @@ def thaw(value: Any) -> Any:
     if isinstance(value, list):
         return [thaw(item) for item in value]
     if isinstance(value, tuple):
-        items = [thaw(item) for item in value]
-        make = getattr(type(value), "_make", None)
-        return make(items) if callable(make) else tuple(items)
+        return _rebuilt(value, [thaw(item) for item in value])
     return value
 
 
@@ -125,12 +132,13 @@ def _masked(value: Any, seen: set[int]) -> Any:
     if id(value) in seen:
         return ...  # a cycle (only a callable transform can build one): repr shows "Ellipsis"
     seen = seen | {id(value)}
+    if isinstance(value, (set, frozenset)):
+        return {MASK} if value else set()  # a set's members are its values: not even a count
+    return _masked_container(value, seen)
+
+
+def _masked_container(value: dict[Any, Any] | list[Any] | tuple[Any, ...], seen: set[int]) -> Any:
     if isinstance(value, dict):
         return {key: _masked(item, seen) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_masked(item, seen) for item in value]
-    if isinstance(value, tuple):
-        items = [_masked(item, seen) for item in value]
-        make = getattr(type(value), "_make", None)  # a namedtuple shows its field names
-        return make(items) if callable(make) else tuple(items)
-    return {MASK} if value else set()  # a set's members are its values: not even a count
+    items = [_masked(item, seen) for item in value]
+    return items if isinstance(value, list) else _rebuilt(value, items)

@@ -4,7 +4,6 @@ library only (``invoke`` needs no extra)."""
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import subprocess
@@ -57,7 +56,7 @@ def find_python(version: str) -> Interpreter | None:
     newest ``X.Y.*``. A pyenv shim on PATH that is not active does not run: it is skipped."""
     candidates: list[str | None] = [shutil.which(f"python{version}")]
     pyenv_root = os.environ.get("PYENV_ROOT") or str(Path.home() / ".pyenv")
-    found = glob.glob(f"{glob.escape(pyenv_root)}/versions/{version}.*/bin/python{version}")
+    found = [str(p) for p in Path(pyenv_root).glob(f"versions/{version}.*/bin/python{version}")]
 
     def patch(path: str) -> tuple[int, ...]:
         release = Path(path).parent.parent.name.split(".")

@@ -253,7 +253,7 @@ print(json.dumps(response, indent=2))
 
 
 def lambda_environment(task: Path, handler: str) -> dict[str, str]:
-    """This environment, with the variables Lambda sets where they are unset."""
+    """The current environment, with the variables Lambda sets where they are unset."""
     environment = dict(os.environ)
     defaults = {
         "AWS_LAMBDA_FUNCTION_NAME": "parameters-secrets-invoke",

@@ -156,7 +156,7 @@ class _Instruments:
         )
 
     def _observer_of(self, field: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
-        def observe(options: CallbackOptions) -> Iterable[Observation]:
+        def observe(options: CallbackOptions) -> Iterable[Observation]:  # noqa: ARG001 - OTel's
             from opentelemetry.metrics import Observation
 
             totals: dict[tuple[str, str], int] = {}
@@ -211,7 +211,7 @@ class EmfRecorder:
     def counted(self, counter: str, key: Hashable, error: FetchError | None) -> None:
         pass  # read from the stats when a line is written
 
-    def fetched(self, keys: Sequence[Hashable], seconds: float) -> None:
+    def fetched(self, keys: Sequence[Hashable], seconds: float) -> None:  # noqa: ARG002
         cache = self._cache() if self._cache is not None else None
         if cache is None:
             return

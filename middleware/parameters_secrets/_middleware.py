@@ -133,11 +133,12 @@ class ParametersSecretsMiddleware(StoreMiddleware[ASGIApp, "OnFailure"]):
             sent = _Sent(send)
             try:
                 await answer(scope, receive, sent)
-                return
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the user's answer failed: we answer 503
                 logger.error("on_failure's answer raised %s", type(exc).__name__)
                 if sent.started:
                     return  # the response began: nothing else can be sent
+            else:
+                return
         await _send_unavailable(send, "http.")
 
     def _failure_answer(self, error: LoadError) -> ASGIApp | None:
@@ -146,7 +147,7 @@ class ParametersSecretsMiddleware(StoreMiddleware[ASGIApp, "OnFailure"]):
             return None
         try:
             answer: Any = self._on_failure(error)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the user's callable failed: we answer 503
             logger.error("on_failure raised %s; answering 503", type(exc).__name__)
             return None
         if inspect.isawaitable(answer):
@@ -260,7 +261,7 @@ def deadline(context: object) -> float | None:
         return None
     try:
         milliseconds = float(remaining())
-    except Exception:  # any context: Mangum's own test context raises NotImplementedError
+    except Exception:  # noqa: BLE001 - any context: Mangum's test context raises NotImplementedError
         return None
     invocation_started()
     if not math.isfinite(milliseconds):  # NaN or infinite: no deadline, the ceiling holds

@@ -349,10 +349,10 @@ def _symlink_target(link: Path, refuse: Callable[[str], InputError]) -> Path:
     try:
         return link.resolve(strict=True)
     except FileNotFoundError:
-        raise refuse(f"is a broken symlink (to {os.readlink(link)})") from None
+        raise refuse(f"is a broken symlink (to {link.readlink()})") from None
     except (OSError, RuntimeError):
         # ELOOP, or before Python 3.13 pathlib's own RuntimeError("Symlink loop ...")
-        raise refuse(f"is a symlink loop (it links to {os.readlink(link)})") from None
+        raise refuse(f"is a symlink loop (it links to {link.readlink()})") from None
 
 
 def _is_within(path: Path, directory: Path) -> bool:
@@ -698,7 +698,7 @@ def compile_bytecode(directory: Path, interpreter: Interpreter) -> Bytecode:
 
 
 def _pip_error(result: subprocess.CompletedProcess[str]) -> str:
-    """pip's first ``ERROR:`` line that says what failed, on one line."""
+    """Pip's first ``ERROR:`` line that says what failed, on one line."""
     lines = (result.stderr + result.stdout).splitlines()
     for line in lines:
         # "Ignored the following yanked versions" comes first, and says nothing of the cause.
@@ -709,7 +709,8 @@ def _pip_error(result: subprocess.CompletedProcess[str]) -> str:
 
 def _not_found(result: subprocess.CompletedProcess[str]) -> str | None:
     """The requirement pip found no distribution for, if that is why it failed."""
-    found = re.search(r"^ERROR: No matching distribution found for (\S+)", result.stderr, re.M)
+    missing = r"^ERROR: No matching distribution found for (\S+)"
+    found = re.search(missing, result.stderr, re.MULTILINE)
     return found.group(1) if found else None
 
 
@@ -804,7 +805,14 @@ def build(
         PackageError: pip failed (one line), or a native file is built for another
             architecture.
     """
-    plan = _plan(output, app, requirements, python_version, arch, follow_external_symlinks)
+    plan = _plan(
+        output,
+        app,
+        requirements,
+        python_version=python_version,
+        arch=arch,
+        follow_external_symlinks=follow_external_symlinks,
+    )
     interpreter = bytecode_interpreter(python_version, bytecode=bytecode)
     with tempfile.TemporaryDirectory(prefix="lambda-package-") as temporary:
         staging = Path(temporary, "staging")
@@ -825,6 +833,7 @@ def _plan(
     output: Path | None,
     app: Path | None,
     requirements: Path | None,
+    *,
     python_version: str,
     arch: str,
     follow_external_symlinks: bool,
@@ -867,7 +876,7 @@ _PIP = ("-m", "pip", "--disable-pip-version-check", "--no-input", "--quiet")
 
 
 def project_wheel(directory: Path) -> Path:
-    """This package's wheel, in ``directory``: built from the clone this code runs from,
+    """The wheel of this package, in ``directory``: built from the clone this code runs from,
     else made again from the installed distribution's files."""
     if ROOT is None:
         return installed_wheel(directory)
@@ -915,7 +924,7 @@ def installed_wheel(directory: Path, distribution: metadata.Distribution | None 
 
 
 def installed_distribution() -> metadata.Distribution:
-    """This package as installed here (its ``.dist-info``)."""
+    """The distribution of this package as installed here (its ``.dist-info``)."""
     return metadata.distribution(PROJECT)
 
 
@@ -946,7 +955,7 @@ def _install_command(staging: Path, plan: _Plan) -> list[str]:
 
 
 def _install_first(install: list[str], wheel: Path, plan: _Plan) -> None:
-    """This package's wheel (with the example's extra) and the app's requirements."""
+    """Installs this package's wheel (with the example's extra) and the app's requirements."""
     if plan.app is None:
         _run(
             [*install, f"{wheel}[{EXTRA}]"],
@@ -1000,7 +1009,7 @@ def _add_code(plan: _Plan, staging: Path) -> None:
     if plan.app is not None:
         _add_app(plan.app, staging)
         return
-    assert ROOT is not None  # _plan refuses the example outside a clone
+    assert ROOT is not None  # noqa: S101 - _plan refuses the example outside a clone
     for name in EXAMPLE_FILES:
         target = staging / name
         target.parent.mkdir(parents=True, exist_ok=True)

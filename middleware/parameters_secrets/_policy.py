@@ -323,7 +323,7 @@ def _is_declaration(value: object) -> bool:
 def _annotated_declarations(cls: type) -> list[Declaration]:
     try:
         hints = typing.get_type_hints(cls, include_extras=True)
-    except Exception as exc:  # a forward reference that does not resolve, among others
+    except Exception as exc:  # noqa: BLE001 - an unresolved forward reference, among others
         raise PolicyError(
             f"the type hints of {cls.__name__} could not be read ({type(exc).__name__}: {exc})"
         ) from None

@@ -117,29 +117,41 @@ class RotationFollower:
             return list(await self._upstream(requests, deadline))
         # One bound for every step: a version fetched after its description is inside it.
         give_up_at = give_up_time(self._settings.secret_timeout_ms, deadline)
+        known, first, revalidating = self._sorted(following)
+        got, described = await self._get_and_describe(
+            requests, first, revalidating, deadline, give_up_at
+        )
+        dates: dict[SecretRequest, float] = {}
+        changed = self._revalidate(revalidating, known, described, dates, got)
+        if changed:  # a new version: its one GetSecretValue
+            got.update(zip(changed, await self._upstream(changed, give_up_at), strict=True))
+        for request in first:
+            got[request] = self._first(request, got[request], described[request], dates)
+        self._remember(following, known, got, dates)
+        return [got[r] for r in requests]
+
+    def _sorted(
+        self, following: list[SecretRequest]
+    ) -> tuple[dict[SecretRequest, _Followed | None], list[SecretRequest], list[SecretRequest]]:
+        """What is known of each secret followed; the ones fetched for the first time;
+        the ones past their date, whose version is checked."""
         wall = self._wall_clock()
         with self._lock:
             known = {r: self._followed.get(r) for r in following}
-        revalidating = [r for r in following if _due(known[r], wall)]
         first = [r for r in following if known[r] is None]
-        got: dict[ValueRequest, Outcome] = {}
-        described: dict[SecretRequest, Outcome] = {}
+        revalidating = [r for r in following if _due(known[r], wall)]
+        return known, first, revalidating
 
-        async def get(asked: list[ValueRequest], by: float | None) -> None:
-            got.update(zip(asked, await self._upstream(asked, by), strict=True))
-
-        async def describe(asked: list[SecretRequest]) -> None:
-            answers = await self._describer.describe_secrets(asked, give_up_at)
-            described.update(zip(asked, answers, strict=True))
-
-        # Values to fetch (others, first fetches, TTL refreshes) and secrets to describe
-        # (first fetches, values past their date), all at once.
-        to_get = [r for r in dict.fromkeys(requests) if r not in revalidating]
-        steps = [get(to_get, deadline)] if to_get else []
-        if first or revalidating:
-            steps.append(describe(first + revalidating))
-        await concurrently(steps)
-        dates: dict[SecretRequest, float] = {}
+    def _revalidate(
+        self,
+        revalidating: list[SecretRequest],
+        known: dict[SecretRequest, _Followed | None],
+        described: dict[SecretRequest, Outcome],
+        dates: dict[SecretRequest, float],
+        got: dict[ValueRequest, Outcome],
+    ) -> list[ValueRequest]:
+        """Put in ``got`` the outcome of each value past its date whose version is
+        unchanged (or cannot be checked); return those whose version changed."""
         changed: list[ValueRequest] = []
         for request in revalidating:
             outcome = self._revalidated(request, known[request], described[request], dates)
@@ -147,12 +159,34 @@ class RotationFollower:
                 changed.append(request)
             else:
                 got[request] = outcome
-        if changed:  # a new version: its one GetSecretValue
-            await get(changed, give_up_at)
-        for request in first:
-            got[request] = self._first(request, got[request], described[request], dates)
-        self._remember(following, known, got, dates)
-        return [got[r] for r in requests]
+        return changed
+
+    async def _get_and_describe(
+        self,
+        requests: Sequence[ValueRequest],
+        first: list[SecretRequest],
+        revalidating: list[SecretRequest],
+        deadline: float | None,
+        give_up_at: float,
+    ) -> tuple[dict[ValueRequest, Outcome], dict[SecretRequest, Outcome]]:
+        """Values to fetch (others, first fetches, TTL refreshes) and secrets to describe
+        (first fetches, values past their date), all at once."""
+        got: dict[ValueRequest, Outcome] = {}
+        described: dict[SecretRequest, Outcome] = {}
+
+        async def get(asked: list[ValueRequest]) -> None:
+            got.update(zip(asked, await self._upstream(asked, deadline), strict=True))
+
+        async def describe(asked: list[SecretRequest]) -> None:
+            answers = await self._describer.describe_secrets(asked, give_up_at)
+            described.update(zip(asked, answers, strict=True))
+
+        to_get = [r for r in dict.fromkeys(requests) if r not in revalidating]
+        steps = [get(to_get)] if to_get else []
+        if first or revalidating:
+            steps.append(describe(first + revalidating))
+        await concurrently(steps)
+        return got, described
 
     # -- deciding, one request at a time ------------------------------------------------
 
@@ -185,7 +219,7 @@ class RotationFollower:
     ) -> Outcome | None:
         """A value past its date, once its description is read: the record held while
         its version is current; ``None``: the version changed, fetch it."""
-        assert followed is not None  # revalidating: known
+        assert followed is not None  # noqa: S101 - revalidating: known
         if isinstance(description, FetchError):
             if description.transient and self._settings.stale_if_error:
                 _warn(request, description, "serving the version cached")

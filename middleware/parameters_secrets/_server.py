@@ -83,10 +83,24 @@ class ExtensionServer:
 
     async def _answer(self, scope: Scope) -> tuple[int, Any]:
         path = scope.get("path", "")
+        refusal = self._refusal(scope, path)
+        if refusal is not None:
+            return refusal
+        request = _request(scope, path)
+        if isinstance(request, FetchError):
+            return _error(400, request.code, str(request))
+        return await self._served(request)
+
+    def _refusal(self, scope: Scope, path: str) -> tuple[int, Any] | None:
+        """The error answer for a request this server does not take; ``None`` if it does."""
         if path not in PARAMETER_PATHS and path not in SECRET_PATHS:
             return _error(404, "NotFound", "unknown path")
         if scope.get("method") != "GET":
             return _error(405, "MethodNotAllowed", "only GET is supported")
+        return self._header_refusal(scope)
+
+    def _header_refusal(self, scope: Scope) -> tuple[int, Any] | None:
+        """The error answer for a forwarded request or a wrong token; else ``None``."""
         headers = [(k.decode("latin-1").lower(), v) for k, v in scope.get("headers", [])]
         if any(name == "x-forwarded-for" for name, _ in headers):
             # As the extension does: a forwarded request did not come from this sandbox.
@@ -96,30 +110,35 @@ class ExtensionServer:
         given = tokens[0] if len(tokens) == 1 else b""
         if not hmac.compare_digest(given, self._token):
             return _error(401, "Unauthorized", "missing or wrong X-Aws-Parameters-Secrets-Token")
-        try:
-            query = parse_qsl(
-                scope.get("query_string", b"").decode("utf-8"),
-                keep_blank_values=True,
-                strict_parsing=False,
-                errors="strict",
-            )
-        except UnicodeDecodeError:
-            return _error(400, "ValidationException", "the query string is not UTF-8")
-        request = _parameter(query) if path in PARAMETER_PATHS else _secret(query)
-        if isinstance(request, FetchError):
-            return _error(400, request.code, str(request))
+        return None
+
+    async def _served(self, request: ParameterRequest | SecretRequest) -> tuple[int, Any]:
+        """The cache's answer to ``request``, shaped as the extension answers."""
         ttl = (
             self.settings.parameter_ttl if request.kind == "parameter" else self.settings.secret_ttl
         )
         ((outcome, _),) = await self._cache.get_many([(request, ttl)])
         if isinstance(outcome, FetchError):
             status = outcome.status or _STATUS_FOR_CODE.get(outcome.code, 400)
-            if status < 400:
-                status = 400
+            status = max(status, 400)
             return _error(status, outcome.code, str(outcome))
         if isinstance(request, ParameterRequest):
             return 200, {"Parameter": dict(outcome), "ResultMetadata": {}}
         return 200, {**outcome, "ResultMetadata": {}}
+
+
+def _request(scope: Scope, path: str) -> ParameterRequest | SecretRequest | FetchError:
+    """The request the query string asks for, or the error that says why it is invalid."""
+    try:
+        query = parse_qsl(
+            scope.get("query_string", b"").decode("utf-8"),
+            keep_blank_values=True,
+            strict_parsing=False,
+            errors="strict",
+        )
+    except UnicodeDecodeError:
+        return FetchError("the query string is not UTF-8", code="ValidationException")
+    return _parameter(query) if path in PARAMETER_PATHS else _secret(query)
 
 
 async def _refuse_websocket(receive: Receive, send: Send) -> None:
@@ -143,19 +162,24 @@ def _parameter(query: list[tuple[str, str]]) -> ParameterRequest | FetchError:
         return FetchError("withDecryption must be true or false", code="ValidationException")
     # Version and label together: only the first after "?" is used, as the extension does.
     selector = next(((k, v) for k, v in query if k in ("version", "label")), None)
-    version: int | None = None
-    label: str | None = None
-    if selector is not None and selector[0] == "version":
-        digits = selector[1]
-        # ASCII digits only, and few: int() takes "٣" and refuses 5,000-digit strings.
-        if not (digits.isascii() and digits.isdigit() and len(digits) <= 19) or int(digits) < 1:
+    if selector is None:
+        return ParameterRequest(name, None, None, decrypt == "true")
+    if selector[0] == "version":
+        version = _version(selector[1])
+        if version is None:
             return FetchError("version must be a positive integer", code="ValidationException")
-        version = int(digits)
-    elif selector is not None:
-        if not selector[1]:
-            return FetchError("label must not be empty", code="ValidationException")
-        label = selector[1]
-    return ParameterRequest(name, version, label, decrypt == "true")
+        return ParameterRequest(name, version, None, decrypt == "true")
+    if not selector[1]:
+        return FetchError("label must not be empty", code="ValidationException")
+    return ParameterRequest(name, None, selector[1], decrypt == "true")
+
+
+def _version(digits: str) -> int | None:
+    """``digits`` as a version number (1 or more); ``None`` if it is not one."""
+    # ASCII digits only, and few: int() takes "٣" and refuses 5,000-digit strings.
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= 19) or int(digits) < 1:
+        return None
+    return int(digits)
 
 
 def _secret(query: list[tuple[str, str]]) -> SecretRequest | FetchError:

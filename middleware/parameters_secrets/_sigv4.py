@@ -197,8 +197,8 @@ def _canonical_headers(
             payload_hash = value
         if lower in UNSIGNED_HEADERS:
             continue
-        value = " ".join(value.split())
-        signed[lower] = f"{signed[lower]},{value}" if lower in signed else value
+        folded = " ".join(value.split())
+        signed[lower] = f"{signed[lower]},{folded}" if lower in signed else folded
     if "host" not in signed:
         signed["host"] = _host(hostname, scheme, port)
     return signed, payload_hash

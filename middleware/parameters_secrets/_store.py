@@ -78,19 +78,7 @@ class ParametersSecrets:
         self._declarations = _validated(values)
         self.settings = settings if settings is not None else Settings.from_env()
         self.settings.apply_log_level()
-        if source is None:
-            source, reason = choose_source(self.settings)
-        else:
-            reason = "passed as source="
-        if not isinstance(source, Source):
-            raise ConfigurationError(
-                "source must have async fetch() and aclose() methods and a checks_records "
-                "attribute (subclass parameters_secrets.sources.Source to inherit it), "
-                f"not {source!r}"
-            )
-        self.source = source
-        logger.info("values from %r (%s)", source, reason)
-        logger.debug("%r", self.settings)
+        self.source = source = self._chosen_source(source)
         self._ttls = {key: self._ttl(d) for key, d in self._declarations.items()}
         # A source that does not check its answers is held to the same check here.
         self._fetch_upstream = source.fetch if source.checks_records else self._fetch_checked
@@ -98,9 +86,7 @@ class ParametersSecrets:
         if self._rotation is not None:
             self._fetch_upstream = self._rotation.fetch
         # The keys each request's record is transformed for, before it enters the cache.
-        self._keys_of: dict[ValueRequest, list[str]] = {}
-        for key, declaration in self._declarations.items():
-            self._keys_of.setdefault(declaration.request, []).append(key)
+        self._keys_of = _keys_by_request(self._declarations)
         # request -> (until when, the error): a value that failed its transform with no
         # previous one to serve, not asked for again before then (see _remember_refusal).
         self._refused: dict[ValueRequest, tuple[float, FetchError]] = {}
@@ -132,18 +118,38 @@ class ParametersSecrets:
         self._count_snapshot_read = self._cache.hit_counter(len(self._declarations), kinds)
         self._count_value_read = self._cache.hit_counter(1)
         if self._metrics is not None:
-            self._metrics.watch(self._cache)
-            # Hits by kind: one counter per key (not one per store) for a warm get().
-            self._count_reads_of = {
-                key: self._cache.hit_counter(1, {d.request.kind: 1})
-                for key, d in self._declarations.items()
-            }
-            self._fresh_value = self._fresh_value_by_kind  # type: ignore[method-assign]
+            self._watch(self._metrics)
         # The sync methods' event loop: no thread until the first sync call misses.
         self._sync_loop = SyncLoop()
         # SnapStart: values loaded before a snapshot are never served after a restore.
         drop_after_restore(self)
         hook_snapstart()
+
+    def _chosen_source(self, source: Source | None) -> Source:
+        """``source``, checked, else the one the settings choose; logged."""
+        if source is None:
+            source, reason = choose_source(self.settings)
+        else:
+            reason = "passed as source="
+        if not isinstance(source, Source):
+            raise ConfigurationError(
+                "source must have async fetch() and aclose() methods and a checks_records "
+                "attribute (subclass parameters_secrets.sources.Source to inherit it), "
+                f"not {source!r}"
+            )
+        logger.info("values from %r (%s)", source, reason)
+        logger.debug("%r", self.settings)
+        return source
+
+    def _watch(self, metrics: MetricsRecorder) -> None:
+        """Metrics on: they read the cache's counters, and warm reads count by kind."""
+        metrics.watch(self._cache)
+        # Hits by kind: one counter per key (not one per store) for a warm get().
+        self._count_reads_of = {
+            key: self._cache.hit_counter(1, {d.request.kind: 1})
+            for key, d in self._declarations.items()
+        }
+        self._fresh_value = self._fresh_value_by_kind  # type: ignore[method-assign]
 
     def __repr__(self) -> str:
         return f"ParametersSecrets(keys={list(self._declarations)}, source={self.source!r})"
@@ -282,7 +288,9 @@ class ParametersSecrets:
         return self._peeked_value(key)
 
     def _fresh_value_by_kind(self, key: str) -> tuple[Any] | tuple[()]:
-        """:meth:`_fresh_value` when metrics are on: hits counted by kind. (A method of its
+        """:meth:`_fresh_value` when metrics are on: hits counted by kind.
+
+        (A method of its
         own, put in place at construction, so that with metrics off the warm path is
         exactly what it was.)"""
         snapshot = self._snapshot
@@ -371,7 +379,7 @@ class ParametersSecrets:
                     values[key] = self._value(key, declaration, outcome)
                     continue
                 except FetchError as exc:
-                    outcome = exc
+                    outcome = exc  # noqa: PLW2901 - a failed transform fails like a fetch
             if declaration.required:
                 failures[key] = outcome
                 if log:
@@ -557,6 +565,14 @@ def _waited(outcome: FetchError, started: float | None) -> str:
     waited = f"after {time.monotonic() - started:.1f} s"
     # "GetParameter timed out after 5.0 s"; else "... (timed out after 5.0 s)".
     return f" {waited}" if str(outcome).endswith("timed out") else f" (timed out {waited})"
+
+
+def _keys_by_request(declarations: dict[str, Declaration]) -> dict[ValueRequest, list[str]]:
+    """The keys each request's record is transformed for."""
+    keys_of: dict[ValueRequest, list[str]] = {}
+    for key, declaration in declarations.items():
+        keys_of.setdefault(declaration.request, []).append(key)
+    return keys_of
 
 
 def _validated(values: Mapping[str, Declaration]) -> dict[str, Declaration]:

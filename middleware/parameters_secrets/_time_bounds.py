@@ -128,9 +128,9 @@ def _process_start() -> float:
 def process_age() -> float | None:
     """Seconds since this process started, from Linux's ``/proc``; ``None`` elsewhere."""
     try:
-        with open("/proc/self/stat", "rb") as stat_file:
+        with open("/proc/self/stat", "rb") as stat_file:  # noqa: PTH123 - pathlib not loaded
             stat = stat_file.read()
-        with open("/proc/uptime", "rb") as uptime_file:
+        with open("/proc/uptime", "rb") as uptime_file:  # noqa: PTH123
             uptime = float(uptime_file.read().split()[0])
         # The command name (field 2) may hold spaces and parentheses: count fields after
         # its closing parenthesis. starttime is field 22: clock ticks after boot.

@@ -101,7 +101,7 @@ class ParametersSecretsWSGIMiddleware(StoreMiddleware["WSGIApplication", "OnFail
                     )
                 else:
                     return answer(environ, start_response)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the user's code failed: we answer 503
                 logger.error(
                     "on_failure or its answer raised %s; answering 503", type(exc).__name__
                 )

@@ -39,6 +39,7 @@ class FetchError(ParametersSecretsError):
     def __init__(
         self, message: str, *, code: str, transient: bool = False, status: int | None = None
     ) -> None:
+        """A failure with the ``code`` that says what kind (see Attributes)."""
         super().__init__(message)
         self.code = code
         self.transient = transient
@@ -50,7 +51,7 @@ class FetchError(ParametersSecretsError):
         return self.code in NOT_FOUND_CODES
 
     def __reduce__(self) -> tuple[object, ...]:
-        # Keep keyword-only attributes through pickling (multiprocessing, test runners).
+        """Keep keyword-only attributes through pickling (multiprocessing, test runners)."""
         return (_rebuild_fetch_error, (str(self), self.code, self.transient, self.status))
 
 
@@ -62,15 +63,20 @@ class LoadError(ParametersSecretsError):
     """
 
     def __init__(self, failures: Mapping[str, FetchError]) -> None:
+        """The error for ``failures``; its message names each key and code, never a value."""
         self.failures = dict(failures)
         described = ", ".join(f"{key!r} ({error.code})" for key, error in self.failures.items())
         super().__init__(f"could not load {described}")
 
     def __reduce__(self) -> tuple[object, ...]:
+        """Rebuilt from its failures, through pickling."""
         return (LoadError, (self.failures,))
 
 
 def _rebuild_fetch_error(
-    message: str, code: str, transient: bool, status: int | None
+    message: str,
+    code: str,
+    transient: bool,  # noqa: FBT001 - pickle passes it positionally
+    status: int | None,
 ) -> FetchError:
     return FetchError(message, code=code, transient=transient, status=status)

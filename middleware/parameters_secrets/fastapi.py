@@ -11,7 +11,7 @@ from .exceptions import ParametersSecretsError
 __all__ = ["Value"]
 
 
-def Value(key: str) -> Any:
+def Value(key: str) -> Any:  # noqa: N802 - named like FastAPI's Depends, Query
     """A FastAPI dependency giving the declared value ``key`` of the current request.
 
     Example:

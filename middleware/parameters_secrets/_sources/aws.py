@@ -43,7 +43,7 @@ R = TypeVar("R", ParameterRequest, SecretRequest, PathRequest)
 
 def _shared_ssl_context() -> ssl.SSLContext:
     # Building a context with the CA bundle costs 18-35 ms: one per process serves all.
-    global _ssl_context
+    global _ssl_context  # noqa: PLW0603 - one per process
     if _ssl_context is None:
         _ssl_context = httpx.create_ssl_context()
     return _ssl_context
@@ -257,7 +257,7 @@ class AwsSource:
             if self._roles is None:
                 self._roles = AssumedRoles(transport=self._transport)
             roles = self._roles
-        assert self._region is not None  # resolved with the services
+        assert self._region is not None  # noqa: S101 - resolved with the services
         return await roles.get(
             role_arn,
             caller=own,
@@ -538,12 +538,12 @@ class AwsSource:
 
     @property
     def _ssm_service(self) -> _Service:
-        assert self._ssm is not None
+        assert self._ssm is not None  # noqa: S101 - for mypy: set before any fetch
         return self._ssm
 
     @property
     def _secrets_service(self) -> _Service:
-        assert self._secrets is not None
+        assert self._secrets is not None  # noqa: S101 - for mypy: set before any fetch
         return self._secrets
 
     async def _client(self, service: _Service) -> httpx.AsyncClient:
@@ -551,10 +551,10 @@ class AwsSource:
             # No reference back to self from the pool (see PerLoop).
             make = functools.partial(
                 _service_client,
-                service.endpoint.startswith("https"),
-                self._transport,
-                self._settings.max_connections,
-                not service.loopback,
+                https=service.endpoint.startswith("https"),
+                transport=self._transport,
+                limit=self._settings.max_connections,
+                proxies=not service.loopback,
             )
             service.clients = PerLoop(make, httpx.AsyncClient.aclose)
         return await service.clients.get()
@@ -639,7 +639,7 @@ class AwsSource:
 
 
 def _service_client(
-    https: bool, transport: httpx.AsyncBaseTransport | None, limit: int, proxies: bool
+    *, https: bool, transport: httpx.AsyncBaseTransport | None, limit: int, proxies: bool
 ) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         transport=transport,

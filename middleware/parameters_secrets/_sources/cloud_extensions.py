@@ -136,7 +136,13 @@ class CloudExtensionsSource:
             transport=transport,
         )
         self._secrets_manager = _SecretsManagerExtension(
-            port, token, region, settings, credentials, retry, transport
+            port=port,
+            token=token,
+            region=region,
+            settings=settings,
+            credentials=credentials,
+            retry=retry,
+            transport=transport,
         )
         self._direct: Source | None = fallback if isinstance(fallback, Source) else None
         self._direct_lock = threading.Lock()
@@ -244,6 +250,7 @@ class _SecretsManagerExtension:
 
     def __init__(
         self,
+        *,
         port: int,
         token: str | None,
         region: str | None,
@@ -277,7 +284,7 @@ class _SecretsManagerExtension:
             credentials = await self._credentials.get(give_up_at)
             region = self._region or profile_region()
             if region is None:
-                raise FetchError(
+                raise FetchError(  # noqa: TRY301 - answered like a failed fetch
                     "no AWS region to sign for: set AWS_REGION or pass "
                     "CloudExtensionsSource(region=...)",
                     code="NoRegion",

@@ -97,7 +97,9 @@ class StaticSource:
         return source
 
     async def fetch(
-        self, requests: Sequence[ValueRequest], deadline: float | None = None
+        self,
+        requests: Sequence[ValueRequest],
+        deadline: float | None = None,  # noqa: ARG002
     ) -> list[Outcome]:
         """Answer each request from memory."""
         return [self._get(request) for request in requests]
@@ -133,7 +135,7 @@ class StaticSource:
         elif request.label is not None:
             name = f"{name}:{request.label}"
         if name.startswith(REFERENCE_PREFIX):
-            return self._get_reference(name, request.decrypt)
+            return self._get_reference(name, decrypt=request.decrypt)
         split = self._split_parameter_name(name)
         if isinstance(split, FetchError):
             return split
@@ -142,11 +144,11 @@ class StaticSource:
         if record is None:
             return FetchError(f"parameter {path} not found", code="ParameterNotFound")
         if selector is None:
-            return _answered(record, None, request.decrypt)
+            return _answered(record, None, decrypt=request.decrypt)
         missing = self._selector_missing(path, selector, record)
         if missing is not None:
             return missing
-        return _answered(record, selector, request.decrypt)
+        return _answered(record, selector, decrypt=request.decrypt)
 
     def _selector_missing(
         self, path: str, selector: str, record: dict[str, Any]
@@ -184,7 +186,7 @@ class StaticSource:
             path = f"/{path}"
         return path, selector or None
 
-    def _get_reference(self, name: str, decrypt: bool) -> Outcome:
+    def _get_reference(self, name: str, *, decrypt: bool) -> Outcome:
         """A ``/aws/reference/secretsmanager/ID[:selector]`` parameter, as AWS answers it."""
         if not decrypt:
             return FetchError(  # AWS's own words
@@ -278,7 +280,7 @@ def _secret_version(
     return version_id, list(stages)  # our own copy of the stages
 
 
-def _answered(record: dict[str, Any], selector: str | None, decrypt: bool) -> dict[str, Any]:
+def _answered(record: dict[str, Any], selector: str | None, *, decrypt: bool) -> dict[str, Any]:
     """A copy of ``record`` as ``GetParameter`` answers it for ``selector``."""
     record = copy.deepcopy(record)
     if selector is not None:
