@@ -109,7 +109,7 @@ def update_markdown(tables: Sequence[Table], quick: bool, elapsed: float, commit
     text = RESULTS_MD.read_text(encoding="utf-8")
     head, *sections = text.split("\n### ")
     by_title = {section.split("\n", 1)[0]: "### " + section for section in sections}
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     mode = "quick run" if quick else "full run"
     for table in tables:
         run = f"- This table alone: `--only`, {mode}, {now}, commit {commit}, {elapsed:.0f} s."
