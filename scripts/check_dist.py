@@ -34,36 +34,51 @@ def written_version() -> str:
 def problems(dist: Path) -> list[str]:
     """What is wrong with the sdist and the wheel in ``dist``, one line each."""
     version = written_version()
-    found: list[str] = []
     sdists = sorted(dist.glob("*.tar.gz"))
     wheels = sorted(dist.glob("*.whl"))
+    found = _names_problems(version, sdists, wheels)
+    for sdist in sdists:
+        found += _sdist_problems(sdist)
+    for wheel in wheels:
+        found += _wheel_problems(wheel, version)
+    return found
+
+
+def _names_problems(version: str, sdists: list[Path], wheels: list[Path]) -> list[str]:
+    found = []
     if [p.name for p in sdists] != [f"asgi_parameters_secrets-{version}.tar.gz"]:
         found.append(f"expected one sdist of version {version}, found {[p.name for p in sdists]}")
     if [p.name for p in wheels] != [f"asgi_parameters_secrets-{version}-py3-none-any.whl"]:
         found.append(f"expected one wheel of version {version}, found {[p.name for p in wheels]}")
-    for sdist in sdists:
-        with tarfile.open(sdist) as archive:
-            names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
-        found += [
-            f"{sdist.name} lacks {wanted}"
-            for wanted in SDIST_FILES
-            if not any(name == wanted or name.startswith(wanted) for name in names)
-        ]
-    for wheel in wheels:
-        with zipfile.ZipFile(wheel) as archive:
-            dist_info = f"asgi_parameters_secrets-{version}.dist-info"
-            metadata = Parser().parsestr(archive.read(f"{dist_info}/METADATA").decode())
-            names = set(archive.namelist())
-        if metadata["Version"] != version:
-            found.append(f"{wheel.name}: Version {metadata['Version']}, not {version}")
-        if metadata["License-Expression"] != "Apache-2.0":
-            found.append(f"{wheel.name}: License-Expression {metadata['License-Expression']}")
-        if f"{dist_info}/licenses/LICENSE" not in names:
-            found.append(f"{wheel.name} lacks {dist_info}/licenses/LICENSE")
-        urls = {entry.split(",", 1)[0] for entry in metadata.get_all("Project-URL") or []}
-        if urls != URLS:
-            found.append(f"{wheel.name}: Project-URL names {sorted(urls)}, not {sorted(URLS)}")
     return found
+
+
+def _sdist_problems(sdist: Path) -> list[str]:
+    with tarfile.open(sdist) as archive:
+        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    return [
+        f"{sdist.name} lacks {wanted}"
+        for wanted in SDIST_FILES
+        if not any(name == wanted or name.startswith(wanted) for name in names)
+    ]
+
+
+def _wheel_problems(wheel: Path, version: str) -> list[str]:
+    dist_info = f"asgi_parameters_secrets-{version}.dist-info"
+    with zipfile.ZipFile(wheel) as archive:
+        metadata = Parser().parsestr(archive.read(f"{dist_info}/METADATA").decode())
+        names = set(archive.namelist())
+    urls = {entry.split(",", 1)[0] for entry in metadata.get_all("Project-URL") or []}
+    checks = [
+        (metadata["Version"] == version, f"Version {metadata['Version']}, not {version}"),
+        (
+            metadata["License-Expression"] == "Apache-2.0",
+            f"License-Expression {metadata['License-Expression']}",
+        ),
+        (f"{dist_info}/licenses/LICENSE" in names, f"lacks {dist_info}/licenses/LICENSE"),
+        (urls == URLS, f"Project-URL names {sorted(urls)}, not {sorted(URLS)}"),
+    ]
+    return [f"{wheel.name}: {problem}" for ok, problem in checks if not ok]
 
 
 def main(argv: list[str]) -> int:
