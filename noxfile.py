@@ -105,7 +105,7 @@ def untested_pythons_report(
     if installed or to_install:
         visible = [found or f"{version}.N" for version, found in ready.items()]
         lines.append(
-            "Then run them all (pyenv: the versions it shows at once): "
+            "Then run the tests on every one, with pyenv showing them all at once: "
             f"`PYENV_VERSION=$(pyenv version-name):{':'.join(visible)} nox -s tests`."
         )
     return "\n".join(lines)
