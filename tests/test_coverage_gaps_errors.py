@@ -1,0 +1,53 @@
+"""The error code a failed answer is reported with, whatever form the answer takes (found
+by branch coverage): the X-Amzn-Errortype header, JSON, XML, a code in plain text, or only
+the status. Each reaches the app as the failure's code, through the extension's source."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from parameters_secrets import ExtensionSource, LoadError, Parameter, ParametersSecrets
+
+# (status, body, X-Amzn-Errortype, the code reported, its transience)
+ANSWERS = [
+    (400, '{"__type": "com.amazonaws.ssm#ParameterNotFound"}', None, "ParameterNotFound", False),
+    (500, '{"message": "no code in it"}', None, "InternalServerError", True),
+    (
+        400,
+        '{"message": "the header names it"}',
+        "ValidationException:http://x",
+        "ValidationException",
+        False,
+    ),
+    (400, "not json", "AccessDeniedException:http://x/", "AccessDeniedException", False),
+    (
+        403,
+        "<ErrorResponse><Error><Code>InvalidSignatureException</Code>"
+        "<Message>signature</Message></Error></ErrorResponse>",
+        None,
+        "InvalidSignatureException",
+        False,
+    ),
+    (400, "KMSAccessDeniedException: no decrypt", None, "KMSAccessDeniedException", False),
+    (429, "slow down", None, "HTTPError", True),
+    (418, "a teapot", None, "HTTPError", False),
+    (502, "", None, "InternalServerError", True),
+    (401, "", None, "Unauthorized", False),
+]
+
+
+@pytest.mark.parametrize(("status", "body", "error_type", "code", "transient"), ANSWERS)
+def test_a_failed_answer_is_reported_with_the_code_it_carries_or_its_status_gives(
+    status: int, body: str, error_type: str | None, code: str, transient: bool
+) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        headers = {"X-Amzn-Errortype": error_type} if error_type else {}
+        return httpx.Response(status, text=body, headers=headers)
+
+    source = ExtensionSource(2773, "token", transport=httpx.MockTransport(answer))
+    store = ParametersSecrets({"p": Parameter("/p")}, source=source)
+    with pytest.raises(LoadError) as failed:
+        store.load_sync()
+    failure = failed.value.failures["p"]
+    assert (failure.code, failure.status, failure.transient) == (code, status, transient)
