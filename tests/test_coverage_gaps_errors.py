@@ -4,10 +4,19 @@ the status. Each reaches the app as the failure's code, through the extension's 
 
 from __future__ import annotations
 
+import gzip
+from collections.abc import AsyncIterator, Callable
+
 import httpx
 import pytest
 
-from parameters_secrets import ExtensionSource, LoadError, Parameter, ParametersSecrets
+from parameters_secrets import (
+    ExtensionSource,
+    FetchError,
+    LoadError,
+    Parameter,
+    ParametersSecrets,
+)
 
 # (status, body, X-Amzn-Errortype, the code reported, its transience)
 ANSWERS = [
@@ -45,9 +54,44 @@ def test_a_failed_answer_is_reported_with_the_code_it_carries_or_its_status_give
         headers = {"X-Amzn-Errortype": error_type} if error_type else {}
         return httpx.Response(status, text=body, headers=headers)
 
+    failure = failure_of(answer)
+    assert (failure.code, failure.status, failure.transient) == (code, status, transient)
+
+
+def failure_of(answer: Callable[[httpx.Request], httpx.Response]) -> FetchError:
     source = ExtensionSource(2773, "token", transport=httpx.MockTransport(answer))
     store = ParametersSecrets({"p": Parameter("/p")}, source=source)
     with pytest.raises(LoadError) as failed:
         store.load_sync()
-    failure = failed.value.failures["p"]
-    assert (failure.code, failure.status, failure.transient) == (code, status, transient)
+    return failed.value.failures["p"]
+
+
+def test_a_compressed_success_is_refused_as_malformed_not_inflated() -> None:
+    failure = failure_of(
+        lambda request: httpx.Response(
+            200, content=gzip.compress(b'{"Parameter": {}}'), headers={"Content-Encoding": "gzip"}
+        )
+    )
+    assert (failure.code, failure.transient) == ("MalformedResponse", True)
+    assert "compressed though no compression was asked for" in str(failure)
+
+
+def test_a_compressed_error_is_reported_by_its_status_its_body_unread() -> None:
+    body = gzip.compress(b'{"__type": "ThrottlingException"}')
+    failure = failure_of(
+        lambda request: httpx.Response(400, content=body, headers={"Content-Encoding": "gzip"})
+    )
+    assert failure.code == "HTTPError"  # not ThrottlingException: the body was not inflated
+
+
+def test_an_endless_error_body_is_read_only_up_to_its_limit() -> None:
+    pulled: list[int] = []
+
+    async def endless() -> AsyncIterator[bytes]:
+        for number in range(10_000):  # 640 MiB, were it read to the end
+            pulled.append(number)
+            yield b"x" * 65536
+
+    failure = failure_of(lambda request: httpx.Response(400, content=endless()))
+    assert failure.code == "HTTPError"
+    assert 0 < len(pulled) < 10
