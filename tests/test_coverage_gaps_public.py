@@ -6,13 +6,25 @@ from __future__ import annotations
 
 import copy
 import pickle
-from typing import Annotated
+import re
+from typing import Annotated, Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from parameters_secrets import FetchError, LoadError, ParametersSecretsError, Values
+from parameters_secrets import (
+    ConfigurationError,
+    FetchError,
+    LoadError,
+    ParametersByPath,
+    ParametersSecrets,
+    ParametersSecretsError,
+    RetryPolicy,
+    Secret,
+    StaticSource,
+    Values,
+)
 from parameters_secrets.fastapi import Value
 
 SECRET = "gap-canary-Value-7Q"
@@ -67,3 +79,45 @@ def test_fastapi_value_on_a_route_the_middleware_does_not_serve_names_the_key() 
     message = str(raised.value)
     assert "no value 'api_key' on this request" in message
     assert "ParametersSecretsMiddleware" in message
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"base_delay": 0.0}, "0 < base_delay <= max_delay"),
+        ({"base_delay": 3.0, "max_delay": 2.0}, "0 < base_delay <= max_delay"),
+        ({"max_attempts": 0}, "max_attempts must be an integer >= 1"),
+        ({"max_attempts": 2.5}, "max_attempts must be an integer >= 1"),
+        ({"max_attempts": True}, "max_attempts must be an integer >= 1"),
+    ],
+)
+def test_a_retry_policy_that_could_not_retry_sensibly_is_refused(
+    arguments: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        RetryPolicy(**arguments)
+
+
+@pytest.mark.parametrize("flag", ["recursive", "decrypt", "required"])
+def test_a_path_declaration_s_flags_must_be_booleans(flag: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"ParametersByPath {flag} must be True or False"):
+        ParametersByPath("/app", **{flag: "yes"})
+
+
+@pytest.mark.parametrize("values", [[("db", Secret("db"))], "db"])
+def test_a_store_s_values_must_be_a_mapping_of_declarations(values: Any) -> None:
+    with pytest.raises(ConfigurationError, match="values must be a mapping"):
+        ParametersSecrets(values, source=StaticSource({}))
+
+
+def test_a_store_is_not_a_mapping_of_declarations_for_another_store() -> None:
+    store = ParametersSecrets({"db": Secret("db")}, source=StaticSource({}))
+    with pytest.raises(ConfigurationError, match="values must be a mapping"):
+        ParametersSecrets(store, source=StaticSource({}))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("deadline", [True, "soon", [1.0]])
+def test_a_load_s_deadline_must_be_a_monotonic_instant(deadline: Any) -> None:
+    store = ParametersSecrets({"db": Secret("db")}, source=StaticSource({"db": "x"}))
+    with pytest.raises(ConfigurationError, match=r"deadline must be a time\.monotonic\(\) instant"):
+        store.load_sync(deadline=deadline)
