@@ -101,7 +101,7 @@ def test_a_retry_policy_that_could_not_retry_sensibly_is_refused(
 @pytest.mark.parametrize("flag", ["recursive", "decrypt", "required"])
 def test_a_path_declaration_s_flags_must_be_booleans(flag: str) -> None:
     with pytest.raises(ConfigurationError, match=f"ParametersByPath {flag} must be True or False"):
-        ParametersByPath("/app", **{flag: "yes"})
+        ParametersByPath("/app", **{flag: "yes"})  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("values", [[("db", Secret("db"))], "db"])
