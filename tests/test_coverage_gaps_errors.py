@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import httpx
 import pytest
 
 from parameters_secrets import (
+    ConfigurationError,
     ExtensionSource,
     FetchError,
     LoadError,
     Parameter,
     ParametersSecrets,
+    Secret,
 )
 
 # (status, body, X-Amzn-Errortype, the code reported, its transience)
@@ -95,3 +98,43 @@ def test_an_endless_error_body_is_read_only_up_to_its_limit() -> None:
     failure = failure_of(lambda request: httpx.Response(400, content=endless()))
     assert failure.code == "HTTPError"
     assert 0 < len(pulled) < 10
+
+
+@pytest.mark.parametrize("port", [0, 65536, True, "2773"])
+def test_an_extension_port_outside_1_to_65535_is_refused(port: Any) -> None:
+    with pytest.raises(ConfigurationError, match="port must be an integer 1 to 65535"):
+        ExtensionSource(port, "token")
+
+
+def test_an_extension_fallback_that_is_not_aws_or_a_source_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="fallback must be 'aws', a source or None"):
+        ExtensionSource(2773, "token", fallback="boto3")  # type: ignore[arg-type]
+
+
+def test_a_secret_version_id_and_stage_are_asked_of_the_extension() -> None:
+    asked: list[httpx.URL] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url)
+        return httpx.Response(
+            200,
+            json={
+                "Name": "db",
+                "ARN": "arn:aws:secretsmanager:r:1:secret:db-AbCdEf",
+                "SecretString": "v",
+                "VersionId": "v 1",
+            },
+        )
+
+    source = ExtensionSource(2773, "token", transport=httpx.MockTransport(answer))
+    store = ParametersSecrets(
+        {"db": Secret("db", version_id="v 1", version_stage="AWSCURRENT")}, source=source
+    )
+    assert store.load_sync()["db"] == "v"
+    (url,) = asked
+    assert url.path == "/secretsmanager/get"
+    assert dict(url.params) == {
+        "secretId": "db",
+        "versionStage": "AWSCURRENT",
+        "versionId": "v 1",
+    }
