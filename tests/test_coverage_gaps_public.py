@@ -5,8 +5,11 @@ FastAPI's ``Value`` on a route the middleware does not serve."""
 from __future__ import annotations
 
 import copy
+import io
+import logging
 import pickle
 import re
+import sys
 from typing import Annotated, Any
 
 import pytest
@@ -118,6 +121,21 @@ def test_a_store_is_not_a_mapping_of_declarations_for_another_store() -> None:
 
 @pytest.mark.parametrize("deadline", [True, "soon", [1.0]])
 def test_a_load_s_deadline_must_be_a_monotonic_instant(deadline: Any) -> None:
-    store = ParametersSecrets({"db": Secret("db")}, source=StaticSource({"db": "x"}))
+    store = ParametersSecrets({"db": Secret("db")}, source=StaticSource(secrets={"db": "x"}))
     with pytest.raises(ConfigurationError, match=r"deadline must be a time\.monotonic\(\) instant"):
         store.load_sync(deadline=deadline)
+
+
+def test_emf_metrics_on_a_closed_stdout_never_break_a_fetch_and_warn_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("PARAMETERS_SECRETS_METRICS", "emf")
+    closed = io.StringIO()
+    closed.close()
+    monkeypatch.setattr(sys, "stdout", closed)
+    store = ParametersSecrets({"db": Secret("db")}, source=StaticSource(secrets={"db": SECRET}))
+    with caplog.at_level(logging.WARNING, logger="parameters_secrets"):
+        assert store.load_sync()["db"] == SECRET
+        assert store.refresh_sync("db")["db"] == SECRET  # a second round, a second line
+    warnings = [r.getMessage() for r in caplog.records if "EMF" in r.getMessage()]
+    assert warnings == ["metrics: cannot write EMF lines to stdout (I/O operation on closed file)"]
