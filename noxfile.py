@@ -1,5 +1,5 @@
-"""Sessions: tests (every supported Python that is installed, under coverage), lint,
-typecheck, demo, package, dist, template, docs, coverage, bench."""
+"""Sessions: tests (every supported Python that is installed), lint, typecheck, demo,
+package, dist, template, docs, coverage, bench."""
 
 from __future__ import annotations
 
@@ -46,9 +46,10 @@ def quoted_lines(text: str) -> list[str]:
 PYTHONS = supported_pythons()
 
 
-# Each tests session's coverage data, one set of files per Python: `nox -s coverage`
-# combines them (under .nox, so a fresh checkout or `rm -rf .nox` starts clean).
-COVERAGE_DATA = ROOT / ".nox" / "coverage"
+# Coverage data: nox -s coverage's run of the suite, and nox -s package's run of the tests
+# that download (the zip builder's); nox -s coverage combines whatever is there. Under
+# .nox, so a fresh checkout (or `rm -rf .nox`) starts clean.
+COVERAGE_DATA = ROOT / ".nox" / "coverage-data"
 # What the default suite leaves out: the tests that download wheels from the package
 # index (the zip builder's); `nox -s package` runs them.
 OFFLINE = ("-m", "not network")
@@ -59,16 +60,15 @@ TESTED: list[str] = []
 
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """Run the test suite (real Mangum invocations, real servers on 127.0.0.1), offline,
-    under coverage (``nox -s coverage`` then gates what every Python measured). A supported
-    Python that is not installed is skipped, and named at the end with how to run it.
-    ``-- -k ...`` goes to pytest (``-- -m network`` for the package index's tests)."""
+    """Run the test suite (real Mangum invocations, real servers on 127.0.0.1), offline.
+    A supported Python that is not installed is skipped, and named at the end with how to
+    run it. ``-- -k ...`` goes to pytest (``-- -m network``: the package index's tests)."""
     session.install("-e", ".[test]")
     TESTED.append(str(session.python))
-    run_tests(session, str(session.python), *OFFLINE, *session.posargs)
+    session.run("pytest", *OFFLINE, *session.posargs)
 
 
-def run_tests(session: nox.Session, name: str, *pytest_args: str) -> None:
+def run_measured(session: nox.Session, name: str, *pytest_args: str) -> None:
     """pytest under coverage, its data under ``name`` in COVERAGE_DATA, replacing that
     name's previous run (and no other's: nox -s coverage combines them all)."""
     data_file = COVERAGE_DATA / f".coverage.{name}"
@@ -193,7 +193,7 @@ def package(session: nox.Session) -> None:
     if not session.posargs:  # the example's zip, as CI builds it: then the builder's tests,
         session.chdir(ROOT)  # which download wheels (left out of the offline nox -s tests)
         session.install("-e", ".[test]")
-        run_tests(session, "network", "-m", "network")
+        run_measured(session, "network", "-m", "network")
 
 
 @nox.session
@@ -245,14 +245,15 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def coverage(session: nox.Session) -> None:
-    """Branch coverage of what the tests sessions measured (``nox -s tests coverage``), on
-    every Python they ran on together, Python subprocesses included (``[tool.coverage]`` in
-    pyproject.toml); fails below its ``fail_under``."""
-    if not any(COVERAGE_DATA.glob(".coverage.*")):
-        session.error("no coverage data: run `nox -s tests coverage`")
-    session.install("coverage>=7.10.3")  # patch = subprocess, fixed
+    """The offline suite under coverage.py, branches and Python subprocesses included
+    (``[tool.coverage]`` in pyproject.toml), with the zip builder's tests that
+    ``nox -s package`` measured if it ran before; fails below ``fail_under``. In CI this is
+    the suite's run on nox's own Python. ``-- -k ...`` goes to pytest."""
+    session.install("-e", ".[test]")
+    run_measured(session, "suite", *OFFLINE, *session.posargs)
     data_file = str(COVERAGE_DATA / ".coverage")
-    # --keep: the tests sessions' files stay, so a second report needs no new run.
+    # --keep: each run's files stay until that run is redone, so the package session's
+    # and this one's are combined whichever ran last.
     session.run("coverage", "combine", "--quiet", "--keep", f"--data-file={data_file}")
     session.run("coverage", "report", f"--data-file={data_file}")
 

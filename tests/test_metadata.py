@@ -169,24 +169,34 @@ def test_at_exit_nox_names_the_supported_pythons_it_found_no_interpreter_of(
     assert "pyenv install 3.10 3.12" in record.getMessage()
 
 
-def test_the_tests_session_runs_the_suite_offline_under_coverage(
+def test_the_tests_session_runs_the_suite_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    session = RecordingSession("3.12")
+    monkeypatch.setattr(noxfile, "TESTED", [])
+    noxfile.tests(session)
+    assert session.runs == [(("pytest", "-m", "not network", "-k", "small"), None)]
+    assert noxfile.TESTED == ["3.12"]
+
+
+def test_the_coverage_session_measures_offline_and_combines_the_package_session_s_data(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    session = RecordingSession("3.12")
+    session = RecordingSession("3.11")
     monkeypatch.setattr(noxfile, "COVERAGE_DATA", tmp_path)
-    monkeypatch.setattr(noxfile, "TESTED", [])
-    stale = tmp_path / ".coverage.3.12.host.1.x"
+    stale = tmp_path / ".coverage.suite.host.1.x"
     stale.touch()
-    other = tmp_path / ".coverage.3.11.host.1.x"
-    other.touch()
-    noxfile.tests(session)
-    ((args, env),) = session.runs
-    assert args[:3] == ("coverage", "run", "-m")
-    assert args[3:] == ("pytest", "-m", "not network", "-k", "small")
-    assert env == {"COVERAGE_FILE": str(tmp_path / ".coverage.3.12")}
-    assert not stale.exists()  # this Python's last run, not another's
-    assert other.exists()
-    assert noxfile.TESTED == ["3.12"]
+    network = tmp_path / ".coverage.network.host.1.x"  # nox -s package's
+    network.touch()
+    noxfile.coverage(session)
+    measure, combine, report = session.runs
+    assert measure == (
+        ("coverage", "run", "-m", "pytest", "-m", "not network", "-k", "small"),
+        {"COVERAGE_FILE": str(tmp_path / ".coverage.suite")},
+    )
+    assert not stale.exists()  # this session's last run, not the package session's
+    assert network.exists()
+    combined = f"--data-file={tmp_path / '.coverage'}"
+    assert combine == (("coverage", "combine", "--quiet", "--keep", combined), None)
+    assert report == (("coverage", "report", combined), None)
 
 
 class RecordingSession:
