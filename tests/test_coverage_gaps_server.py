@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from parameters_secrets import FetchError, Settings, StaticSource
+from parameters_secrets._cli import main
 from parameters_secrets._declarations import ValueRequest
 from parameters_secrets._server import ExtensionServer
 from parameters_secrets._sources import Outcome
@@ -107,3 +108,12 @@ async def test_a_websocket_client_gone_before_its_handshake_is_sent_nothing() ->
     scope = {"type": "websocket", "path": "/", "headers": [], "query_string": b""}
     sent = await call(server_for(Answering({})), scope, [{"type": "websocket.disconnect"}])
     assert sent == []
+
+
+@pytest.mark.parametrize("port", ["-1", "65536"])
+def test_serve_refuses_a_port_outside_0_to_65535_in_one_line(
+    port: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["serve", "--port", port, "--source", "aws"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line == f"parameters-secrets: --port must be 0 to 65535, not {port}"
