@@ -10,6 +10,7 @@ import logging
 import pickle
 import re
 import sys
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import pytest
@@ -139,3 +140,31 @@ def test_emf_metrics_on_a_closed_stdout_never_break_a_fetch_and_warn_once(
         assert store.refresh_sync("db")["db"] == SECRET  # a second round, a second line
     warnings = [r.getMessage() for r in caplog.records if "EMF" in r.getMessage()]
     assert warnings == ["metrics: cannot write EMF lines to stdout (I/O operation on closed file)"]
+
+
+class TrustedPathSource:
+    """A custom source that checks its records itself, and lets a stray one through."""
+
+    checks_records = True
+
+    async def fetch(self, requests: Sequence[Any], deadline: float | None = None) -> list[Any]:
+        return [
+            {
+                "Parameters": [
+                    {"Name": "/app/a", "Value": "1"},
+                    {"Name": "/elsewhere/b", "Value": SECRET},
+                ]
+            }
+            for _ in requests
+        ]
+
+    async def aclose(self) -> None:
+        pass
+
+
+def test_a_path_value_leaves_out_what_a_custom_source_answered_outside_the_path() -> None:
+    store = ParametersSecrets(
+        {"tree": ParametersByPath("/app")},
+        source=TrustedPathSource(),
+    )
+    assert store.load_sync()["tree"] == {"a": "1"}
