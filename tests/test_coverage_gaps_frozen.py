@@ -5,6 +5,7 @@ read-only between requests, masked in their repr, and thawed by ``copy.deepcopy`
 from __future__ import annotations
 
 import copy
+import dataclasses
 import sys
 from typing import Any, NamedTuple
 
@@ -86,3 +87,15 @@ def test_nesting_deeper_than_the_stack_shows_its_type_not_a_value_or_an_error() 
     for _ in range(sys.getrecursionlimit() + 10):
         deep = [deep]
     assert masked_repr(deep) == "<list nested too deeply to show>"
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoints:
+    hosts: tuple[str, ...]
+
+
+def test_an_object_a_transform_built_is_handed_out_as_it_is_and_masked_in_a_repr() -> None:
+    built = Endpoints((SECRET,))
+    value = transformed({"endpoints": built})
+    assert value["endpoints"] is built  # immutable already: the transform's own business
+    assert repr(value) == "{'endpoints': '***'}"
