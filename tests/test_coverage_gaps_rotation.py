@@ -5,11 +5,21 @@ coverage)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
+from parameters_secrets import (
+    Parameter,
+    ParameterRequest,
+    ParametersSecrets,
+    Secret,
+    SecretRequest,
+)
 from parameters_secrets._rotation import current_version, next_rotation
+
+ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:s-AbCdEf"
 
 # (the description, when to revalidate: epoch seconds)
 DATES = [
@@ -46,3 +56,45 @@ def test_the_current_version_is_the_one_labelled_awscurrent_if_any(
     description: dict[str, Any], version: str | None
 ) -> None:
     assert current_version(description) == version
+
+
+class Describing:
+    """A custom source that can describe secrets: counts what it is asked."""
+
+    checks_records = True
+
+    def __init__(self) -> None:
+        self.fetched: list[list[str]] = []
+        self.described = 0
+
+    async def fetch(self, requests: Sequence[Any], deadline: float | None = None) -> list[Any]:
+        self.fetched.append([type(request).__name__ for request in requests])
+        return [
+            {"Name": "/p", "Value": "p", "Type": "String", "Version": 1}
+            if isinstance(request, ParameterRequest)
+            else {"Name": "s", "ARN": ARN, "SecretString": "s", "VersionId": "v1"}
+            for request in requests
+        ]
+
+    async def describe_secrets(
+        self, requests: Sequence[SecretRequest], deadline: float | None = None
+    ) -> list[Any]:
+        self.described += len(requests)
+        return [{"RotationEnabled": False, "VersionIdsToStages": {"v1": ["AWSCURRENT"]}}] * len(
+            requests
+        )
+
+    async def aclose(self) -> None:
+        pass
+
+
+def test_a_parameter_beside_a_followed_secret_is_refreshed_without_a_description() -> None:
+    source = Describing()
+    store = ParametersSecrets(
+        {"p": Parameter("/p"), "s": Secret("s", follow_rotation=True)}, source=source
+    )
+    assert dict(store.load_sync()) == {"p": "p", "s": "s"}
+    assert source.described == 1  # the followed secret's first fetch
+    assert store.refresh_sync("p")["p"] == "p"
+    assert source.fetched[-1] == ["ParameterRequest"]
+    assert source.described == 1  # a parameter has no rotation to follow
