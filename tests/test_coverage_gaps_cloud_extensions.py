@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import httpx
 import pytest
 
 from parameters_secrets import (
     CloudExtensionsSource,
     ConfigurationError,
+    FetchError,
     LoadError,
     Parameter,
     ParametersSecrets,
@@ -69,3 +72,28 @@ def test_a_retry_after_that_is_not_a_delay_is_ignored_and_the_throttling_retried
     store = ParametersSecrets({"db": Secret("prod/db", transform="json")}, source=source)
     assert store.load_sync()["db"]["password"] == "pw-1"
     assert runtime.calls["secretsmanager/get"] == 2  # throttled once, then answered
+
+
+def secret_failure(runtime_answer: Any) -> FetchError:
+    source = CloudExtensionsSource(token=TOKEN, transport=httpx.MockTransport(runtime_answer))
+    store = ParametersSecrets({"db": Secret("prod/db")}, source=source)
+    with pytest.raises(LoadError) as failed:
+        store.load_sync()
+    return failed.value.failures["db"]
+
+
+@pytest.mark.usefixtures("runtime")
+def test_a_runtime_that_cannot_be_reached_is_named_with_its_port() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    failure = secret_failure(refuse)
+    assert failure.transient
+    assert "the Cloud Extensions runtime on 127.0.0.1:" in str(failure)
+    assert "cannot be reached (ConnectError)" in str(failure)
+
+
+@pytest.mark.usefixtures("runtime")
+def test_a_secret_answer_that_is_not_json_is_malformed() -> None:
+    failure = secret_failure(lambda request: httpx.Response(200, text="<html>hello</html>"))
+    assert (failure.code, failure.transient) == ("MalformedResponse", True)
