@@ -17,9 +17,12 @@ from parameters_secrets import (
     Parameter,
     ParametersByPath,
     ParametersSecrets,
+    RetryPolicy,
+    Secret,
 )
 
 REGION = "eu-west-1"
+ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret"
 
 
 @pytest.fixture(autouse=True)
@@ -83,3 +86,56 @@ def test_stray_entries_in_a_get_parameters_answer_are_ignored_and_the_rest_asked
     assert dict(store.load_sync()) == {"a": "a", "b": "b"}
     # The batch did not account for /app/b: it was asked alone.
     assert asked == [("GetParameters", ["/app/a", "/app/b"]), ("GetParameter", "/app/b")]
+
+
+SECRETS = {"a": Secret("app/a"), "b": Secret("app/b")}
+
+
+def test_a_batch_that_fails_transiently_fails_every_secret_without_asking_each() -> None:
+    asked: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(operation(request))
+        return httpx.Response(500, json={"__type": "InternalServiceError", "message": "down"})
+
+    source = AwsSource(
+        REGION, retry=RetryPolicy(0.001, 0.001, 2), transport=httpx.MockTransport(answer)
+    )
+    with pytest.raises(LoadError) as failed:
+        ParametersSecrets(SECRETS, source=source).load_sync()
+    assert {key: error.code for key, error in failed.value.failures.items()} == {
+        "a": "InternalServiceError",
+        "b": "InternalServiceError",
+    }
+    assert asked == ["BatchGetSecretValue"] * 2  # the policy's two attempts, then no more
+
+
+def test_a_batch_whose_pages_never_end_is_cut_off_and_the_rest_asked_one_by_one() -> None:
+    asked: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(operation(request))
+        if operation(request) == "BatchGetSecretValue":
+            return httpx.Response(
+                200,
+                json={
+                    "SecretValues": ["not an object"],
+                    "Errors": [
+                        {"SecretId": "app/unasked", "ErrorCode": "ResourceNotFoundException"}
+                    ],
+                    "NextToken": "more",
+                },
+            )
+        secret_id = json.loads(request.content)["SecretId"]
+        return httpx.Response(
+            200,
+            json={"Name": secret_id, "ARN": f"{ARN}:{secret_id}-AbCdEf", "SecretString": secret_id},
+        )
+
+    source = AwsSource(REGION, transport=httpx.MockTransport(answer))
+    assert dict(ParametersSecrets(SECRETS, source=source).load_sync()) == {
+        "a": "app/a",
+        "b": "app/b",
+    }
+    # One page more than secrets asked, at most; then GetSecretValue for each.
+    assert asked == ["BatchGetSecretValue"] * 3 + ["GetSecretValue"] * 2
