@@ -8,14 +8,18 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import httpx
 import pytest
 
 from parameters_secrets import (
+    ExtensionSource,
+    LoadError,
     Parameter,
     ParameterRequest,
     ParametersSecrets,
     Secret,
     SecretRequest,
+    StaticSource,
 )
 from parameters_secrets._rotation import current_version, next_rotation
 
@@ -98,3 +102,25 @@ def test_a_parameter_beside_a_followed_secret_is_refreshed_without_a_description
     assert store.refresh_sync("p")["p"] == "p"
     assert source.fetched[-1] == ["ParameterRequest"]
     assert source.described == 1  # a parameter has no rotation to follow
+
+
+def test_a_followed_secret_behind_an_extension_whose_fallback_cannot_describe_fails_saying_so() -> (
+    None
+):
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, json={"Name": "s", "ARN": ARN, "SecretString": "s", "VersionId": "v1"}
+        )
+
+    source = ExtensionSource(
+        2773,
+        "token",
+        fallback=StaticSource(secrets={"s": "s"}),  # a file: no DescribeSecret
+        transport=httpx.MockTransport(answer),
+    )
+    store = ParametersSecrets({"s": Secret("s", follow_rotation=True)}, source=source)
+    with pytest.raises(LoadError) as failed:
+        store.load_sync()
+    failure = failed.value.failures["s"]
+    assert failure.code == "DescribeSecretUnsupported"
+    assert "the fallback source cannot call DescribeSecret" in str(failure)
