@@ -3,9 +3,12 @@ package, dist, template, docs, coverage, bench."""
 
 from __future__ import annotations
 
+import atexit
 import re
 import shutil
+import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import nox
@@ -43,11 +46,118 @@ def quoted_lines(text: str) -> list[str]:
 PYTHONS = supported_pythons()
 
 
+# Coverage data: nox -s coverage's run of the suite, and nox -s package's run of the tests
+# that download (the zip builder's); nox -s coverage combines whatever is there. Under
+# .nox, so a fresh checkout (or `rm -rf .nox`) starts clean.
+COVERAGE_DATA = ROOT / ".nox" / "coverage-data"
+# What the default suite leaves out: the tests that download wheels from the package
+# index (the zip builder's); `nox -s package` runs them.
+OFFLINE = ("-m", "not network")
+# The Pythons a tests session ran on in this nox run: at exit, the supported ones that
+# did not run and are not installed are named, with how to run them.
+TESTED: list[str] = []
+
+
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """Run the test suite (real Mangum invocations, real servers on 127.0.0.1)."""
+    """Run the test suite (real Mangum invocations, real servers on 127.0.0.1), offline.
+    A supported Python that is not installed is skipped, and named at the end with how to
+    run it. ``-- -k ...`` goes to pytest (``-- -m network``: the package index's tests)."""
     session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs)
+    TESTED.append(str(session.python))
+    session.run("pytest", *OFFLINE, *session.posargs)
+
+
+def run_measured(session: nox.Session, name: str, *pytest_args: str) -> None:
+    """Run pytest under coverage, its data under ``name`` in COVERAGE_DATA, replacing that
+    name's previous run (and no other's: nox -s coverage combines them all)."""
+    data_file = COVERAGE_DATA / f".coverage.{name}"
+    for stale in COVERAGE_DATA.glob(f"{data_file.name}.*"):
+        stale.unlink()
+    COVERAGE_DATA.mkdir(parents=True, exist_ok=True)
+    session.run(
+        "coverage", "run", "-m", "pytest", *pytest_args, env={"COVERAGE_FILE": str(data_file)}
+    )
+
+
+def untested_pythons_report(
+    missing: Sequence[str], tested: Sequence[str], installed: Sequence[str]
+) -> str:
+    """What to print when tests sessions ran but not on every supported Python: the
+    ``missing`` versions (``3.12``: skipped, no interpreter) and how to run them, with
+    pyenv's ``installed`` versions (``3.12.1``) where it has one. Empty when none is."""
+    if not tested or not missing:
+        return ""
+    skipped = ", ".join(f"tests-{version}" for version in missing)
+    lines = [
+        (
+            f"The tests ran on Python {', '.join(tested)} only: no interpreter of "
+            f"{', '.join(missing)} was found, so nox skipped {skipped}. CI runs every "
+            "supported Python and fails on a missing one."
+        ),
+    ]
+    ready = {version: _newest_patch(installed, version) for version in missing}
+    to_install = [version for version, found in ready.items() if not found]
+    if to_install:
+        versions = " ".join(to_install)
+        lines.append(
+            f"Install them: `pyenv install {versions}` or `uv python install {versions}`"
+            " (nox finds either)."
+        )
+    if installed or to_install:
+        visible = [found or f"{version}.N" for version, found in ready.items()]
+        lines.append(
+            "Then run the tests on every one, with pyenv showing them all at once: "
+            f"`PYENV_VERSION=$(pyenv version-name):{':'.join(visible)} nox -s tests`."
+        )
+    return "\n".join(lines)
+
+
+def _newest_patch(installed: Sequence[str], minor: str) -> str:
+    """The newest of ``installed`` (``3.12.1``) in the ``minor`` series (``3.12``), or ""."""
+    pattern = rf"{re.escape(minor)}\.\d+"
+    series = [version for version in installed if re.fullmatch(pattern, version)]
+    return max(series, key=lambda version: tuple(map(int, version.split("."))), default="")
+
+
+def _runs(command: str) -> bool:
+    """Whether ``command`` (``python3.12``) is on PATH and starts: a pyenv shim of a version
+    pyenv does not show at the moment is on PATH but fails."""
+    path = shutil.which(command)
+    if path is None:
+        return False
+    started = subprocess.run([path, "-c", "pass"], capture_output=True, check=False)  # noqa: S603
+    return started.returncode == 0
+
+
+def _pyenv_versions() -> list[str]:
+    """The versions pyenv has installed, shown at the moment or not; none without pyenv."""
+    pyenv = shutil.which("pyenv")
+    if pyenv is None:
+        return []
+    found = subprocess.run(  # noqa: S603 - pyenv's own command, no input of ours
+        [pyenv, "versions", "--bare", "--skip-aliases"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return found.stdout.split()
+
+
+def report_untested_pythons() -> None:
+    """At exit: name the supported Pythons the tests did not run on for want of one."""
+    if not TESTED:  # no tests session ran: nothing to say (nox -s lint, --list, ...)
+        return
+    missing = [
+        version for version in PYTHONS if version not in TESTED and not _runs(f"python{version}")
+    ]
+    report = untested_pythons_report(missing, TESTED, _pyenv_versions() if missing else [])
+    if report:
+        nox.logger.logger.warning(report)
+
+
+# At exit: after nox's own summary, whose "skipped" lines are easy to miss.
+atexit.register(report_untested_pythons)
 
 
 @nox.session
@@ -82,6 +192,10 @@ def package(session: nox.Session) -> None:
     session.install("-e", ".[package]")  # packaging: the builder reads wheels' metadata
     session.chdir(session.invoked_from)
     session.run("parameters-secrets", "package", *session.posargs)
+    if not session.posargs:  # the example's zip, as CI builds it: then the builder's tests,
+        session.chdir(ROOT)  # which download wheels (left out of the offline nox -s tests)
+        session.install("-e", ".[test]")
+        run_measured(session, "network", "-m", "network")
 
 
 # The tests that reach the package's HTTP client (real loopback servers: the local
@@ -162,13 +276,17 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def coverage(session: nox.Session) -> None:
-    """The test suite under coverage.py, Python subprocesses included (``[tool.coverage]``
-    in pyproject.toml); fails below its ``fail_under``. ``-- -k ...`` goes to pytest."""
-    session.install("-e", ".[test]", "coverage>=7.10.3")  # patch = subprocess, fixed
-    session.run("coverage", "erase")
-    session.run("coverage", "run", "--parallel-mode", "-m", "pytest", *session.posargs)
-    session.run("coverage", "combine", "--quiet")
-    session.run("coverage", "report")
+    """The offline suite under coverage.py, branches and Python subprocesses included
+    (``[tool.coverage]`` in pyproject.toml), with the zip builder's tests that
+    ``nox -s package`` measured if it ran before; fails below ``fail_under``. In CI this is
+    the suite's run on nox's own Python. ``-- -k ...`` goes to pytest."""
+    session.install("-e", ".[test]")
+    run_measured(session, "suite", *OFFLINE, *session.posargs)
+    data_file = str(COVERAGE_DATA / ".coverage")
+    # --keep: each run's files stay until that run is redone, so the package session's
+    # and this one's are combined whichever ran last.
+    session.run("coverage", "combine", "--quiet", "--keep", f"--data-file={data_file}")
+    session.run("coverage", "report", f"--data-file={data_file}")
 
 
 @nox.session

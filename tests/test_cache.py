@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
@@ -729,3 +730,48 @@ def test_fetch_still_in_flight_on_another_loop_does_not_block_this_loop(
     finally:
         first.close()
         second.close()
+
+
+async def test_a_waiter_whose_fetch_clear_abandoned_fetches_again(
+    cache: Cache[str, str], fetch: CountingFetch
+) -> None:
+    fetch.gate = anyio.Event()
+    fetch.entered = anyio.Event()
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            lookups = Lookups(group)
+            lookups.start(lambda: get_many(cache, [("k", 300.0)]))
+            await wait_for(fetch.entered)
+            lookups.start(lambda: get_many(cache, [("k", 300.0)]))  # waits for the first
+            await let_others_run()
+            fetch.entered = anyio.Event()
+            cache.clear()  # the waiter is released without an answer: it fetches itself
+            await wait_for(fetch.entered)
+            fetch.gate.set()
+    assert fetch.calls == [["k"], ["k"]]
+    assert sorted(str(result) for result in lookups.results) == ["['k#1']", "['k#2']"]
+
+
+@pytest.mark.parametrize("cached_before", [False, True])
+async def test_a_waiter_whose_deadline_comes_first_gets_the_old_value_or_a_timeout(
+    cache: Cache[str, str], fetch: CountingFetch, clock: FakeClock, cached_before: bool
+) -> None:
+    if cached_before:
+        await get(cache, "k", ttl=10.0)
+        clock.advance(11.0)  # expired: the next lookup refreshes it
+    fetch.gate = anyio.Event()
+    fetch.entered = anyio.Event()
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            group.start_soon(get, cache, "k", 10.0)  # the leader: no deadline of its own
+            await wait_for(fetch.entered)
+            # The leader's fetch is held open past this lookup's deadline.
+            [(outcome, _)] = await cache.get_many([("k", 10.0)], deadline=time.monotonic())
+            fetch.gate.set()
+    if cached_before:
+        assert outcome == "k#1"  # stale_if_error: the previous value
+    else:
+        assert isinstance(outcome, FetchError)
+        assert (outcome.code, outcome.transient) == ("Timeout", True)
+        assert "another caller's fetch of it did not end in time" in str(outcome)
+    assert len(fetch.calls) == 1 + cached_before  # the waiter did not fetch itself

@@ -4,6 +4,7 @@ the license and changelog in the source distribution's list."""
 from __future__ import annotations
 
 import importlib.util
+import logging
 import re
 import sys
 import types
@@ -114,6 +115,104 @@ def test_ci_takes_the_pythons_from_the_noxfile_not_a_list_of_its_own() -> None:
     script = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert "noxfile.PYTHONS" in script
     assert not re.search(r"\b3\.1\d\.\d+\b", script)  # no pinned pyenv versions
+
+
+def test_ci_fails_on_a_missing_python_rather_than_skipping_it() -> None:
+    script = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "--error-on-missing-interpreters" in script
+
+
+def test_the_test_command_names_the_pythons_it_skipped_and_the_pyenv_line_that_runs_them() -> None:
+    report = noxfile.untested_pythons_report(
+        ["3.10", "3.12", "3.13"],
+        ["3.11"],
+        ["2.7.18", "3.10.13", "3.11.7", "3.12.0", "3.12.1", "3.13.0"],
+    )
+    assert "ran on Python 3.11 only" in report
+    assert "skipped tests-3.10, tests-3.12, tests-3.13" in report
+    assert "PYENV_VERSION=$(pyenv version-name):3.10.13:3.12.1:3.13.0 nox -s tests" in report
+    assert "pyenv install" not in report  # all three are installed, only not shown
+
+
+def test_the_test_command_says_how_to_install_a_python_nobody_has() -> None:
+    report = noxfile.untested_pythons_report(["3.13"], ["3.11", "3.12"], [])
+    assert "ran on Python 3.11, 3.12 only" in report
+    assert "`pyenv install 3.13` or `uv python install 3.13`" in report
+    assert "PYENV_VERSION=$(pyenv version-name):3.13.N nox -s tests" in report
+
+
+def test_the_test_command_says_nothing_when_every_python_ran_or_none_did() -> None:
+    assert noxfile.untested_pythons_report([], ["3.10", "3.11", "3.12", "3.13"], []) == ""
+    assert noxfile.untested_pythons_report(["3.10"], [], []) == ""  # nox -s lint
+
+
+def _fake_python(directory: Path, name: str, exit_code: int) -> None:
+    python = directory / name
+    python.write_text(f"#!/bin/sh\nexit {exit_code}\n", encoding="utf-8")
+    python.chmod(0o755)
+
+
+def test_at_exit_nox_names_the_supported_pythons_it_found_no_interpreter_of(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # PATH as on a machine with pyenv showing one version: 3.12's shim is there but fails,
+    # 3.13 is installed and was merely not selected (nox -s tests-3.11), 3.10 is absent.
+    _fake_python(tmp_path, "python3.12", 127)
+    _fake_python(tmp_path, "python3.13", 0)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(noxfile, "TESTED", ["3.11"])
+    logger = logging.getLogger("nox-under-test")
+    monkeypatch.setattr(noxfile.nox, "logger", types.SimpleNamespace(logger=logger), raising=False)
+    with caplog.at_level(logging.WARNING, logger=logger.name):
+        noxfile.report_untested_pythons()
+    (record,) = caplog.records
+    assert "no interpreter of 3.10, 3.12 was found" in record.getMessage()
+    assert "pyenv install 3.10 3.12" in record.getMessage()
+
+
+def test_the_tests_session_runs_the_suite_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    session = RecordingSession("3.12")
+    monkeypatch.setattr(noxfile, "TESTED", [])
+    noxfile.tests(session)
+    assert session.runs == [(("pytest", "-m", "not network", "-k", "small"), None)]
+    assert noxfile.TESTED == ["3.12"]
+
+
+def test_the_coverage_session_measures_offline_and_combines_the_package_session_s_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session = RecordingSession("3.11")
+    monkeypatch.setattr(noxfile, "COVERAGE_DATA", tmp_path)
+    stale = tmp_path / ".coverage.suite.host.1.x"
+    stale.touch()
+    network = tmp_path / ".coverage.network.host.1.x"  # nox -s package's
+    network.touch()
+    noxfile.coverage(session)
+    measure, combine, report = session.runs
+    assert measure == (
+        ("coverage", "run", "-m", "pytest", "-m", "not network", "-k", "small"),
+        {"COVERAGE_FILE": str(tmp_path / ".coverage.suite")},
+    )
+    assert not stale.exists()  # this session's last run, not the package session's
+    assert network.exists()
+    combined = f"--data-file={tmp_path / '.coverage'}"
+    assert combine == (("coverage", "combine", "--quiet", "--keep", combined), None)
+    assert report == (("coverage", "report", combined), None)
+
+
+class RecordingSession:
+    """What a nox session's body calls, recorded."""
+
+    def __init__(self, python: str) -> None:
+        self.python = python
+        self.posargs = ["-k", "small"]
+        self.runs: list[tuple[tuple[str, ...], object]] = []
+
+    def install(self, *args: str) -> None:
+        pass
+
+    def run(self, *args: str, env: object = None) -> None:
+        self.runs.append((args, env))
 
 
 def test_the_source_distribution_lists_the_license_and_the_changelog() -> None:

@@ -12,6 +12,7 @@ imports nothing of it and prints nothing.
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -180,6 +181,25 @@ def exported(reader: Any) -> dict[str, list[Any]]:
             for metric in scope.metrics:
                 points[metric.name] = list(metric.data.data_points)
     return points
+
+
+def test_otel_two_stores_share_one_set_of_instruments_and_their_counts_add_up(
+    otel_reader: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from parameters_secrets.sources import StaticSource
+
+    monkeypatch.setenv("PARAMETERS_SECRETS_METRICS", "otel")
+    stores = [
+        ParametersSecrets({key: Parameter(f"/{key}")}, source=StaticSource({f"/{key}": key}))
+        for key in ("a", "b")
+    ]
+    with caplog.at_level(logging.WARNING):
+        for store in stores:
+            store.load_sync()
+    fetches = exported(otel_reader)[OTEL_NAMES["fetches"]]
+    assert sum(point.value for point in fetches) == 2
+    # The SDK warns when an instrument is made twice: made once per provider, it is not.
+    assert "has been created already" not in caplog.text
 
 
 def test_otel_counts_equal_the_stores_stats_with_only_kind_and_error_type(

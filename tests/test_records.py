@@ -11,7 +11,7 @@ import pytest
 from parameters_secrets import FetchError, Settings
 from parameters_secrets._server import ExtensionServer
 from parameters_secrets._sources._records import checked_record
-from parameters_secrets.sources import AwsSource, ParameterRequest, SecretRequest
+from parameters_secrets.sources import AwsSource, ParameterRequest, PathRequest, SecretRequest
 from tests.moto_server import MotoServer, create_secret
 
 pytestmark = pytest.mark.anyio
@@ -134,3 +134,31 @@ async def test_a_reference_answered_by_moto_reaches_the_app_through_the_local_se
 def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+
+
+# (a path answer, what the error says is wrong with it)
+MALFORMED_PATH_ANSWERS = [
+    ({}, "has no Parameters"),
+    ({"Parameters": "/app/a"}, "has no Parameters"),
+    ({"Parameters": ["/app/a"]}, "has a parameter without a Value"),
+    ({"Parameters": [{"Name": "/app/a", "Value": 3}]}, "has a parameter without a Value"),
+    ({"Parameters": [{"Value": "v"}]}, "holds a parameter outside the path"),
+    ({"Parameters": [{"Name": "/other/a", "Value": "v"}]}, "holds a parameter outside the path"),
+    ({"Parameters": [{"Name": "/app/a/b", "Value": "v"}]}, "holds a parameter outside the path"),
+]
+
+
+@pytest.mark.parametrize(("answer", "problem"), MALFORMED_PATH_ANSWERS)
+def test_a_path_answer_without_usable_parameters_under_the_path_is_malformed(
+    answer: dict[str, Any], problem: str
+) -> None:
+    request = PathRequest("/app", recursive=False)
+    error = checked_record(request, answer, origin="extension's answer")
+    assert isinstance(error, FetchError)
+    assert (error.code, error.transient) == ("MalformedResponse", True)
+    assert str(error) == f"parameters under /app (not recursive): the extension's answer {problem}"
+
+
+def test_a_path_answer_with_parameters_under_the_path_is_the_record() -> None:
+    answer = {"Parameters": [{"Name": "/app/a", "Value": "1"}, {"Name": "/app/b/c", "Value": ""}]}
+    assert checked_record(PathRequest("/app"), answer) is answer
