@@ -301,6 +301,33 @@ def test_assumed_credentials_are_kept_until_five_minutes_before_expiry(
     assert second.access_key != first.access_key
 
 
+def test_a_caller_that_found_nothing_kept_takes_the_call_that_landed_meanwhile(
+    moto: MotoServer, moto_proxy: CountingProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race seen once in 50 threads: a caller finds no credentials kept, and before it
+    asks for a call, another caller's AssumeRole lands and is kept. It must take those,
+    not make a second AssumeRole."""
+    roles = AssumedRoles()
+
+    async def get() -> Credentials:
+        return await roles.get(
+            ROLE,
+            caller=Credentials(OWN_KEY, OWN_KEY),
+            region=Region(REGION),
+            endpoint=moto_proxy.url,
+            give_up_at=time.monotonic() + 10,
+        )
+
+    import anyio
+
+    first = anyio.run(get)
+    real_fresh = roles._fresh
+    looks = iter([None])  # the first look (before the lock) finds nothing kept
+    monkeypatch.setattr(roles, "_fresh", lambda role: next(looks, real_fresh(role)))
+    assert anyio.run(get) == first
+    assert len(assume_role_requests(moto_proxy)) == 1
+
+
 def test_sts_endpoint_variable_is_honoured(
     moto: MotoServer, moto_proxy: CountingProxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:

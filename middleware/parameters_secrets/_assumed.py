@@ -107,8 +107,8 @@ class AssumedRoles:
                 not answer credentials, or not by ``give_up_at`` (``Timeout``). The message
                 names the role, never a key.
         """
-        held = self._held.get(role_arn)
-        if held is not None and not held.refresh_due(self._clock(), REFRESH_BEFORE_EXPIRY_SECONDS):
+        held = self._fresh(role_arn)
+        if held is not None:
             return held.credentials
         flight = self._assuming(role_arn, caller, region, endpoint)
         settled, outcome = await flight.wait(min(give_up_at, flight.give_up_at))
@@ -128,6 +128,13 @@ class AssumedRoles:
             transient=True,
         )
 
+    def _fresh(self, role_arn: str) -> _Temporary | None:
+        """The kept credentials of ``role_arn``, if not yet due for a refresh."""
+        held = self._held.get(role_arn)
+        if held is None or held.refresh_due(self._clock(), REFRESH_BEFORE_EXPIRY_SECONDS):
+            return None
+        return held
+
     def _assuming(
         self, role_arn: str, caller: Credentials, region: Region, endpoint: str
     ) -> Flight[Any]:
@@ -136,6 +143,13 @@ class AssumedRoles:
             flight = self._calls.get(role_arn)
             if flight is not None and not flight.settled and not flight.stalled():
                 return flight
+            # A call may have landed since this caller found nothing kept: its answer,
+            # not a second AssumeRole.
+            held = self._fresh(role_arn)
+            if held is not None:
+                landed: Flight[Any] = Flight(time.monotonic())
+                landed.settle(held)
+                return landed
 
             # In a thread, not the caller's task on the source's per-loop client: the call
             # must outlive a caller cancelled or out of time (as the credentials' does).
