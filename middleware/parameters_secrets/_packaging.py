@@ -431,43 +431,68 @@ def requirement_roots(
         if include:
             option, name = include.groups()
             where = f"--requirements {path}:{number}: {option} {name}"
-            if "://" in name:
-                raise InputError(
-                    f"{where}: an include by URL is not followed: save the file and name it"
-                )
-            included = path.parent / name
-            if option in {"-r", "--requirement"}:
-                roots += requirement_roots(included, environment, _seen | {path}, where)
-            elif not included.is_file():
-                raise InputError(f"{where}: no such file ({included})")
+            roots += _included_roots(path.parent, include, where, environment, _seen | {path})
             continue
-        if re.match(r"(?:-e|--editable)\b", line):
-            raise InputError(
-                f"--requirements {path}:{number}: an editable install ({line!r}) cannot go"
-                " into a zip: name the distribution instead"
-            )
-        if re.search(r"(^|\s)--(hash|require-hashes)\b", line):
-            # pip would then want a hash for this project's wheel too, which is built here.
-            raise InputError(
-                f"--requirements {path}:{number}: hash-checking (--hash, --require-hashes)"
-                " is not supported: this package's wheel is built here and has no hash to"
-                " pin; list the requirements without hashes"
-            )
-        if line.startswith("-"):
-            continue  # --index-url, -c constraints.txt, --find-links...: pip reads them
-        text = _OPTION_AFTER_REQUIREMENT.split(line, 1)[0]  # "name --config-settings=..."
-        try:
-            requirement = Requirement(text)
-        except InvalidRequirement:
-            raise InputError(
-                f"--requirements {path}:{number}: cannot read {text!r} as a requirement"
-                " (write a URL or a path as 'name @ URL')"
-            ) from None
-        marker = requirement.marker
-        if marker is None or marker.evaluate({**environment, "extra": ""}):
-            requirement.marker = None
+        requirement = _line_requirement(line, f"--requirements {path}:{number}")
+        if requirement is not None and _applies(requirement, environment):
             roots.append(requirement)
     return roots
+
+
+def _included_roots(
+    directory: Path,
+    include: re.Match[str],
+    where: str,
+    environment: dict[str, str],
+    seen: frozenset[Path],
+) -> list[Requirement]:
+    """What an ``-r`` include asks for; a ``-c`` include is only checked to exist."""
+    option, name = include.groups()
+    if "://" in name:
+        raise InputError(f"{where}: an include by URL is not followed: save the file and name it")
+    included = directory / name
+    if option in {"-r", "--requirement"}:
+        return requirement_roots(included, environment, seen, where)
+    if not included.is_file():
+        raise InputError(f"{where}: no such file ({included})")
+    return []
+
+
+def _line_requirement(line: str, where: str) -> Requirement | None:
+    """The requirement one logical line names, or None for a pip option pip reads itself;
+    what cannot go into a zip is refused."""
+    if re.match(r"(?:-e|--editable)\b", line):
+        raise InputError(
+            f"{where}: an editable install ({line!r}) cannot go into a zip: name the"
+            " distribution instead"
+        )
+    if re.search(r"(^|\s)--(hash|require-hashes)\b", line):
+        # pip would then want a hash for this project's wheel too, which is built here.
+        raise InputError(
+            f"{where}: hash-checking (--hash, --require-hashes) is not supported: this"
+            " package's wheel is built here and has no hash to pin; list the requirements"
+            " without hashes"
+        )
+    if line.startswith("-"):
+        return None  # --index-url, -c constraints.txt, --find-links...: pip reads them
+    text = _OPTION_AFTER_REQUIREMENT.split(line, 1)[0]  # "name --config-settings=..."
+    try:
+        return Requirement(text)
+    except InvalidRequirement:
+        raise InputError(
+            f"{where}: cannot read {text!r} as a requirement (write a URL or a path as"
+            " 'name @ URL')"
+        ) from None
+
+
+def _applies(requirement: Requirement, environment: dict[str, str]) -> bool:
+    """Whether the target needs ``requirement`` (its marker evaluated for the target, with
+    no extra); its marker is dropped, having been read."""
+    marker = requirement.marker
+    if marker is None or marker.evaluate({**environment, "extra": ""}):
+        requirement.marker = None
+        return True
+    return False
 
 
 # -- dependencies ----------------------------------------------------------------------
@@ -500,23 +525,36 @@ def needed_distributions(
             continue
         seen.add((name, frozenset(requirement.extras)))
         if name not in installed:
-            known = missing.setdefault(name, Requirement(name))
-            known.extras |= requirement.extras
-            known.specifier &= requirement.specifier
-            known.url = known.url or requirement.url
+            _combine_missing(missing.setdefault(name, Requirement(name)), requirement)
             continue
         needed.add(name)
-        metadata = Parser().parsestr((installed[name] / "METADATA").read_text(encoding="utf-8"))
-        for line in metadata.get_all("Requires-Dist") or []:
-            dependency = Requirement(line)
-            extras = {"", *requirement.extras}
-            marker = dependency.marker
-            if marker is None or any(
-                marker.evaluate({**environment, "extra": extra}) for extra in extras
-            ):
-                dependency.marker = None
-                queue.append(dependency)
+        queue += _dependencies(installed[name], requirement.extras, environment)
     return needed, missing
+
+
+def _combine_missing(known: Requirement, requirement: Requirement) -> None:
+    """Adds to what is known to be missing what one more requirer asks of it."""
+    known.extras |= requirement.extras
+    known.specifier &= requirement.specifier
+    known.url = known.url or requirement.url
+
+
+def _dependencies(
+    dist_info: Path, extras: set[str], environment: dict[str, str]
+) -> list[Requirement]:
+    """The ``Requires-Dist`` of an installed distribution that the target needs with
+    ``extras`` (markers evaluated and dropped)."""
+    metadata = Parser().parsestr((dist_info / "METADATA").read_text(encoding="utf-8"))
+    dependencies = []
+    for line in metadata.get_all("Requires-Dist") or []:
+        dependency = Requirement(line)
+        marker = dependency.marker
+        if marker is None or any(
+            marker.evaluate({**environment, "extra": extra}) for extra in {"", *extras}
+        ):
+            dependency.marker = None
+            dependencies.append(dependency)
+    return dependencies
 
 
 def _remove_distribution(directory: Path, dist_info: Path) -> None:
@@ -527,7 +565,12 @@ def _remove_distribution(directory: Path, dist_info: Path) -> None:
     for file in files:
         if directory.resolve() in file.resolve().parents and file.is_file():
             file.unlink()
-    for parent in sorted({f.parent for f in files}, key=lambda p: len(p.parts), reverse=True):
+    _remove_empty_directories(directory, {file.parent for file in files})
+
+
+def _remove_empty_directories(directory: Path, parents: set[Path]) -> None:
+    """Remove those of ``parents`` (below ``directory``) left empty, deepest first."""
+    for parent in sorted(parents, key=lambda p: len(p.parts), reverse=True):
         if parent != directory and parent.is_dir() and not any(parent.iterdir()):
             parent.rmdir()
 
@@ -593,23 +636,21 @@ def _defines_handler(app: App) -> bool:
         tree = ast.parse(source.read_bytes())
     except SyntaxError:
         return True  # nothing to say about a file this Python cannot read
-    for node in tree.body:
-        targets = (
-            node.targets
-            if isinstance(node, ast.Assign)
-            else [node.target]
-            if isinstance(node, ast.AnnAssign)
-            else []
-        )
-        if any(isinstance(t, ast.Name) and t.id == "handler" for t in targets):
-            return True
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == "handler":
-            return True
-        if isinstance(node, ast.ImportFrom) and any(
-            (alias.asname or alias.name) == "handler" for alias in node.names
-        ):
-            return True
-    return False
+    return "handler" in {name for node in tree.body for name in _bound_names(node)}
+
+
+def _bound_names(node: ast.stmt) -> list[str]:
+    """The module-level names a top-level statement binds: by assignment, ``def`` or
+    ``from ... import``."""
+    if isinstance(node, ast.Assign):
+        return [target.id for target in node.targets if isinstance(target, ast.Name)]
+    if isinstance(node, ast.AnnAssign):
+        return [node.target.id] if isinstance(node.target, ast.Name) else []
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return [node.name]
+    if isinstance(node, ast.ImportFrom):
+        return [alias.asname or alias.name for alias in node.names]
+    return []
 
 
 # -- bytecode --------------------------------------------------------------------------
@@ -900,13 +941,7 @@ def installed_wheel(directory: Path, distribution: metadata.Distribution | None 
     files = sorted(
         (file for file in dist.files or () if _in_wheel(file)), key=lambda file: file.as_posix()
     )
-    dist_info = next((f.parts[0] for f in files if f.parts[0].endswith(".dist-info")), None)
-    if dist_info is None or not any(f.suffix == ".py" for f in files):
-        raise PackageError(
-            f"the installed {PROJECT} lists no files to make its wheel of (an editable"
-            " install outside a clone?): install it with pip install"
-            f" '{PROJECT}[package]'"
-        )
+    dist_info = _wheel_dist_info(files)
     wheel = directory / f"{dist_info.removesuffix('.dist-info')}-py3-none-any.whl"
     directory.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -921,6 +956,19 @@ def installed_wheel(directory: Path, distribution: metadata.Distribution | None 
         csv.writer(record, lineterminator="\n").writerows(rows)
         archive.writestr(f"{dist_info}/RECORD", record.getvalue())
     return wheel
+
+
+def _wheel_dist_info(files: Sequence[metadata.PackagePath]) -> str:
+    """The ``.dist-info`` directory among an installed distribution's ``files``, which
+    must hold some Python too."""
+    dist_info = next((f.parts[0] for f in files if f.parts[0].endswith(".dist-info")), None)
+    if dist_info is None or not any(f.suffix == ".py" for f in files):
+        raise PackageError(
+            f"the installed {PROJECT} lists no files to make its wheel of (an editable"
+            " install outside a clone?): install it with pip install"
+            f" '{PROJECT}[package]'"
+        )
+    return dist_info
 
 
 def installed_distribution() -> metadata.Distribution:
