@@ -549,24 +549,47 @@ class Cache(Generic[K, V]):
             if self._caches(ttl):
                 self._store(key, _Entry(result, now, ttl, number, self._expires_at(key)))
             return result
+        return self._settle_error(
+            key, result, ttl, now, number=number, previous=previous, warnings=warnings
+        )
+
+    def _settle_error(
+        self,
+        key: K,
+        error: FetchError,
+        ttl: float,
+        now: float,
+        *,
+        number: int,
+        previous: _Entry[V] | None,
+        warnings: list[tuple[K, str]],
+    ) -> Outcome[V]:
+        """Record one failed fetch: remember a not-found, serve the ``previous`` value
+        through a transient failure (``stale_if_error``), forget it after a lasting one.
+        What the callers get. Under the lock."""
         self._errors += 1
-        self._observe("errors", key, result)
-        if result.not_found and self._caches(ttl):
-            self._store(key, _Entry(result, now, ttl, number))
-            return result
-        if result.transient and self._stale_if_error and previous is not None and self._caches(ttl):
-            self._stale_serves += 1
-            self._observe("stale_serves", key)
-            previous.hold_until = now + min(ttl, STALE_RETRY_SECONDS)
-            self._generation += 1
-            previous.longest_ttl = max(previous.longest_ttl, ttl)
-            self._entries.move_to_end(key)
-            warnings.append((key, result.code))
-            return previous.value
+        self._observe("errors", key, error)
+        if error.not_found and self._caches(ttl):
+            self._store(key, _Entry(error, now, ttl, number))
+            return error
+        if error.transient and self._stale_if_error and previous is not None and self._caches(ttl):
+            warnings.append((key, error.code))
+            return self._serve_stale(key, previous, ttl, now)
         # The value is gone or forbidden now: the old one must not be served again.
-        if not result.transient and self._entries.pop(key, None) is not None:
+        if not error.transient and self._entries.pop(key, None) is not None:
             self._generation += 1
-        return result
+        return error
+
+    def _serve_stale(self, key: K, previous: _Entry[V], ttl: float, now: float) -> Outcome[V]:
+        """Serve the previous value after a transient failure, and fetch again within
+        :data:`STALE_RETRY_SECONDS`. Under the lock."""
+        self._stale_serves += 1
+        self._observe("stale_serves", key)
+        previous.hold_until = now + min(ttl, STALE_RETRY_SECONDS)
+        self._generation += 1
+        previous.longest_ttl = max(previous.longest_ttl, ttl)
+        self._entries.move_to_end(key)
+        return previous.value
 
     def _expires_at(self, key: K) -> float:
         expires_at = self._expiry(key) if self._expiry is not None else None
