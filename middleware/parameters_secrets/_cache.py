@@ -8,7 +8,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeAlias, TypeVar, Union
 
@@ -323,13 +323,16 @@ class Cache(Generic[K, V]):
         with self._lock:
             entries = {key: self._entries.get(key) for key in pending}
         for key, indexes in pending.items():
-            outcome, entry = outcomes[key], entries[key]
             for index in indexes:
-                ttl = items[index][1]
-                cached = entry is not None and entry.value is outcome and self._caches(ttl)
-                until = entry.fresh_until(ttl) if cached and entry is not None else None
-                lookups[index] = (outcome, until)
+                lookups[index] = self._fetched(outcomes[key], entries[key], items[index][1])
         return lookups  # type: ignore[return-value]
+
+    def _fetched(self, outcome: Outcome[V], entry: _Entry[V] | None, ttl: float) -> Lookup[V]:
+        """A fetched ``outcome``, and until when it is fresh for ``ttl`` if the cache
+        ``entry`` holds it (not when served by a fetch that did not cache it)."""
+        if entry is None or entry.value is not outcome or not self._caches(ttl):
+            return (outcome, None)
+        return (outcome, entry.fresh_until(ttl))
 
     def _look_up(
         self, items: Sequence[tuple[K, float]], now: float, *, force: bool, count: bool = True
@@ -338,26 +341,32 @@ class Cache(Generic[K, V]):
         lookups: list[Lookup[V] | None] = [None] * len(items)
         pending: dict[K, list[int]] = {}
         for index, (key, ttl) in enumerate(items):
-            entry = self._entries.get(key) if not force and self._caches(ttl) else None
-            if entry is not None:
-                fresh_until = entry.fresh_until(ttl)
-                if now < fresh_until:
-                    lookups[index] = (entry.value, fresh_until)
-                    continue
-            pending.setdefault(key, []).append(index)
+            lookups[index] = None if force else self._fresh(key, ttl, now)
+            if lookups[index] is None:
+                pending.setdefault(key, []).append(index)
         if pending:
-            # A key asked twice in one lookup (two declarations, two TTLs) gets one value.
-            for index, (key, _) in enumerate(items):
-                if key in pending and lookups[index] is not None:
-                    lookups[index] = None
-                    pending[key].append(index)
+            _fetch_repeats(items, lookups, pending)
         if count:
-            for (key, _), found in zip(items, lookups, strict=True):
-                if found is not None:
-                    self._entries.move_to_end(key)
-                    self._hits += 1
-                    self._observe("hits", key)
+            self._count_hits(
+                key for (key, _), found in zip(items, lookups, strict=True) if found is not None
+            )
         return lookups, pending
+
+    def _fresh(self, key: K, ttl: float, now: float) -> Lookup[V] | None:
+        """The cached lookup of ``key``, if fresh for ``ttl``. Under the lock."""
+        entry = self._entries.get(key) if self._caches(ttl) else None
+        if entry is None:
+            return None
+        fresh_until = entry.fresh_until(ttl)
+        return (entry.value, fresh_until) if now < fresh_until else None
+
+    def _count_hits(self, keys: Iterable[K]) -> None:
+        """Count a read of each of ``keys`` from the cache, and mark it used (LRU). Under
+        the lock."""
+        for key in keys:
+            self._entries.move_to_end(key)
+            self._hits += 1
+            self._observe("hits", key)
 
     def _caches(self, ttl: float) -> bool:
         return self._enabled and ttl > 0
@@ -375,29 +384,13 @@ class Cache(Generic[K, V]):
             asked = next(self._numbers)
         remaining = keys
         for round_ in range(MAX_ROUNDS):
-            lead: list[K] = []
-            waits: dict[_Fetch[K, V], list[K]] = {}
             with self._lock:
                 if round_ and not force:
                     # A fetch we waited for was abandoned; another waiter may have fetched.
                     remaining = self._take_fresh(remaining, ttls, got)
-                for key in remaining:
-                    flight = self._flights.get(key)
-                    # The last round fetches what is left itself: leaders that keep
-                    # stopping without an answer do not make this lookup fail.
-                    if flight is None or flight.stalled() or round_ == MAX_ROUNDS - 1:
-                        lead.append(key)
-                    else:
-                        waits.setdefault(flight, []).append(key)
-                if lead:
-                    mine: _Fetch[K, V] = _Fetch(
-                        max(self._bound(key, deadline) for key in lead),
-                        forced=force,
-                        number=next(self._numbers),
-                    )
-                    for key in lead:
-                        self._flights[key] = mine
-            if lead:
+                lead, waits = self._share_out(remaining, last_round=round_ == MAX_ROUNDS - 1)
+                mine = self._take_off(lead, deadline, force=force) if lead else None
+            if mine is not None:
                 got.update(await self._lead(mine, lead, ttls, deadline))
             remaining = []
             for flight, waiting in waits.items():
@@ -409,6 +402,35 @@ class Cache(Generic[K, V]):
             if not remaining:
                 break
         return got
+
+    def _share_out(
+        self, keys: list[K], *, last_round: bool
+    ) -> tuple[list[K], dict[_Fetch[K, V], list[K]]]:
+        """The keys this lookup fetches itself, and those it waits for another caller's
+        fetch of (by fetch). Under the lock."""
+        lead: list[K] = []
+        waits: dict[_Fetch[K, V], list[K]] = {}
+        for key in keys:
+            flight = self._flights.get(key)
+            # The last round fetches what is left itself: leaders that keep stopping
+            # without an answer do not make this lookup fail.
+            if flight is None or flight.stalled() or last_round:
+                lead.append(key)
+            else:
+                waits.setdefault(flight, []).append(key)
+        return lead, waits
+
+    def _take_off(self, lead: list[K], deadline: float | None, *, force: bool) -> _Fetch[K, V]:
+        """A new fetch of ``lead``, which later lookups of these keys wait for. Under the
+        lock."""
+        mine: _Fetch[K, V] = _Fetch(
+            max(self._bound(key, deadline) for key in lead),
+            forced=force,
+            number=next(self._numbers),
+        )
+        for key in lead:
+            self._flights[key] = mine
+        return mine
 
     def _take_fresh(self, keys: list[K], ttls: dict[K, float], got: dict[K, Outcome[V]]) -> list[K]:
         now = self._clock()
@@ -438,11 +460,7 @@ class Cache(Generic[K, V]):
         for until in sorted(set(bounds.values())):
             settled, outcomes = await flight.wait(until)
             if settled:
-                if outcomes is None or not takes:
-                    return waiting
-                for key in waiting:
-                    got[key] = outcomes[key]
-                return []
+                return _taken(outcomes if takes else None, waiting, got)
             for key in [key for key in waiting if bounds[key] <= until]:
                 got[key] = self._gave_up(key, "another caller's fetch of it did not end in time")
             waiting = [key for key in waiting if bounds[key] > until]
@@ -614,3 +632,29 @@ class Cache(Generic[K, V]):
             del self._entries[stale_key]
         while len(self._entries) > self._max_size:
             self._entries.popitem(last=False)
+
+
+def _taken(
+    outcomes: Mapping[K, Outcome[V]] | None, keys: list[K], got: dict[K, Outcome[V]]
+) -> list[K]:
+    """Take a settled fetch's ``outcomes`` for ``keys`` into ``got``; without them (its
+    leader stopped without an answer, or the answer is too old for this lookup), the keys
+    to look up again."""
+    if outcomes is None:
+        return keys
+    for key in keys:
+        got[key] = outcomes[key]
+    return []
+
+
+def _fetch_repeats(
+    items: Sequence[tuple[K, float]],
+    lookups: list[Lookup[V] | None],
+    pending: dict[K, list[int]],
+) -> None:
+    """A key asked twice in one lookup (two declarations, two TTLs) gets one value: where
+    it is to be fetched for one TTL, it is for every other (fresh for those) too."""
+    for index, (key, _) in enumerate(items):
+        if key in pending and lookups[index] is not None:
+            lookups[index] = None
+            pending[key].append(index)
