@@ -8,7 +8,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeAlias, TypeVar, Union
 
@@ -340,33 +340,31 @@ class Cache(Generic[K, V]):
         """The fresh lookups, and the indexes of each key to fetch. Under the lock."""
         lookups: list[Lookup[V] | None] = [None] * len(items)
         pending: dict[K, list[int]] = {}
+        # Inline, not a helper per key: this loop is the warm path's cost.
         for index, (key, ttl) in enumerate(items):
-            lookups[index] = None if force else self._fresh(key, ttl, now)
-            if lookups[index] is None:
-                pending.setdefault(key, []).append(index)
+            entry = self._entries.get(key) if not force and self._caches(ttl) else None
+            if entry is not None:
+                fresh_until = entry.fresh_until(ttl)
+                if now < fresh_until:
+                    lookups[index] = (entry.value, fresh_until)
+                    continue
+            pending.setdefault(key, []).append(index)
         if pending:
             _fetch_repeats(items, lookups, pending)
         if count:
-            self._count_hits(
-                key for (key, _), found in zip(items, lookups, strict=True) if found is not None
-            )
+            self._count_hits(items, lookups)
         return lookups, pending
 
-    def _fresh(self, key: K, ttl: float, now: float) -> Lookup[V] | None:
-        """The cached lookup of ``key``, if fresh for ``ttl``. Under the lock."""
-        entry = self._entries.get(key) if self._caches(ttl) else None
-        if entry is None:
-            return None
-        fresh_until = entry.fresh_until(ttl)
-        return (entry.value, fresh_until) if now < fresh_until else None
-
-    def _count_hits(self, keys: Iterable[K]) -> None:
-        """Count a read of each of ``keys`` from the cache, and mark it used (LRU). Under
-        the lock."""
-        for key in keys:
-            self._entries.move_to_end(key)
-            self._hits += 1
-            self._observe("hits", key)
+    def _count_hits(
+        self, items: Sequence[tuple[K, float]], lookups: list[Lookup[V] | None]
+    ) -> None:
+        """Count each item found in the cache as a hit, and mark it used (LRU). Under the
+        lock."""
+        for (key, _), found in zip(items, lookups, strict=True):
+            if found is not None:
+                self._entries.move_to_end(key)
+                self._hits += 1
+                self._observe("hits", key)
 
     def _caches(self, ttl: float) -> bool:
         return self._enabled and ttl > 0
