@@ -96,15 +96,16 @@ def scope(
     Raises:
         PolicyError: A region, account or partition that could not be AWS's.
     """
-    if region is not None and not _REGION.fullmatch(region):
-        raise PolicyError(f"--region must be an AWS region such as us-east-1, not {region!r}")
-    if account is not None and not _ACCOUNT.fullmatch(account):
-        raise PolicyError(f"--account must be a 12-digit AWS account id, not {account!r}")
-    if partition is not None and not _PARTITION.fullmatch(partition):
-        raise PolicyError(
-            f"--partition must be an AWS partition such as aws or aws-cn, not {partition!r}"
-        )
+    _check("--region", region, _REGION, "an AWS region such as us-east-1")
+    _check("--account", account, _ACCOUNT, "a 12-digit AWS account id")
+    _check("--partition", partition, _PARTITION, "an AWS partition such as aws or aws-cn")
     return Scope(region or ANY, account or ANY, partition or _partition_of(region))
+
+
+def _check(option: str, given: str | None, pattern: re.Pattern[str], what: str) -> None:
+    """Refuses an ``option`` given that does not match ``pattern`` (``what`` it must be)."""
+    if given is not None and not pattern.fullmatch(given):
+        raise PolicyError(f"{option} must be {what}, not {given!r}")
 
 
 def _partition_of(region: str | None) -> str:

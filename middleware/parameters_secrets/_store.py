@@ -380,28 +380,37 @@ class ParametersSecrets:
                     continue
                 except FetchError as exc:
                     outcome = exc  # noqa: PLW2901 - a failed transform fails like a fetch
+            if log:
+                self._log_failure(key, declaration, outcome, started)
             if declaration.required:
                 failures[key] = outcome
-                if log:
-                    logger.error(
-                        "required value %r (%s) could not be loaded from %r (%s): %s%s",
-                        key,
-                        declaration.request.describe(),
-                        self.source,
-                        outcome.code,
-                        outcome,
-                        _waited(outcome, started),
-                    )
             else:
-                if log and not outcome.not_found:
-                    logger.warning(
-                        "optional value %r (%s) could not be loaded (%s); using its default",
-                        key,
-                        declaration.request.describe(),
-                        outcome.code,
-                    )
                 values[key] = declaration.default
         return values, failures, (until if until > self._clock() else None)
+
+    def _log_failure(
+        self, key: str, declaration: Declaration, outcome: FetchError, started: float | None
+    ) -> None:
+        """An ERROR line for a required value that failed; a WARNING for an optional one
+        that falls back to its default (none when it does not exist: that is what a
+        default is for)."""
+        if declaration.required:
+            logger.error(
+                "required value %r (%s) could not be loaded from %r (%s): %s%s",
+                key,
+                declaration.request.describe(),
+                self.source,
+                outcome.code,
+                outcome,
+                _waited(outcome, started),
+            )
+        elif not outcome.not_found:
+            logger.warning(
+                "optional value %r (%s) could not be loaded (%s); using its default",
+                key,
+                declaration.request.describe(),
+                outcome.code,
+            )
 
     # -- internals ----------------------------------------------------------------------
 
