@@ -657,19 +657,28 @@ def _parameters_answered(
 ) -> dict[ValueRequest, Outcome]:
     """The outcomes a ``GetParameters`` answer settles: its parameters, matched by name or
     ARN (a pinned version only if it is the one answered), and its invalid names."""
-    by_plain_name = {r.name: r for r in requests}  # unique within a batch
-    settled: dict[ValueRequest, Outcome] = {}
-    for parameter in _objects(answer.get("Parameters")):
-        match = by_plain_name.get(str(parameter.get("Name"))) or by_plain_name.get(
-            str(parameter.get("ARN"))
-        )
-        if match is not None and match.version in (None, parameter.get("Version")):
-            settled.setdefault(match, checked_record(match, parameter))
+    settled = _parameters_found(requests, _objects(answer.get("Parameters")))
     by_name = {_selector_name(r): r for r in requests}
     for name in answer.get("InvalidParameters") or []:
         match = by_name.get(name)
         if match is not None:
             settled.setdefault(match, _not_found(match))
+    return settled
+
+
+def _parameters_found(
+    requests: list[ParameterRequest], parameters: list[dict[str, Any]]
+) -> dict[ValueRequest, Outcome]:
+    """The requests ``GetParameters``' ``parameters`` answer, matched by name or ARN (a
+    pinned version only if it is the one answered)."""
+    by_plain_name = {r.name: r for r in requests}  # unique within a batch
+    settled: dict[ValueRequest, Outcome] = {}
+    for parameter in parameters:
+        match = by_plain_name.get(str(parameter.get("Name"))) or by_plain_name.get(
+            str(parameter.get("ARN"))
+        )
+        if match is not None and match.version in (None, parameter.get("Version")):
+            settled.setdefault(match, checked_record(match, parameter))
     return settled
 
 

@@ -177,10 +177,7 @@ class StaticSource:
         # the selector.
         path, colon, selector = name.partition(":")
         if colon and (not selector or ":" in selector):
-            return FetchError(
-                f"parameter name {name!r} must have at most one non-empty selector",
-                code="ValidationException",
-            )
+            return _many_selectors(name)
         if from_arn and f"/{path}" in self._parameters:
             # arn:...:parameter/a/b is /a/b, and arn:...:parameter/plain is plain.
             path = f"/{path}"
@@ -195,28 +192,14 @@ class StaticSource:
             )
         secret_id, selector = _split_reference(name.removeprefix(REFERENCE_PREFIX))
         if selector is not None and (not selector or ":" in selector):
-            return FetchError(
-                f"parameter name {name!r} must have at most one non-empty selector",
-                code="ValidationException",
-            )
+            return _many_selectors(name)
         record = self._secrets.get(secret_id) or self._secret_by_arn(secret_id)
         if record is None or not _selects(record, selector):
             what = f"secret {secret_id}" + (f" ({selector})" if selector else "")
             return FetchError(
                 f"{what} not found when referencing Secrets Manager", code="ParameterNotFound"
             )
-        value = record.get("SecretString", record.get("SecretBinary"))
-        return {
-            "ARN": record["ARN"],
-            "DataType": "text",
-            "LastModifiedDate": record["CreatedDate"],
-            "Name": REFERENCE_PREFIX + secret_id,
-            "Selector": None if selector is None else f":{selector}",
-            "SourceResult": json.dumps(record),  # the GetSecretValue answer, as text
-            "Type": "SecureString",
-            "Value": value,
-            "Version": 0,
-        }
+        return _reference_answer(record, secret_id, selector)
 
     def _get_secret(self, request: SecretRequest) -> Outcome:
         record = self._secrets.get(request.secret_id) or self._secret_by_arn(request.secret_id)
@@ -225,20 +208,9 @@ class StaticSource:
                 "Secrets Manager can't find the specified secret.",
                 code="ResourceNotFoundException",
             )
-        if request.version_id is not None and request.version_id != record["VersionId"]:
-            return FetchError(
-                "Secrets Manager can't find the specified secret value for VersionId: "
-                f"{request.version_id}",
-                code="ResourceNotFoundException",
-            )
-        stage = request.version_stage
-        if stage is None and request.version_id is None:
-            stage = "AWSCURRENT"
-        if stage is not None and stage not in record["VersionStages"]:
-            return FetchError(
-                f"Secrets Manager can't find the specified secret value for staging label: {stage}",
-                code="ResourceNotFoundException",
-            )
+        refusal = _version_refusal(request, record)
+        if refusal is not None:
+            return refusal
         return copy.deepcopy(record)  # the caller may change it; the source must not change
 
     def _secret_by_arn(self, secret_id: str) -> dict[str, Any] | None:
@@ -246,6 +218,51 @@ class StaticSource:
             if record["ARN"] == secret_id:
                 return record
         return None
+
+
+def _many_selectors(name: str) -> FetchError:
+    return FetchError(
+        f"parameter name {name!r} must have at most one non-empty selector",
+        code="ValidationException",
+    )
+
+
+def _version_refusal(request: SecretRequest, record: Mapping[str, Any]) -> FetchError | None:
+    """Why the secret ``record`` has not the version or stage ``request`` asks for (no
+    version nor stage: ``AWSCURRENT``), if it has not."""
+    if request.version_id is not None and request.version_id != record["VersionId"]:
+        return FetchError(
+            "Secrets Manager can't find the specified secret value for VersionId: "
+            f"{request.version_id}",
+            code="ResourceNotFoundException",
+        )
+    stage = request.version_stage
+    if stage is None and request.version_id is None:
+        stage = "AWSCURRENT"
+    if stage is not None and stage not in record["VersionStages"]:
+        return FetchError(
+            f"Secrets Manager can't find the specified secret value for staging label: {stage}",
+            code="ResourceNotFoundException",
+        )
+    return None
+
+
+def _reference_answer(
+    record: Mapping[str, Any], secret_id: str, selector: str | None
+) -> dict[str, Any]:
+    """``GetParameter``'s answer for a reference to the secret ``record``."""
+    value = record.get("SecretString", record.get("SecretBinary"))
+    return {
+        "ARN": record["ARN"],
+        "DataType": "text",
+        "LastModifiedDate": record["CreatedDate"],
+        "Name": REFERENCE_PREFIX + secret_id,
+        "Selector": None if selector is None else f":{selector}",
+        "SourceResult": json.dumps(record),  # the GetSecretValue answer, as text
+        "Type": "SecureString",
+        "Value": value,
+        "Version": 0,
+    }
 
 
 def _secret_field(where: str, spec: Mapping[str, Any]) -> dict[str, Any]:
