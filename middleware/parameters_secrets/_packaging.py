@@ -619,15 +619,18 @@ def imported_names(sources: Iterable[Path]) -> dict[str, Path]:
         except SyntaxError:
             continue  # newer syntax than this Python's, maybe: the target's compiler says
         for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                modules = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                modules = [node.module]
-            else:
-                continue
-            for module in modules:
+            for module in _absolute_imports(node):
                 found.setdefault(module.split(".", 1)[0], source)
     return found
+
+
+def _absolute_imports(node: ast.AST) -> list[str]:
+    """The modules an ``import`` or ``from ... import`` statement imports absolutely."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        return [node.module]
+    return []
 
 
 def _defines_handler(app: App) -> bool:
@@ -888,15 +891,7 @@ def _plan(
             f" {EXTRA} extra)"
         )
     if app is None:
-        if ROOT is None:
-            raise InputError(
-                "--app is needed: the FastAPI example is built only in a clone of"
-                f" {PROJECT} (give your app as --app myapp.py or --app myapp/)"
-            )
-        roots = [Requirement(f"{PROJECT}[{EXTRA}]")]
-        return _Plan(
-            None, None, roots, EXAMPLE_HANDLER, output or DEFAULT_OUTPUT, python_version, arch
-        )
+        return _example_plan(output, python_version=python_version, arch=arch)
     the_app = check_app(app, follow_external_symlinks=follow_external_symlinks)
     checked = check_requirements(requirements) if requirements is not None else None
     roots = [Requirement(PROJECT)]
@@ -911,6 +906,17 @@ def _plan(
         python_version,
         arch,
     )
+
+
+def _example_plan(output: Path | None, *, python_version: str, arch: str) -> _Plan:
+    """The plan for the FastAPI example, which only a clone has."""
+    if ROOT is None:
+        raise InputError(
+            "--app is needed: the FastAPI example is built only in a clone of"
+            f" {PROJECT} (give your app as --app myapp.py or --app myapp/)"
+        )
+    roots = [Requirement(f"{PROJECT}[{EXTRA}]")]
+    return _Plan(None, None, roots, EXAMPLE_HANDLER, output or DEFAULT_OUTPUT, python_version, arch)
 
 
 _PIP = ("-m", "pip", "--disable-pip-version-check", "--no-input", "--quiet")
