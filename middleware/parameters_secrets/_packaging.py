@@ -324,15 +324,9 @@ def package_files(
             def refuse(problem: str, shown: str = entry_name) -> InputError:
                 return InputError(f"--app {path}: {shown} {problem}")
 
-            if not entry.is_symlink():
-                real = entry_path.resolve()
-            else:
-                real = _symlink_target(entry_path, refuse)
-                if not follow_external_symlinks and not _is_within(real, root):
-                    raise refuse(
-                        f"links to {real}, outside the app's folder: copy what it needs"
-                        " into the app, or pass --follow-external-symlinks to copy its target"
-                    )
+            real = _real_path(
+                entry, root, refuse, follow_external_symlinks=follow_external_symlinks
+            )
             if real.is_dir():
                 if real in above:
                     raise refuse(f"is a symlink loop: it leads back to {real}, which holds it")
@@ -342,6 +336,26 @@ def package_files(
             else:
                 raise refuse("is not a regular file, a directory or a symlink to one")
     return sorted(found, key=lambda item: item[1])
+
+
+def _real_path(
+    entry: os.DirEntry[str],
+    root: Path,
+    refuse: Callable[[str], InputError],
+    *,
+    follow_external_symlinks: bool,
+) -> Path:
+    """Where a directory entry of the app leads: a symlink's target must stay in ``root``
+    unless ``follow_external_symlinks``."""
+    if not entry.is_symlink():
+        return Path(entry.path).resolve()
+    real = _symlink_target(Path(entry.path), refuse)
+    if not follow_external_symlinks and not _is_within(real, root):
+        raise refuse(
+            f"links to {real}, outside the app's folder: copy what it needs"
+            " into the app, or pass --follow-external-symlinks to copy its target"
+        )
+    return real
 
 
 def _symlink_target(link: Path, refuse: Callable[[str], InputError]) -> Path:
