@@ -618,11 +618,15 @@ class Cache(Generic[K, V]):
         self._entries[key] = entry
         self._entries.move_to_end(key)
         self._generation += 1  # evictions below happen under the same generation
-        if len(self._entries) <= self._max_size:
-            return
+        if len(self._entries) > self._max_size:
+            self._evict(key)
+
+    def _evict(self, kept: K) -> None:
+        """Down to ``max_size`` entries: expired ones first, then the least recently used;
+        never ``kept`` (the one just stored) among the expired. Under the lock."""
         now = self._clock()
         expired = [
-            k for k, e in self._entries.items() if k != key and e.fresh_until(e.longest_ttl) <= now
+            k for k, e in self._entries.items() if k != kept and e.fresh_until(e.longest_ttl) <= now
         ]
         for stale_key in expired:
             if len(self._entries) <= self._max_size:

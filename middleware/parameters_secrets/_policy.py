@@ -198,9 +198,12 @@ def _add(needs: _Needs, declaration: object, where: Scope, role: str | None) -> 
     declared_role = getattr(declaration, "role_arn", None)
     if role is None and declared_role is not None:
         needs.roles.add(declared_role)
-        return
-    if declared_role != role:
-        return
+    elif declared_role == role:
+        _add_declared(needs, declaration, where)
+
+
+def _add_declared(needs: _Needs, declaration: object, where: Scope) -> None:
+    """What reading ``declaration`` (under the role these needs are for) needs."""
     if isinstance(declaration, Parameter):
         _add_parameter(needs, declaration, where)
     elif isinstance(declaration, ParametersByPath):
