@@ -92,16 +92,7 @@ class ParametersSecrets:
         self._refused: dict[ValueRequest, tuple[float, FetchError]] = {}
         # PARAMETERS_SECRETS_METRICS: off (None), nothing of it is imported.
         self._metrics = None if self.settings.metrics is None else self._start_metrics()
-        self._cache: Cache[ValueRequest, Record] = Cache(
-            self._fetch_transformed,
-            max_size=self.settings.cache_size,
-            enabled=self.settings.cache_enabled,
-            stale_if_error=self.settings.stale_if_error,
-            clock=clock,
-            bound=self._time_bound,
-            expiry=self._rotation.expires_at if self._rotation is not None else None,
-            observer=self._metrics,
-        )
+        self._cache = self._new_cache(clock)
         self._clock = clock
         # key -> (record, value): a transform runs once per fetched record, not per read.
         self._transformed: dict[str, tuple[Record, Any]] = {}
@@ -413,6 +404,19 @@ class ParametersSecrets:
             )
 
     # -- internals ----------------------------------------------------------------------
+
+    def _new_cache(self, clock: Callable[[], float]) -> Cache[ValueRequest, Record]:
+        """The cache of transformed records, as the settings ask."""
+        return Cache(
+            self._fetch_transformed,
+            max_size=self.settings.cache_size,
+            enabled=self.settings.cache_enabled,
+            stale_if_error=self.settings.stale_if_error,
+            clock=clock,
+            bound=self._time_bound,
+            expiry=self._rotation.expires_at if self._rotation is not None else None,
+            observer=self._metrics,
+        )
 
     def _start_metrics(self) -> MetricsRecorder:
         from ._metrics import recorder_for

@@ -690,16 +690,17 @@ def _secrets_answered(
     by_id = {r.secret_id: r for r in requests}
     settled: dict[ValueRequest, Outcome] = {}
     for value in _objects(answer.get("SecretValues")):
-        for candidate in (value.get("Name"), value.get("ARN")):
-            found = by_id.get(candidate) if isinstance(candidate, str) else None
-            if found is not None:
-                settled.setdefault(found, checked_record(found, value))
+        for found in _asked(by_id, value.get("Name"), value.get("ARN")):
+            settled.setdefault(found, checked_record(found, value))
     for error in _objects(answer.get("Errors")):
-        secret_id = error.get("SecretId")
-        found = by_id.get(secret_id) if isinstance(secret_id, str) else None
-        if found is not None:
+        for found in _asked(by_id, error.get("SecretId")):
             settled.setdefault(found, _secret_error(found, error))
     return settled
+
+
+def _asked(by_id: dict[str, SecretRequest], *ids: object) -> list[SecretRequest]:
+    """The requests an answer's ids (its name, its ARN) name."""
+    return [by_id[i] for i in ids if isinstance(i, str) and i in by_id]
 
 
 def _objects(items: Any) -> list[dict[str, Any]]:
