@@ -275,6 +275,20 @@ class AwsSource:
         give_up_at: float,
         outcomes: dict[ValueRequest, Outcome],
     ) -> list[Awaitable[None]]:
+        batches, singles = self._parameter_batches(requests)
+        calls: list[Awaitable[None]] = []
+        for batch in batches.values():
+            chunks, alone = _batches(list(batch.values()), PARAMETERS_PER_BATCH)
+            calls += [self._get_parameters(c, credentials, give_up_at, outcomes) for c in chunks]
+            singles += alone
+        calls += [self._get_parameter(r, credentials, give_up_at, outcomes) for r in singles]
+        return calls
+
+    def _parameter_batches(
+        self, requests: list[ParameterRequest]
+    ) -> tuple[dict[bool, dict[str, ParameterRequest]], list[ParameterRequest]]:
+        """The parameters ``GetParameters`` can fetch together (by ``decrypt``, by name),
+        and those fetched one by one."""
         singles: list[ParameterRequest] = []
         batches: dict[bool, dict[str, ParameterRequest]] = {}
         for request in dict.fromkeys(requests):
@@ -289,13 +303,7 @@ class AwsSource:
                 batch[request.name] = request
             else:
                 singles.append(request)
-        calls: list[Awaitable[None]] = []
-        for batch in batches.values():
-            chunks, alone = _batches(list(batch.values()), PARAMETERS_PER_BATCH)
-            calls += [self._get_parameters(c, credentials, give_up_at, outcomes) for c in chunks]
-            singles += alone
-        calls += [self._get_parameter(r, credentials, give_up_at, outcomes) for r in singles]
-        return calls
+        return batches, singles
 
     def _secret_calls(
         self,
