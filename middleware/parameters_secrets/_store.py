@@ -481,15 +481,19 @@ class ParametersSecrets:
         before the cache sees it: a record that fails a transform is a transient
         ``TransformFailed``, so a refresh serves the previous value stale, as for any
         transient failure, and only a first load fails."""
-        now = self._clock()
-        refused = {r: self._refused[r] for r in requests if self._refused.get(r, (0.0,))[0] > now}
+        refused = self._still_refused(requests)
         asked = [r for r in requests if r not in refused]
         answers = await self._fetch_upstream(asked, deadline) if asked else []
         outcomes = dict(zip(asked, answers, strict=True))
         return [
-            refused[r][1] if r in refused else self._transform_record(r, outcomes[r])
-            for r in requests
+            refused[r] if r in refused else self._transform_record(r, outcomes[r]) for r in requests
         ]
+
+    def _still_refused(self, requests: Sequence[ValueRequest]) -> dict[ValueRequest, FetchError]:
+        """The requests whose value failed its transform lately: not asked for again yet
+        (see :meth:`_remember_refusal`), with that failure."""
+        now = self._clock()
+        return {r: self._refused[r][1] for r in requests if self._refused.get(r, (0.0,))[0] > now}
 
     def _transform_record(self, request: ValueRequest, outcome: Outcome) -> Outcome:
         if isinstance(outcome, FetchError):
