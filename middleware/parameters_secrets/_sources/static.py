@@ -71,24 +71,7 @@ class StaticSource:
     @classmethod
     def from_file(cls, path: str | Path) -> StaticSource:
         """Read ``{"parameters": {...}, "secrets": {...}}`` from a JSON file."""
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigurationError(
-                f"cannot read values file {str(path)!r}: {exc.strerror}"
-            ) from None
-        except ValueError as exc:
-            # JSONDecodeError's message gives a position, never the document.
-            raise ConfigurationError(f"values file {str(path)!r} is not JSON: {exc}") from None
-        if not isinstance(data, dict) or not set(data) <= {"parameters", "secrets"}:
-            raise ConfigurationError(
-                f"values file {str(path)!r} must hold an object with 'parameters' and/or 'secrets'"
-            )
-        for section in ("parameters", "secrets"):
-            if not isinstance(data.get(section, {}), dict):
-                raise ConfigurationError(
-                    f"values file {str(path)!r}: {section!r} must be an object"
-                )
+        data = _values_file(path)
         try:
             source = cls(parameters=data.get("parameters"), secrets=data.get("secrets"))
         except ConfigurationError as error:
@@ -126,14 +109,8 @@ class StaticSource:
         return {"Path": request.path, "Parameters": parameters}
 
     def _get_parameter(self, request: ParameterRequest) -> Outcome:
-        # Answer what GetParameter would for the Name it is sent: the declared selector
-        # joins the name as ":3" or ":label", as AwsSource sends it, and a selector may
-        # already be in the name.
-        name = request.name
-        if request.version is not None:
-            name = f"{name}:{request.version}"
-        elif request.label is not None:
-            name = f"{name}:{request.label}"
+        # Answer what GetParameter would for the Name it is sent.
+        name = _sent_name(request)
         if name.startswith(REFERENCE_PREFIX):
             return self._get_reference(name, decrypt=request.decrypt)
         split = self._split_parameter_name(name)
@@ -218,6 +195,35 @@ class StaticSource:
             if record["ARN"] == secret_id:
                 return record
         return None
+
+
+def _values_file(path: str | Path) -> dict[str, Any]:
+    """A values file's JSON: an object with a ``parameters`` and/or a ``secrets`` object."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read values file {str(path)!r}: {exc.strerror}") from None
+    except ValueError as exc:
+        # JSONDecodeError's message gives a position, never the document.
+        raise ConfigurationError(f"values file {str(path)!r} is not JSON: {exc}") from None
+    if not isinstance(data, dict) or not set(data) <= {"parameters", "secrets"}:
+        raise ConfigurationError(
+            f"values file {str(path)!r} must hold an object with 'parameters' and/or 'secrets'"
+        )
+    for section in ("parameters", "secrets"):
+        if not isinstance(data.get(section, {}), dict):
+            raise ConfigurationError(f"values file {str(path)!r}: {section!r} must be an object")
+    return data
+
+
+def _sent_name(request: ParameterRequest) -> str:
+    """The ``Name`` GetParameter is sent: the declared selector joins the name as ``:3``
+    or ``:label``, as AwsSource sends it (a selector may already be in the name)."""
+    if request.version is not None:
+        return f"{request.name}:{request.version}"
+    if request.label is not None:
+        return f"{request.name}:{request.label}"
+    return request.name
 
 
 def _many_selectors(name: str) -> FetchError:
