@@ -1115,13 +1115,24 @@ def _add_app(app: App, staging: Path) -> None:
             f"--app {app.path}: the zip already holds a module named {app.name!r} (from a"
             " dependency): rename your app"
         )
+    _copy_app(app, staging)
+    _warn_absent_imports(app, taken | {app.name} | set(sys.stdlib_module_names))
+    if not _defines_handler(app):
+        _say(f"warning: {app.label} defines no name 'handler': point Handler at yours")
+
+
+def _copy_app(app: App, staging: Path) -> None:
+    """The app's files at the root of ``staging``: its package, or its module."""
     if app.is_package:
         for source, name in app.files:
             (staging / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, staging / name)
     else:
         shutil.copyfile(app.path, staging / f"{app.name}.py")
-    available = taken | {app.name} | set(sys.stdlib_module_names)
+
+
+def _warn_absent_imports(app: App, available: set[str]) -> None:
+    """Warn about each module the app imports that is not ``available``."""
     absent = {
         module: source
         for module, source in imported_names(app.sources()).items()
@@ -1132,8 +1143,6 @@ def _add_app(app: App, staging: Path) -> None:
             f"warning: {source.name} imports {module}, which is neither in the zip nor in"
             " the standard library: add the distribution that provides it to --requirements"
         )
-    if not _defines_handler(app):
-        _say(f"warning: {app.label} defines no name 'handler': point Handler at yours")
 
 
 def build_lambda_zip(

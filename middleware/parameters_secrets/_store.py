@@ -592,15 +592,20 @@ def _keys_by_request(declarations: dict[str, Declaration]) -> dict[ValueRequest,
     return keys_of
 
 
+def _check_key(key: object) -> None:
+    """A key must be an attribute name of the values object (and the app's state)."""
+    if not isinstance(key, str) or not key.isidentifier() or keyword.iskeyword(key):
+        raise ConfigurationError(f"values key {key!r} must be a Python identifier")
+    if key.startswith("_"):
+        # Starlette's State keeps its own attributes under "_" names.
+        raise ConfigurationError(f"values key {key!r} must not start with an underscore")
+
+
 def _validated(values: Mapping[str, Declaration]) -> dict[str, Declaration]:
     if isinstance(values, ParametersSecrets) or not isinstance(values, Mapping):
         raise ConfigurationError("values must be a mapping of key to Parameter or Secret")
     for key, declaration in values.items():
-        if not isinstance(key, str) or not key.isidentifier() or keyword.iskeyword(key):
-            raise ConfigurationError(f"values key {key!r} must be a Python identifier")
-        if key.startswith("_"):
-            # Starlette's State keeps its own attributes under "_" names.
-            raise ConfigurationError(f"values key {key!r} must not start with an underscore")
+        _check_key(key)
         if not isinstance(declaration, (Parameter, Secret, ParametersByPath)):
             raise ConfigurationError(
                 f"values[{key!r}] must be a Parameter, a Secret or a ParametersByPath, "
