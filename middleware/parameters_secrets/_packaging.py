@@ -62,6 +62,7 @@ import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from email.message import Message
 from email.parser import Parser
 from importlib import metadata
 from pathlib import Path
@@ -512,11 +513,16 @@ def _applies(requirement: Requirement, environment: dict[str, str]) -> bool:
 # -- dependencies ----------------------------------------------------------------------
 
 
+def _metadata(dist_info: Path) -> Message:
+    """An installed distribution's ``METADATA``."""
+    return Parser().parsestr((dist_info / "METADATA").read_text(encoding="utf-8"))
+
+
 def installed_distributions(directory: Path) -> dict[str, Path]:
     """Each distribution installed in ``directory``: canonical name -> its ``.dist-info``."""
     found: dict[str, Path] = {}
     for dist_info in directory.glob("*.dist-info"):
-        metadata = Parser().parsestr((dist_info / "METADATA").read_text(encoding="utf-8"))
+        metadata = _metadata(dist_info)
         found[canonicalize_name(metadata["Name"])] = dist_info
     return found
 
@@ -558,7 +564,7 @@ def _dependencies(
 ) -> list[Requirement]:
     """The ``Requires-Dist`` of an installed distribution that the target needs with
     ``extras`` (markers evaluated and dropped)."""
-    metadata = Parser().parsestr((dist_info / "METADATA").read_text(encoding="utf-8"))
+    metadata = _metadata(dist_info)
     dependencies = []
     for line in metadata.get_all("Requires-Dist") or []:
         dependency = Requirement(line)
@@ -785,16 +791,20 @@ def _unknown_extras(directory: Path, roots: Iterable[Requirement]) -> list[str]:
     unknown = []
     for root in roots:
         dist_info = installed.get(canonicalize_name(root.name))
-        if dist_info is None or not root.extras:
-            continue
-        metadata = Parser().parsestr((dist_info / "METADATA").read_text(encoding="utf-8"))
-        provided = {canonicalize_name(extra) for extra in metadata.get_all("Provides-Extra") or []}
-        unknown += [
-            f"{metadata['Name']} {metadata['Version']} has no extra {extra!r}"
-            for extra in sorted(root.extras)
-            if canonicalize_name(extra) not in provided
-        ]
+        if dist_info is not None and root.extras:
+            unknown += _extras_not_provided(dist_info, root.extras)
     return unknown
+
+
+def _extras_not_provided(dist_info: Path, extras: set[str]) -> list[str]:
+    """Those of ``extras`` the installed distribution does not provide, each said."""
+    metadata = _metadata(dist_info)
+    provided = {canonicalize_name(extra) for extra in metadata.get_all("Provides-Extra") or []}
+    return [
+        f"{metadata['Name']} {metadata['Version']} has no extra {extra!r}"
+        for extra in sorted(extras)
+        if canonicalize_name(extra) not in provided
+    ]
 
 
 @dataclass(frozen=True)
