@@ -293,12 +293,7 @@ def declarations_of(target: object) -> list[Any]:
     added = _middleware_values(target)
     if added is not None:
         return declarations_of(added)
-    if isinstance(target, Mapping):
-        found = [value for value in target.values() if _is_declaration(value)]
-    elif isinstance(target, type):
-        found = _annotated_declarations(target)
-    else:
-        found = []
+    found = _declared_in(target)
     if not found:
         raise PolicyError(
             f"{type(target).__name__} declares no value: give a ParametersSecrets store, a "
@@ -306,6 +301,15 @@ def declarations_of(target: object) -> list[Any]:
             "class with Annotated[..., Parameter(...)] fields"
         )
     return found
+
+
+def _declared_in(target: object) -> list[Any]:
+    """The declarations a mapping's values or a class's annotated fields are."""
+    if isinstance(target, Mapping):
+        return [value for value in target.values() if _is_declaration(value)]
+    if isinstance(target, type):
+        return _annotated_declarations(target)
+    return []
 
 
 def _middleware_values(app: object) -> object | None:
