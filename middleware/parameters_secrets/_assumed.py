@@ -249,24 +249,23 @@ def _parse_credentials(text: str, role_arn: str) -> _Temporary | FetchError:
     for name in ("AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration"):
         found = re.search(_XML_FIELD.format(name), text)
         if found is None:
-            return FetchError(
-                f"AssumeRole's answer for {role_arn} has no {name}",
-                code="MalformedResponse",
-                transient=True,
-            )
+            return _malformed(f"AssumeRole's answer for {role_arn} has no {name}")
         fields[name] = _unescape(found.group(1).strip())
     try:
         expires_at = _epoch_seconds(fields["Expiration"])
     except ValueError:
-        return FetchError(
-            f"AssumeRole's answer for {role_arn} has an Expiration that is not a date",
-            code="MalformedResponse",
-            transient=True,
+        return _malformed(
+            f"AssumeRole's answer for {role_arn} has an Expiration that is not a date"
         )
     credentials = Credentials(
         fields["AccessKeyId"], fields["SecretAccessKey"], fields["SessionToken"]
     )
     return _Temporary(credentials, expires_at)
+
+
+def _malformed(message: str) -> FetchError:
+    """An answer that is not what AssumeRole sends: worth asking again."""
+    return FetchError(message, code="MalformedResponse", transient=True)
 
 
 def _unescape(text: str) -> str:

@@ -323,13 +323,16 @@ class Cache(Generic[K, V]):
         with self._lock:
             entries = {key: self._entries.get(key) for key in pending}
         for key, indexes in pending.items():
-            outcome, entry = outcomes[key], entries[key]
             for index in indexes:
-                ttl = items[index][1]
-                cached = entry is not None and entry.value is outcome and self._caches(ttl)
-                until = entry.fresh_until(ttl) if cached and entry is not None else None
-                lookups[index] = (outcome, until)
+                lookups[index] = self._fetched(outcomes[key], entries[key], items[index][1])
         return lookups  # type: ignore[return-value]
+
+    def _fetched(self, outcome: Outcome[V], entry: _Entry[V] | None, ttl: float) -> Lookup[V]:
+        """A fetched ``outcome``, and until when it is fresh for ``ttl`` if the cache
+        ``entry`` holds it (not when served by a fetch that did not cache it)."""
+        if entry is None or entry.value is not outcome or not self._caches(ttl):
+            return (outcome, None)
+        return (outcome, entry.fresh_until(ttl))
 
     def _look_up(
         self, items: Sequence[tuple[K, float]], now: float, *, force: bool, count: bool = True
@@ -337,6 +340,7 @@ class Cache(Generic[K, V]):
         """The fresh lookups, and the indexes of each key to fetch. Under the lock."""
         lookups: list[Lookup[V] | None] = [None] * len(items)
         pending: dict[K, list[int]] = {}
+        # Inline, not a helper per key: this loop is the warm path's cost.
         for index, (key, ttl) in enumerate(items):
             entry = self._entries.get(key) if not force and self._caches(ttl) else None
             if entry is not None:
@@ -346,18 +350,21 @@ class Cache(Generic[K, V]):
                     continue
             pending.setdefault(key, []).append(index)
         if pending:
-            # A key asked twice in one lookup (two declarations, two TTLs) gets one value.
-            for index, (key, _) in enumerate(items):
-                if key in pending and lookups[index] is not None:
-                    lookups[index] = None
-                    pending[key].append(index)
+            _fetch_repeats(items, lookups, pending)
         if count:
-            for (key, _), found in zip(items, lookups, strict=True):
-                if found is not None:
-                    self._entries.move_to_end(key)
-                    self._hits += 1
-                    self._observe("hits", key)
+            self._count_hits(items, lookups)
         return lookups, pending
+
+    def _count_hits(
+        self, items: Sequence[tuple[K, float]], lookups: list[Lookup[V] | None]
+    ) -> None:
+        """Count each item found in the cache as a hit, and mark it used (LRU). Under the
+        lock."""
+        for (key, _), found in zip(items, lookups, strict=True):
+            if found is not None:
+                self._entries.move_to_end(key)
+                self._hits += 1
+                self._observe("hits", key)
 
     def _caches(self, ttl: float) -> bool:
         return self._enabled and ttl > 0
@@ -375,29 +382,13 @@ class Cache(Generic[K, V]):
             asked = next(self._numbers)
         remaining = keys
         for round_ in range(MAX_ROUNDS):
-            lead: list[K] = []
-            waits: dict[_Fetch[K, V], list[K]] = {}
             with self._lock:
                 if round_ and not force:
                     # A fetch we waited for was abandoned; another waiter may have fetched.
                     remaining = self._take_fresh(remaining, ttls, got)
-                for key in remaining:
-                    flight = self._flights.get(key)
-                    # The last round fetches what is left itself: leaders that keep
-                    # stopping without an answer do not make this lookup fail.
-                    if flight is None or flight.stalled() or round_ == MAX_ROUNDS - 1:
-                        lead.append(key)
-                    else:
-                        waits.setdefault(flight, []).append(key)
-                if lead:
-                    mine: _Fetch[K, V] = _Fetch(
-                        max(self._bound(key, deadline) for key in lead),
-                        forced=force,
-                        number=next(self._numbers),
-                    )
-                    for key in lead:
-                        self._flights[key] = mine
-            if lead:
+                lead, waits = self._share_out(remaining, last_round=round_ == MAX_ROUNDS - 1)
+                mine = self._take_off(lead, deadline, force=force) if lead else None
+            if mine is not None:
                 got.update(await self._lead(mine, lead, ttls, deadline))
             remaining = []
             for flight, waiting in waits.items():
@@ -409,6 +400,35 @@ class Cache(Generic[K, V]):
             if not remaining:
                 break
         return got
+
+    def _share_out(
+        self, keys: list[K], *, last_round: bool
+    ) -> tuple[list[K], dict[_Fetch[K, V], list[K]]]:
+        """The keys this lookup fetches itself, and those it waits for another caller's
+        fetch of (by fetch). Under the lock."""
+        lead: list[K] = []
+        waits: dict[_Fetch[K, V], list[K]] = {}
+        for key in keys:
+            flight = self._flights.get(key)
+            # The last round fetches what is left itself: leaders that keep stopping
+            # without an answer do not make this lookup fail.
+            if flight is None or flight.stalled() or last_round:
+                lead.append(key)
+            else:
+                waits.setdefault(flight, []).append(key)
+        return lead, waits
+
+    def _take_off(self, lead: list[K], deadline: float | None, *, force: bool) -> _Fetch[K, V]:
+        """A new fetch of ``lead``, which later lookups of these keys wait for. Under the
+        lock."""
+        mine: _Fetch[K, V] = _Fetch(
+            max(self._bound(key, deadline) for key in lead),
+            forced=force,
+            number=next(self._numbers),
+        )
+        for key in lead:
+            self._flights[key] = mine
+        return mine
 
     def _take_fresh(self, keys: list[K], ttls: dict[K, float], got: dict[K, Outcome[V]]) -> list[K]:
         now = self._clock()
@@ -438,11 +458,7 @@ class Cache(Generic[K, V]):
         for until in sorted(set(bounds.values())):
             settled, outcomes = await flight.wait(until)
             if settled:
-                if outcomes is None or not takes:
-                    return waiting
-                for key in waiting:
-                    got[key] = outcomes[key]
-                return []
+                return _taken(outcomes if takes else None, waiting, got)
             for key in [key for key in waiting if bounds[key] <= until]:
                 got[key] = self._gave_up(key, "another caller's fetch of it did not end in time")
             waiting = [key for key in waiting if bounds[key] > until]
@@ -549,24 +565,47 @@ class Cache(Generic[K, V]):
             if self._caches(ttl):
                 self._store(key, _Entry(result, now, ttl, number, self._expires_at(key)))
             return result
+        return self._settle_error(
+            key, result, ttl, now, number=number, previous=previous, warnings=warnings
+        )
+
+    def _settle_error(
+        self,
+        key: K,
+        error: FetchError,
+        ttl: float,
+        now: float,
+        *,
+        number: int,
+        previous: _Entry[V] | None,
+        warnings: list[tuple[K, str]],
+    ) -> Outcome[V]:
+        """Record one failed fetch: remember a not-found, serve the ``previous`` value
+        through a transient failure (``stale_if_error``), forget it after a lasting one.
+        What the callers get. Under the lock."""
         self._errors += 1
-        self._observe("errors", key, result)
-        if result.not_found and self._caches(ttl):
-            self._store(key, _Entry(result, now, ttl, number))
-            return result
-        if result.transient and self._stale_if_error and previous is not None and self._caches(ttl):
-            self._stale_serves += 1
-            self._observe("stale_serves", key)
-            previous.hold_until = now + min(ttl, STALE_RETRY_SECONDS)
-            self._generation += 1
-            previous.longest_ttl = max(previous.longest_ttl, ttl)
-            self._entries.move_to_end(key)
-            warnings.append((key, result.code))
-            return previous.value
+        self._observe("errors", key, error)
+        if error.not_found and self._caches(ttl):
+            self._store(key, _Entry(error, now, ttl, number))
+            return error
+        if error.transient and self._stale_if_error and previous is not None and self._caches(ttl):
+            warnings.append((key, error.code))
+            return self._serve_stale(key, previous, ttl, now)
         # The value is gone or forbidden now: the old one must not be served again.
-        if not result.transient and self._entries.pop(key, None) is not None:
+        if not error.transient and self._entries.pop(key, None) is not None:
             self._generation += 1
-        return result
+        return error
+
+    def _serve_stale(self, key: K, previous: _Entry[V], ttl: float, now: float) -> Outcome[V]:
+        """Serve the previous value after a transient failure, and fetch again within
+        :data:`STALE_RETRY_SECONDS`. Under the lock."""
+        self._stale_serves += 1
+        self._observe("stale_serves", key)
+        previous.hold_until = now + min(ttl, STALE_RETRY_SECONDS)
+        self._generation += 1
+        previous.longest_ttl = max(previous.longest_ttl, ttl)
+        self._entries.move_to_end(key)
+        return previous.value
 
     def _expires_at(self, key: K) -> float:
         expires_at = self._expiry(key) if self._expiry is not None else None
@@ -579,11 +618,15 @@ class Cache(Generic[K, V]):
         self._entries[key] = entry
         self._entries.move_to_end(key)
         self._generation += 1  # evictions below happen under the same generation
-        if len(self._entries) <= self._max_size:
-            return
+        if len(self._entries) > self._max_size:
+            self._evict(key)
+
+    def _evict(self, kept: K) -> None:
+        """Down to ``max_size`` entries: expired ones first, then the least recently used;
+        never ``kept`` (the one just stored) among the expired. Under the lock."""
         now = self._clock()
         expired = [
-            k for k, e in self._entries.items() if k != key and e.fresh_until(e.longest_ttl) <= now
+            k for k, e in self._entries.items() if k != kept and e.fresh_until(e.longest_ttl) <= now
         ]
         for stale_key in expired:
             if len(self._entries) <= self._max_size:
@@ -591,3 +634,29 @@ class Cache(Generic[K, V]):
             del self._entries[stale_key]
         while len(self._entries) > self._max_size:
             self._entries.popitem(last=False)
+
+
+def _taken(
+    outcomes: Mapping[K, Outcome[V]] | None, keys: list[K], got: dict[K, Outcome[V]]
+) -> list[K]:
+    """Take a settled fetch's ``outcomes`` for ``keys`` into ``got``; without them (its
+    leader stopped without an answer, or the answer is too old for this lookup), the keys
+    to look up again."""
+    if outcomes is None:
+        return keys
+    for key in keys:
+        got[key] = outcomes[key]
+    return []
+
+
+def _fetch_repeats(
+    items: Sequence[tuple[K, float]],
+    lookups: list[Lookup[V] | None],
+    pending: dict[K, list[int]],
+) -> None:
+    """A key asked twice in one lookup (two declarations, two TTLs) gets one value: where
+    it is to be fetched for one TTL, it is for every other (fresh for those) too."""
+    for index, (key, _) in enumerate(items):
+        if key in pending and lookups[index] is not None:
+            lookups[index] = None
+            pending[key].append(index)

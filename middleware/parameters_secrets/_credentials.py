@@ -452,18 +452,22 @@ def _parse_credentials(body: object) -> _Temporary:
     """The endpoint's JSON as credentials. Raises ``ValueError`` (without the body)."""
     if not isinstance(body, dict):
         raise ValueError("not a JSON object")  # noqa: TRY004 - the caller reports ValueErrors
-    access_key, secret_key = body.get("AccessKeyId"), body.get("SecretAccessKey")
+    access_key, secret_key = _text(body, "AccessKeyId"), _text(body, "SecretAccessKey")
     token, expiration = body.get("Token"), body.get("Expiration")
-    if not (isinstance(access_key, str) and access_key):
-        raise ValueError("no AccessKeyId")
-    if not (isinstance(secret_key, str) and secret_key):
-        raise ValueError("no SecretAccessKey")
     if token is not None and not isinstance(token, str):
         raise ValueError("Token is not a string")
     # No Expiration: credentials that do not expire (botocore's RefreshableCredentials
     # treats a missing expiry so; the Go and Java SDKs accept such an answer too).
     expires_at = None if expiration is None else _epoch_seconds(expiration)
     return _Temporary(Credentials(access_key, secret_key, token or None), expires_at)
+
+
+def _text(body: dict[str, object], field: str) -> str:
+    """A field of the endpoint's JSON that must be a non-empty string."""
+    value = body.get(field)
+    if not (isinstance(value, str) and value):
+        raise ValueError(f"no {field}")
+    return value
 
 
 def _epoch_seconds(expiration: object) -> float:

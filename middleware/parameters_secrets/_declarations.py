@@ -135,6 +135,18 @@ def _check_ttl(ttl: object) -> None:
         )
 
 
+def _check_flag(argument: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{argument} must be True or False, not {value!r}")
+
+
+def _check_version(version: object) -> None:
+    if version is not None and (
+        isinstance(version, bool) or not isinstance(version, int) or version < 1
+    ):
+        raise ConfigurationError(f"Parameter version must be a positive integer, not {version!r}")
+
+
 def _check_text(argument: str, value: object, *, optional: bool) -> None:
     if value is None and optional:
         return
@@ -177,23 +189,14 @@ class Parameter:
         _check_text("Parameter name", self.name, optional=False)
         _check_role_arn("Parameter role_arn", self.role_arn)
         _check_text("Parameter label", self.label, optional=True)
-        if self.version is not None and (
-            isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 1
-        ):
-            raise ConfigurationError(
-                f"Parameter version must be a positive integer, not {self.version!r}"
-            )
+        _check_version(self.version)
         if self.version is not None and self.label is not None:
             raise ConfigurationError(
                 f"Parameter {self.name!r}: give version or label, not both "
                 "(GetParameter takes one selector)"
             )
-        if not isinstance(self.decrypt, bool):
-            raise ConfigurationError(
-                f"Parameter decrypt must be True or False, not {self.decrypt!r}"
-            )
-        if not isinstance(self.required, bool):
-            raise ConfigurationError(f"required must be True or False, not {self.required!r}")
+        _check_flag("Parameter decrypt", self.decrypt)
+        _check_flag("required", self.required)
         _check_transform(self.transform)
         _check_ttl(self.ttl)
 
@@ -239,8 +242,7 @@ class Secret:
         _check_role_arn("Secret role_arn", self.role_arn)
         _check_text("Secret version_stage", self.version_stage, optional=True)
         _check_text("Secret version_id", self.version_id, optional=True)
-        if not isinstance(self.required, bool):
-            raise ConfigurationError(f"required must be True or False, not {self.required!r}")
+        _check_flag("required", self.required)
         _check_transform(self.transform)
         _check_ttl(self.ttl)
         _check_follow_rotation(self)
@@ -258,10 +260,7 @@ class Secret:
 
 
 def _check_follow_rotation(secret: Secret) -> None:
-    if not isinstance(secret.follow_rotation, bool):
-        raise ConfigurationError(
-            f"Secret follow_rotation must be True or False, not {secret.follow_rotation!r}"
-        )
+    _check_flag("Secret follow_rotation", secret.follow_rotation)
     pinned = secret.version_id is not None or secret.version_stage not in (None, "AWSCURRENT")
     if secret.follow_rotation and pinned:
         # A pinned version never changes: there is no rotation to follow.
@@ -312,10 +311,7 @@ class ParametersByPath:
                 f"not {self.path!r}"
             )
         for flag in ("recursive", "decrypt", "required"):
-            if not isinstance(getattr(self, flag), bool):
-                raise ConfigurationError(
-                    f"ParametersByPath {flag} must be True or False, not {getattr(self, flag)!r}"
-                )
+            _check_flag(f"ParametersByPath {flag}", getattr(self, flag))
         _check_transform(self.transform)
         _check_ttl(self.ttl)
 

@@ -162,26 +162,34 @@ def default_handler(archive_path: Path, names: Sequence[str]) -> str:
     the one top-level module or package that no distribution's ``RECORD`` lists."""
     if "examples/fastapi_app.py" in names:
         return EXAMPLE_HANDLER
-    top_level = {
-        name.removesuffix(".py").removesuffix("/__init__")
-        for name in names
-        if (name.endswith(".py") and "/" not in name)
-        or (name.count("/") == 1 and name.endswith("/__init__.py"))
-    }
-    with zipfile.ZipFile(archive_path) as archive:
-        records = [archive.read(n).decode() for n in names if n.endswith(".dist-info/RECORD")]
-    recorded = {
-        line.split("/", 1)[0].split(",", 1)[0].removesuffix(".py")
-        for record in records
-        for line in record.splitlines()
-    }
-    apps = sorted(top_level - recorded)
+    apps = sorted(_top_level_modules(names) - _recorded_top_levels(archive_path, names))
     if len(apps) != 1:
         raise InvokeError(
             f"cannot tell the handler from the zip (top-level modules of its own:"
             f" {', '.join(apps) or 'none'}): give it as --handler MODULE.NAME"
         )
     return f"{apps[0]}.handler"
+
+
+def _top_level_modules(names: Sequence[str]) -> set[str]:
+    """The modules and packages at the top of the zip."""
+    return {
+        name.removesuffix(".py").removesuffix("/__init__")
+        for name in names
+        if (name.endswith(".py") and "/" not in name)
+        or (name.count("/") == 1 and name.endswith("/__init__.py"))
+    }
+
+
+def _recorded_top_levels(archive_path: Path, names: Sequence[str]) -> set[str]:
+    """The top-level names the zip's distributions install (their ``RECORD`` rows)."""
+    with zipfile.ZipFile(archive_path) as archive:
+        records = [archive.read(n).decode() for n in names if n.endswith(".dist-info/RECORD")]
+    return {
+        line.split("/", 1)[0].split(",", 1)[0].removesuffix(".py")
+        for record in records
+        for line in record.splitlines()
+    }
 
 
 def zip_entries(archive_path: Path) -> list[str]:

@@ -108,15 +108,20 @@ def _declaration_of(model: type[BaseModel], name: str, field: Any) -> Declaratio
             f"field {where} has {len(found)} declarations "
             f"({', '.join(type(d).__name__ for d in found)}): give it one"
         )
-    if not found:
-        if field.is_required():
-            raise ConfigurationError(
-                f"field {where} has neither a declaration nor a default: nothing would fill "
-                "it (annotate it with a Parameter, Secret or ParametersByPath, or give it "
-                "a default)"
-            )
-        return None
-    if not field.is_required():
+    _check_default(where, field, declared=bool(found))
+    declaration: Declaration | None = found[0] if found else None
+    return declaration
+
+
+def _check_default(where: str, field: Any, *, declared: bool) -> None:
+    """A field has a declaration or a default: one of them, never both."""
+    if not declared and field.is_required():
+        raise ConfigurationError(
+            f"field {where} has neither a declaration nor a default: nothing would fill "
+            "it (annotate it with a Parameter, Secret or ParametersByPath, or give it "
+            "a default)"
+        )
+    if declared and not field.is_required():
         # The store always gives a declared field a value (or the declaration's default),
         # so a field default would never apply: say so rather than ignore it.
         raise ConfigurationError(
@@ -124,8 +129,6 @@ def _declaration_of(model: type[BaseModel], name: str, field: Any) -> Declaratio
             "used; for a value that may not exist, give the default to the declaration "
             "(required=False, default=...)"
         )
-    declaration: Declaration = found[0]
-    return declaration
 
 
 def _input_key(model: type[BaseModel], name: str, field: Any) -> str:

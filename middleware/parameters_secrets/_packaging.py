@@ -62,6 +62,7 @@ import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from email.message import Message
 from email.parser import Parser
 from importlib import metadata
 from pathlib import Path
@@ -324,15 +325,9 @@ def package_files(
             def refuse(problem: str, shown: str = entry_name) -> InputError:
                 return InputError(f"--app {path}: {shown} {problem}")
 
-            if not entry.is_symlink():
-                real = entry_path.resolve()
-            else:
-                real = _symlink_target(entry_path, refuse)
-                if not follow_external_symlinks and not _is_within(real, root):
-                    raise refuse(
-                        f"links to {real}, outside the app's folder: copy what it needs"
-                        " into the app, or pass --follow-external-symlinks to copy its target"
-                    )
+            real = _real_path(
+                entry, root, refuse, follow_external_symlinks=follow_external_symlinks
+            )
             if real.is_dir():
                 if real in above:
                     raise refuse(f"is a symlink loop: it leads back to {real}, which holds it")
@@ -342,6 +337,26 @@ def package_files(
             else:
                 raise refuse("is not a regular file, a directory or a symlink to one")
     return sorted(found, key=lambda item: item[1])
+
+
+def _real_path(
+    entry: os.DirEntry[str],
+    root: Path,
+    refuse: Callable[[str], InputError],
+    *,
+    follow_external_symlinks: bool,
+) -> Path:
+    """Where a directory entry of the app leads: a symlink's target must stay in ``root``
+    unless ``follow_external_symlinks``."""
+    if not entry.is_symlink():
+        return Path(entry.path).resolve()
+    real = _symlink_target(Path(entry.path), refuse)
+    if not follow_external_symlinks and not _is_within(real, root):
+        raise refuse(
+            f"links to {real}, outside the app's folder: copy what it needs"
+            " into the app, or pass --follow-external-symlinks to copy its target"
+        )
+    return real
 
 
 def _symlink_target(link: Path, refuse: Callable[[str], InputError]) -> Path:
@@ -431,53 +446,83 @@ def requirement_roots(
         if include:
             option, name = include.groups()
             where = f"--requirements {path}:{number}: {option} {name}"
-            if "://" in name:
-                raise InputError(
-                    f"{where}: an include by URL is not followed: save the file and name it"
-                )
-            included = path.parent / name
-            if option in {"-r", "--requirement"}:
-                roots += requirement_roots(included, environment, _seen | {path}, where)
-            elif not included.is_file():
-                raise InputError(f"{where}: no such file ({included})")
+            roots += _included_roots(path.parent, include, where, environment, _seen | {path})
             continue
-        if re.match(r"(?:-e|--editable)\b", line):
-            raise InputError(
-                f"--requirements {path}:{number}: an editable install ({line!r}) cannot go"
-                " into a zip: name the distribution instead"
-            )
-        if re.search(r"(^|\s)--(hash|require-hashes)\b", line):
-            # pip would then want a hash for this project's wheel too, which is built here.
-            raise InputError(
-                f"--requirements {path}:{number}: hash-checking (--hash, --require-hashes)"
-                " is not supported: this package's wheel is built here and has no hash to"
-                " pin; list the requirements without hashes"
-            )
-        if line.startswith("-"):
-            continue  # --index-url, -c constraints.txt, --find-links...: pip reads them
-        text = _OPTION_AFTER_REQUIREMENT.split(line, 1)[0]  # "name --config-settings=..."
-        try:
-            requirement = Requirement(text)
-        except InvalidRequirement:
-            raise InputError(
-                f"--requirements {path}:{number}: cannot read {text!r} as a requirement"
-                " (write a URL or a path as 'name @ URL')"
-            ) from None
-        marker = requirement.marker
-        if marker is None or marker.evaluate({**environment, "extra": ""}):
-            requirement.marker = None
+        requirement = _line_requirement(line, f"--requirements {path}:{number}")
+        if requirement is not None and _applies(requirement, environment):
             roots.append(requirement)
     return roots
 
 
+def _included_roots(
+    directory: Path,
+    include: re.Match[str],
+    where: str,
+    environment: dict[str, str],
+    seen: frozenset[Path],
+) -> list[Requirement]:
+    """What an ``-r`` include asks for; a ``-c`` include is only checked to exist."""
+    option, name = include.groups()
+    if "://" in name:
+        raise InputError(f"{where}: an include by URL is not followed: save the file and name it")
+    included = directory / name
+    if option in {"-r", "--requirement"}:
+        return requirement_roots(included, environment, seen, where)
+    if not included.is_file():
+        raise InputError(f"{where}: no such file ({included})")
+    return []
+
+
+def _line_requirement(line: str, where: str) -> Requirement | None:
+    """The requirement one logical line names, or None for a pip option pip reads itself;
+    what cannot go into a zip is refused."""
+    if re.match(r"(?:-e|--editable)\b", line):
+        raise InputError(
+            f"{where}: an editable install ({line!r}) cannot go into a zip: name the"
+            " distribution instead"
+        )
+    if re.search(r"(^|\s)--(hash|require-hashes)\b", line):
+        # pip would then want a hash for this project's wheel too, which is built here.
+        raise InputError(
+            f"{where}: hash-checking (--hash, --require-hashes) is not supported: this"
+            " package's wheel is built here and has no hash to pin; list the requirements"
+            " without hashes"
+        )
+    if line.startswith("-"):
+        return None  # --index-url, -c constraints.txt, --find-links...: pip reads them
+    text = _OPTION_AFTER_REQUIREMENT.split(line, 1)[0]  # "name --config-settings=..."
+    try:
+        return Requirement(text)
+    except InvalidRequirement:
+        raise InputError(
+            f"{where}: cannot read {text!r} as a requirement (write a URL or a path as"
+            " 'name @ URL')"
+        ) from None
+
+
+def _applies(requirement: Requirement, environment: dict[str, str]) -> bool:
+    """Whether the target needs ``requirement`` (its marker evaluated for the target, with
+    no extra); its marker is dropped, having been read."""
+    marker = requirement.marker
+    if marker is None or marker.evaluate({**environment, "extra": ""}):
+        requirement.marker = None
+        return True
+    return False
+
+
 # -- dependencies ----------------------------------------------------------------------
+
+
+def _metadata(dist_info: Path) -> Message:
+    """An installed distribution's ``METADATA``."""
+    return Parser().parsestr((dist_info / "METADATA").read_text(encoding="utf-8"))
 
 
 def installed_distributions(directory: Path) -> dict[str, Path]:
     """Each distribution installed in ``directory``: canonical name -> its ``.dist-info``."""
     found: dict[str, Path] = {}
     for dist_info in directory.glob("*.dist-info"):
-        metadata = Parser().parsestr((dist_info / "METADATA").read_text(encoding="utf-8"))
+        metadata = _metadata(dist_info)
         found[canonicalize_name(metadata["Name"])] = dist_info
     return found
 
@@ -500,23 +545,36 @@ def needed_distributions(
             continue
         seen.add((name, frozenset(requirement.extras)))
         if name not in installed:
-            known = missing.setdefault(name, Requirement(name))
-            known.extras |= requirement.extras
-            known.specifier &= requirement.specifier
-            known.url = known.url or requirement.url
+            _combine_missing(missing.setdefault(name, Requirement(name)), requirement)
             continue
         needed.add(name)
-        metadata = Parser().parsestr((installed[name] / "METADATA").read_text(encoding="utf-8"))
-        for line in metadata.get_all("Requires-Dist") or []:
-            dependency = Requirement(line)
-            extras = {"", *requirement.extras}
-            marker = dependency.marker
-            if marker is None or any(
-                marker.evaluate({**environment, "extra": extra}) for extra in extras
-            ):
-                dependency.marker = None
-                queue.append(dependency)
+        queue += _dependencies(installed[name], requirement.extras, environment)
     return needed, missing
+
+
+def _combine_missing(known: Requirement, requirement: Requirement) -> None:
+    """Adds to what is known to be missing what one more requirer asks of it."""
+    known.extras |= requirement.extras
+    known.specifier &= requirement.specifier
+    known.url = known.url or requirement.url
+
+
+def _dependencies(
+    dist_info: Path, extras: set[str], environment: dict[str, str]
+) -> list[Requirement]:
+    """The ``Requires-Dist`` of an installed distribution that the target needs with
+    ``extras`` (markers evaluated and dropped)."""
+    metadata = _metadata(dist_info)
+    dependencies = []
+    for line in metadata.get_all("Requires-Dist") or []:
+        dependency = Requirement(line)
+        marker = dependency.marker
+        if marker is None or any(
+            marker.evaluate({**environment, "extra": extra}) for extra in {"", *extras}
+        ):
+            dependency.marker = None
+            dependencies.append(dependency)
+    return dependencies
 
 
 def _remove_distribution(directory: Path, dist_info: Path) -> None:
@@ -527,7 +585,12 @@ def _remove_distribution(directory: Path, dist_info: Path) -> None:
     for file in files:
         if directory.resolve() in file.resolve().parents and file.is_file():
             file.unlink()
-    for parent in sorted({f.parent for f in files}, key=lambda p: len(p.parts), reverse=True):
+    _remove_empty_directories(directory, {file.parent for file in files})
+
+
+def _remove_empty_directories(directory: Path, parents: set[Path]) -> None:
+    """Remove those of ``parents`` (below ``directory``) left empty, deepest first."""
+    for parent in sorted(parents, key=lambda p: len(p.parts), reverse=True):
         if parent != directory and parent.is_dir() and not any(parent.iterdir()):
             parent.rmdir()
 
@@ -576,15 +639,18 @@ def imported_names(sources: Iterable[Path]) -> dict[str, Path]:
         except SyntaxError:
             continue  # newer syntax than this Python's, maybe: the target's compiler says
         for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                modules = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                modules = [node.module]
-            else:
-                continue
-            for module in modules:
+            for module in _absolute_imports(node):
                 found.setdefault(module.split(".", 1)[0], source)
     return found
+
+
+def _absolute_imports(node: ast.AST) -> list[str]:
+    """The modules an ``import`` or ``from ... import`` statement imports absolutely."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        return [node.module]
+    return []
 
 
 def _defines_handler(app: App) -> bool:
@@ -593,23 +659,21 @@ def _defines_handler(app: App) -> bool:
         tree = ast.parse(source.read_bytes())
     except SyntaxError:
         return True  # nothing to say about a file this Python cannot read
-    for node in tree.body:
-        targets = (
-            node.targets
-            if isinstance(node, ast.Assign)
-            else [node.target]
-            if isinstance(node, ast.AnnAssign)
-            else []
-        )
-        if any(isinstance(t, ast.Name) and t.id == "handler" for t in targets):
-            return True
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == "handler":
-            return True
-        if isinstance(node, ast.ImportFrom) and any(
-            (alias.asname or alias.name) == "handler" for alias in node.names
-        ):
-            return True
-    return False
+    return "handler" in {name for node in tree.body for name in _bound_names(node)}
+
+
+def _bound_names(node: ast.stmt) -> list[str]:
+    """The module-level names a top-level statement binds: by assignment, ``def`` or
+    ``from ... import``."""
+    if isinstance(node, ast.Assign):
+        return [target.id for target in node.targets if isinstance(target, ast.Name)]
+    if isinstance(node, ast.AnnAssign):
+        return [node.target.id] if isinstance(node.target, ast.Name) else []
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return [node.name]
+    if isinstance(node, ast.ImportFrom):
+        return [alias.asname or alias.name for alias in node.names]
+    return []
 
 
 # -- bytecode --------------------------------------------------------------------------
@@ -727,16 +791,20 @@ def _unknown_extras(directory: Path, roots: Iterable[Requirement]) -> list[str]:
     unknown = []
     for root in roots:
         dist_info = installed.get(canonicalize_name(root.name))
-        if dist_info is None or not root.extras:
-            continue
-        metadata = Parser().parsestr((dist_info / "METADATA").read_text(encoding="utf-8"))
-        provided = {canonicalize_name(extra) for extra in metadata.get_all("Provides-Extra") or []}
-        unknown += [
-            f"{metadata['Name']} {metadata['Version']} has no extra {extra!r}"
-            for extra in sorted(root.extras)
-            if canonicalize_name(extra) not in provided
-        ]
+        if dist_info is not None and root.extras:
+            unknown += _extras_not_provided(dist_info, root.extras)
     return unknown
+
+
+def _extras_not_provided(dist_info: Path, extras: set[str]) -> list[str]:
+    """Those of ``extras`` the installed distribution does not provide, each said."""
+    metadata = _metadata(dist_info)
+    provided = {canonicalize_name(extra) for extra in metadata.get_all("Provides-Extra") or []}
+    return [
+        f"{metadata['Name']} {metadata['Version']} has no extra {extra!r}"
+        for extra in sorted(extras)
+        if canonicalize_name(extra) not in provided
+    ]
 
 
 @dataclass(frozen=True)
@@ -847,15 +915,7 @@ def _plan(
             f" {EXTRA} extra)"
         )
     if app is None:
-        if ROOT is None:
-            raise InputError(
-                "--app is needed: the FastAPI example is built only in a clone of"
-                f" {PROJECT} (give your app as --app myapp.py or --app myapp/)"
-            )
-        roots = [Requirement(f"{PROJECT}[{EXTRA}]")]
-        return _Plan(
-            None, None, roots, EXAMPLE_HANDLER, output or DEFAULT_OUTPUT, python_version, arch
-        )
+        return _example_plan(output, python_version=python_version, arch=arch)
     the_app = check_app(app, follow_external_symlinks=follow_external_symlinks)
     checked = check_requirements(requirements) if requirements is not None else None
     roots = [Requirement(PROJECT)]
@@ -870,6 +930,17 @@ def _plan(
         python_version,
         arch,
     )
+
+
+def _example_plan(output: Path | None, *, python_version: str, arch: str) -> _Plan:
+    """The plan for the FastAPI example, which only a clone has."""
+    if ROOT is None:
+        raise InputError(
+            "--app is needed: the FastAPI example is built only in a clone of"
+            f" {PROJECT} (give your app as --app myapp.py or --app myapp/)"
+        )
+    roots = [Requirement(f"{PROJECT}[{EXTRA}]")]
+    return _Plan(None, None, roots, EXAMPLE_HANDLER, output or DEFAULT_OUTPUT, python_version, arch)
 
 
 _PIP = ("-m", "pip", "--disable-pip-version-check", "--no-input", "--quiet")
@@ -900,13 +971,7 @@ def installed_wheel(directory: Path, distribution: metadata.Distribution | None 
     files = sorted(
         (file for file in dist.files or () if _in_wheel(file)), key=lambda file: file.as_posix()
     )
-    dist_info = next((f.parts[0] for f in files if f.parts[0].endswith(".dist-info")), None)
-    if dist_info is None or not any(f.suffix == ".py" for f in files):
-        raise PackageError(
-            f"the installed {PROJECT} lists no files to make its wheel of (an editable"
-            " install outside a clone?): install it with pip install"
-            f" '{PROJECT}[package]'"
-        )
+    dist_info = _wheel_dist_info(files)
     wheel = directory / f"{dist_info.removesuffix('.dist-info')}-py3-none-any.whl"
     directory.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -921,6 +986,19 @@ def installed_wheel(directory: Path, distribution: metadata.Distribution | None 
         csv.writer(record, lineterminator="\n").writerows(rows)
         archive.writestr(f"{dist_info}/RECORD", record.getvalue())
     return wheel
+
+
+def _wheel_dist_info(files: Sequence[metadata.PackagePath]) -> str:
+    """The ``.dist-info`` directory among an installed distribution's ``files``, which
+    must hold some Python too."""
+    dist_info = next((f.parts[0] for f in files if f.parts[0].endswith(".dist-info")), None)
+    if dist_info is None or not any(f.suffix == ".py" for f in files):
+        raise PackageError(
+            f"the installed {PROJECT} lists no files to make its wheel of (an editable"
+            " install outside a clone?): install it with pip install"
+            f" '{PROJECT}[package]'"
+        )
+    return dist_info
 
 
 def installed_distribution() -> metadata.Distribution:
@@ -1047,13 +1125,24 @@ def _add_app(app: App, staging: Path) -> None:
             f"--app {app.path}: the zip already holds a module named {app.name!r} (from a"
             " dependency): rename your app"
         )
+    _copy_app(app, staging)
+    _warn_absent_imports(app, taken | {app.name} | set(sys.stdlib_module_names))
+    if not _defines_handler(app):
+        _say(f"warning: {app.label} defines no name 'handler': point Handler at yours")
+
+
+def _copy_app(app: App, staging: Path) -> None:
+    """The app's files at the root of ``staging``: its package, or its module."""
     if app.is_package:
         for source, name in app.files:
             (staging / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, staging / name)
     else:
         shutil.copyfile(app.path, staging / f"{app.name}.py")
-    available = taken | {app.name} | set(sys.stdlib_module_names)
+
+
+def _warn_absent_imports(app: App, available: set[str]) -> None:
+    """Warn about each module the app imports that is not ``available``."""
     absent = {
         module: source
         for module, source in imported_names(app.sources()).items()
@@ -1064,8 +1153,6 @@ def _add_app(app: App, staging: Path) -> None:
             f"warning: {source.name} imports {module}, which is neither in the zip nor in"
             " the standard library: add the distribution that provides it to --requirements"
         )
-    if not _defines_handler(app):
-        _say(f"warning: {app.label} defines no name 'handler': point Handler at yours")
 
 
 def build_lambda_zip(

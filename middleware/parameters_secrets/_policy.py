@@ -96,15 +96,16 @@ def scope(
     Raises:
         PolicyError: A region, account or partition that could not be AWS's.
     """
-    if region is not None and not _REGION.fullmatch(region):
-        raise PolicyError(f"--region must be an AWS region such as us-east-1, not {region!r}")
-    if account is not None and not _ACCOUNT.fullmatch(account):
-        raise PolicyError(f"--account must be a 12-digit AWS account id, not {account!r}")
-    if partition is not None and not _PARTITION.fullmatch(partition):
-        raise PolicyError(
-            f"--partition must be an AWS partition such as aws or aws-cn, not {partition!r}"
-        )
+    _check("--region", region, _REGION, "an AWS region such as us-east-1")
+    _check("--account", account, _ACCOUNT, "a 12-digit AWS account id")
+    _check("--partition", partition, _PARTITION, "an AWS partition such as aws or aws-cn")
     return Scope(region or ANY, account or ANY, partition or _partition_of(region))
+
+
+def _check(option: str, given: str | None, pattern: re.Pattern[str], what: str) -> None:
+    """Refuses an ``option`` given that does not match ``pattern`` (``what`` it must be)."""
+    if given is not None and not pattern.fullmatch(given):
+        raise PolicyError(f"{option} must be {what}, not {given!r}")
 
 
 def _partition_of(region: str | None) -> str:
@@ -197,9 +198,12 @@ def _add(needs: _Needs, declaration: object, where: Scope, role: str | None) -> 
     declared_role = getattr(declaration, "role_arn", None)
     if role is None and declared_role is not None:
         needs.roles.add(declared_role)
-        return
-    if declared_role != role:
-        return
+    elif declared_role == role:
+        _add_declared(needs, declaration, where)
+
+
+def _add_declared(needs: _Needs, declaration: object, where: Scope) -> None:
+    """What reading ``declaration`` (under the role these needs are for) needs."""
     if isinstance(declaration, Parameter):
         _add_parameter(needs, declaration, where)
     elif isinstance(declaration, ParametersByPath):
@@ -289,12 +293,7 @@ def declarations_of(target: object) -> list[Any]:
     added = _middleware_values(target)
     if added is not None:
         return declarations_of(added)
-    if isinstance(target, Mapping):
-        found = [value for value in target.values() if _is_declaration(value)]
-    elif isinstance(target, type):
-        found = _annotated_declarations(target)
-    else:
-        found = []
+    found = _declared_in(target)
     if not found:
         raise PolicyError(
             f"{type(target).__name__} declares no value: give a ParametersSecrets store, a "
@@ -302,6 +301,15 @@ def declarations_of(target: object) -> list[Any]:
             "class with Annotated[..., Parameter(...)] fields"
         )
     return found
+
+
+def _declared_in(target: object) -> list[Any]:
+    """The declarations a mapping's values or a class's annotated fields are."""
+    if isinstance(target, Mapping):
+        return [value for value in target.values() if _is_declaration(value)]
+    if isinstance(target, type):
+        return _annotated_declarations(target)
+    return []
 
 
 def _middleware_values(app: object) -> object | None:

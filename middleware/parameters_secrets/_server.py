@@ -162,16 +162,23 @@ def _parameter(query: list[tuple[str, str]]) -> ParameterRequest | FetchError:
         return FetchError("withDecryption must be true or false", code="ValidationException")
     # Version and label together: only the first after "?" is used, as the extension does.
     selector = next(((k, v) for k, v in query if k in ("version", "label")), None)
+    return _selected(name, selector, decrypt=decrypt == "true")
+
+
+def _selected(
+    name: str, selector: tuple[str, str] | None, *, decrypt: bool
+) -> ParameterRequest | FetchError:
+    """The request for ``name`` at the ``version`` or ``label`` the query selects."""
     if selector is None:
-        return ParameterRequest(name, None, None, decrypt == "true")
+        return ParameterRequest(name, None, None, decrypt)
     if selector[0] == "version":
         version = _version(selector[1])
         if version is None:
             return FetchError("version must be a positive integer", code="ValidationException")
-        return ParameterRequest(name, version, None, decrypt == "true")
+        return ParameterRequest(name, version, None, decrypt)
     if not selector[1]:
         return FetchError("label must not be empty", code="ValidationException")
-    return ParameterRequest(name, None, selector[1], decrypt == "true")
+    return ParameterRequest(name, None, selector[1], decrypt)
 
 
 def _version(digits: str) -> int | None:

@@ -109,17 +109,12 @@ class Settings:
         unknown = set(overrides) - set(ENVIRONMENT)
         if unknown:
             raise ConfigurationError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-        raw_values: dict[str, str] = {}
-        values: dict[str, Any] = {}
-        for name, variable in ENVIRONMENT.items():
-            raw = environ.get(variable, "").strip()
-            if name in overrides or not raw:
-                continue
-            raw_values[name] = raw
-            try:
-                values[name] = _RULES[name].parse(raw)
-            except ValueError:
-                raise _invalid(variable, name, raw) from None
+        raw_values = {
+            name: raw
+            for name, variable in ENVIRONMENT.items()
+            if name not in overrides and (raw := environ.get(variable, "").strip())
+        }
+        values = {name: _parsed(name, raw) for name, raw in raw_values.items()}
         try:
             return cls(**values, **overrides)
         except _InvalidSetting as error:
@@ -173,6 +168,14 @@ class _InvalidSetting(ConfigurationError):
     def __init__(self, setting: str, value: object) -> None:
         super().__init__(f"{setting} must be {_RULES[setting].allowed}, not {_shown(value)}")
         self.setting = setting
+
+
+def _parsed(name: str, raw: str) -> Any:
+    """A setting's environment variable's text, parsed; else the error naming it."""
+    try:
+        return _RULES[name].parse(raw)
+    except ValueError:
+        raise _invalid(ENVIRONMENT[name], name, raw) from None
 
 
 def _invalid(variable: str, setting: str, raw: str) -> ConfigurationError:

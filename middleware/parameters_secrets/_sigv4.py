@@ -69,6 +69,15 @@ def canonical_path(path: str) -> str:
     Services other than S3 sign the encoding of the path on the wire, so an escape in
     it (``%20``) is signed as ``%2520``; a raw character is encoded once.
     """
+    segments = _resolved_segments(path)
+    normalised = "/" + "/".join(segments)
+    if path.endswith("/") and segments:
+        normalised += "/"
+    return quote(normalised, safe="/~")
+
+
+def _resolved_segments(path: str) -> list[str]:
+    """The path's segments, ``.``, ``..`` and empty ones resolved."""
     segments: list[str] = []
     for segment in path.split("/"):
         if segment == "..":
@@ -76,10 +85,7 @@ def canonical_path(path: str) -> str:
                 segments.pop()
         elif segment and segment != ".":
             segments.append(segment)
-    normalised = "/" + "/".join(segments)
-    if path.endswith("/") and segments:
-        normalised += "/"
-    return quote(normalised, safe="/~")
+    return segments
 
 
 def canonical_query(query: str) -> str:

@@ -92,16 +92,7 @@ class ParametersSecrets:
         self._refused: dict[ValueRequest, tuple[float, FetchError]] = {}
         # PARAMETERS_SECRETS_METRICS: off (None), nothing of it is imported.
         self._metrics = None if self.settings.metrics is None else self._start_metrics()
-        self._cache: Cache[ValueRequest, Record] = Cache(
-            self._fetch_transformed,
-            max_size=self.settings.cache_size,
-            enabled=self.settings.cache_enabled,
-            stale_if_error=self.settings.stale_if_error,
-            clock=clock,
-            bound=self._time_bound,
-            expiry=self._rotation.expires_at if self._rotation is not None else None,
-            observer=self._metrics,
-        )
+        self._cache = self._new_cache(clock)
         self._clock = clock
         # key -> (record, value): a transform runs once per fetched record, not per read.
         self._transformed: dict[str, tuple[Record, Any]] = {}
@@ -380,30 +371,52 @@ class ParametersSecrets:
                     continue
                 except FetchError as exc:
                     outcome = exc  # noqa: PLW2901 - a failed transform fails like a fetch
+            if log:
+                self._log_failure(key, declaration, outcome, started)
             if declaration.required:
                 failures[key] = outcome
-                if log:
-                    logger.error(
-                        "required value %r (%s) could not be loaded from %r (%s): %s%s",
-                        key,
-                        declaration.request.describe(),
-                        self.source,
-                        outcome.code,
-                        outcome,
-                        _waited(outcome, started),
-                    )
             else:
-                if log and not outcome.not_found:
-                    logger.warning(
-                        "optional value %r (%s) could not be loaded (%s); using its default",
-                        key,
-                        declaration.request.describe(),
-                        outcome.code,
-                    )
                 values[key] = declaration.default
         return values, failures, (until if until > self._clock() else None)
 
+    def _log_failure(
+        self, key: str, declaration: Declaration, outcome: FetchError, started: float | None
+    ) -> None:
+        """An ERROR line for a required value that failed; a WARNING for an optional one
+        that falls back to its default (none when it does not exist: that is what a
+        default is for)."""
+        if declaration.required:
+            logger.error(
+                "required value %r (%s) could not be loaded from %r (%s): %s%s",
+                key,
+                declaration.request.describe(),
+                self.source,
+                outcome.code,
+                outcome,
+                _waited(outcome, started),
+            )
+        elif not outcome.not_found:
+            logger.warning(
+                "optional value %r (%s) could not be loaded (%s); using its default",
+                key,
+                declaration.request.describe(),
+                outcome.code,
+            )
+
     # -- internals ----------------------------------------------------------------------
+
+    def _new_cache(self, clock: Callable[[], float]) -> Cache[ValueRequest, Record]:
+        """The cache of transformed records, as the settings ask."""
+        return Cache(
+            self._fetch_transformed,
+            max_size=self.settings.cache_size,
+            enabled=self.settings.cache_enabled,
+            stale_if_error=self.settings.stale_if_error,
+            clock=clock,
+            bound=self._time_bound,
+            expiry=self._rotation.expires_at if self._rotation is not None else None,
+            observer=self._metrics,
+        )
 
     def _start_metrics(self) -> MetricsRecorder:
         from ._metrics import recorder_for
@@ -468,15 +481,19 @@ class ParametersSecrets:
         before the cache sees it: a record that fails a transform is a transient
         ``TransformFailed``, so a refresh serves the previous value stale, as for any
         transient failure, and only a first load fails."""
-        now = self._clock()
-        refused = {r: self._refused[r] for r in requests if self._refused.get(r, (0.0,))[0] > now}
+        refused = self._still_refused(requests)
         asked = [r for r in requests if r not in refused]
         answers = await self._fetch_upstream(asked, deadline) if asked else []
         outcomes = dict(zip(asked, answers, strict=True))
         return [
-            refused[r][1] if r in refused else self._transform_record(r, outcomes[r])
-            for r in requests
+            refused[r] if r in refused else self._transform_record(r, outcomes[r]) for r in requests
         ]
+
+    def _still_refused(self, requests: Sequence[ValueRequest]) -> dict[ValueRequest, FetchError]:
+        """The requests whose value failed its transform lately: not asked for again yet
+        (see :meth:`_remember_refusal`), with that failure."""
+        now = self._clock()
+        return {r: self._refused[r][1] for r in requests if self._refused.get(r, (0.0,))[0] > now}
 
     def _transform_record(self, request: ValueRequest, outcome: Outcome) -> Outcome:
         if isinstance(outcome, FetchError):
@@ -575,15 +592,20 @@ def _keys_by_request(declarations: dict[str, Declaration]) -> dict[ValueRequest,
     return keys_of
 
 
+def _check_key(key: object) -> None:
+    """A key must be an attribute name of the values object (and the app's state)."""
+    if not isinstance(key, str) or not key.isidentifier() or keyword.iskeyword(key):
+        raise ConfigurationError(f"values key {key!r} must be a Python identifier")
+    if key.startswith("_"):
+        # Starlette's State keeps its own attributes under "_" names.
+        raise ConfigurationError(f"values key {key!r} must not start with an underscore")
+
+
 def _validated(values: Mapping[str, Declaration]) -> dict[str, Declaration]:
     if isinstance(values, ParametersSecrets) or not isinstance(values, Mapping):
         raise ConfigurationError("values must be a mapping of key to Parameter or Secret")
     for key, declaration in values.items():
-        if not isinstance(key, str) or not key.isidentifier() or keyword.iskeyword(key):
-            raise ConfigurationError(f"values key {key!r} must be a Python identifier")
-        if key.startswith("_"):
-            # Starlette's State keeps its own attributes under "_" names.
-            raise ConfigurationError(f"values key {key!r} must not start with an underscore")
+        _check_key(key)
         if not isinstance(declaration, (Parameter, Secret, ParametersByPath)):
             raise ConfigurationError(
                 f"values[{key!r}] must be a Parameter, a Secret or a ParametersByPath, "

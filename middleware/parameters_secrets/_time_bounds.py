@@ -100,14 +100,7 @@ def invocation_started() -> None:
 def init_window_end(now: float | None = None) -> float | None:
     """When a fetch during Lambda's on-demand INIT must end (``time.monotonic()``), or
     ``None`` when no on-demand INIT is under way. See the module's docstring."""
-    if _InitWindow.invoked:
-        return None
-    environ = os.environ
-    if (
-        environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") != "on-demand"
-        or not environ.get("AWS_LAMBDA_FUNCTION_NAME")
-        or "_X_AMZN_TRACE_ID" in environ
-    ):
+    if _InitWindow.invoked or not _on_demand_init_environment():
         return None
     ends_at = _InitWindow.ends_at
     if ends_at is None:
@@ -117,6 +110,17 @@ def init_window_end(now: float | None = None) -> float | None:
         _InitWindow.invoked = True
         return None
     return ends_at
+
+
+def _on_demand_init_environment() -> bool:
+    """Whether the environment is a Lambda function's on-demand INIT's: no invocation's
+    trace id yet."""
+    environ = os.environ
+    return (
+        environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "on-demand"
+        and bool(environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+        and "_X_AMZN_TRACE_ID" not in environ
+    )
 
 
 def _process_start() -> float:

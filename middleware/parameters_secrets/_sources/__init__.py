@@ -72,16 +72,19 @@ def default_source(settings: Settings) -> Source:
     return choose_source(settings)[0]
 
 
+def _chosen(setting: str | None, *, on_lambda: bool) -> tuple[str, str]:
+    """Which source (``PARAMETERS_SECRETS_SOURCE``'s value), and why."""
+    if setting is not None:
+        return setting, f"PARAMETERS_SECRETS_SOURCE={setting}"
+    if on_lambda:
+        return "extension", "running on Lambda (AWS_LAMBDA_FUNCTION_NAME is set)"
+    return "aws", "not on Lambda and PARAMETERS_SECRETS_SOURCE is unset"
+
+
 def choose_source(settings: Settings) -> tuple[Source, str]:
     """The default source, and why it was chosen (for the log)."""
-    choice = settings.source
     on_lambda = bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
-    if choice is not None:
-        reason = f"PARAMETERS_SECRETS_SOURCE={choice}"
-    elif on_lambda:
-        choice, reason = "extension", "running on Lambda (AWS_LAMBDA_FUNCTION_NAME is set)"
-    else:
-        choice, reason = "aws", "not on Lambda and PARAMETERS_SECRETS_SOURCE is unset"
+    choice, reason = _chosen(settings.source, on_lambda=on_lambda)
     if choice == "extension":
         from .extension import ExtensionSource
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from .._json import loads
 
@@ -38,12 +39,18 @@ def error_code(status: int, text: str, error_type: str | None = None) -> tuple[s
     )
 
 
-def _json_error(text: str, error_type: str | None) -> tuple[str, str] | None:
+def _json_object(text: str) -> dict[str, Any] | None:
+    """``text`` as a JSON object, if it is one."""
     try:
         body = loads(text)  # a hostile error answer (deeply nested) is only text
     except ValueError:
         return None
-    if not isinstance(body, dict):
+    return body if isinstance(body, dict) else None
+
+
+def _json_error(text: str, error_type: str | None) -> tuple[str, str] | None:
+    body = _json_object(text)
+    if body is None:
         return None
     code = error_type or body.get("__type") or body.get("code") or body.get("Code")
     if not (isinstance(code, str) and code):

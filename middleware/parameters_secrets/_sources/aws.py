@@ -275,6 +275,20 @@ class AwsSource:
         give_up_at: float,
         outcomes: dict[ValueRequest, Outcome],
     ) -> list[Awaitable[None]]:
+        batches, singles = self._parameter_batches(requests)
+        calls: list[Awaitable[None]] = []
+        for batch in batches.values():
+            chunks, alone = _batches(list(batch.values()), PARAMETERS_PER_BATCH)
+            calls += [self._get_parameters(c, credentials, give_up_at, outcomes) for c in chunks]
+            singles += alone
+        calls += [self._get_parameter(r, credentials, give_up_at, outcomes) for r in singles]
+        return calls
+
+    def _parameter_batches(
+        self, requests: list[ParameterRequest]
+    ) -> tuple[dict[bool, dict[str, ParameterRequest]], list[ParameterRequest]]:
+        """The parameters ``GetParameters`` can fetch together (by ``decrypt``, by name),
+        and those fetched one by one."""
         singles: list[ParameterRequest] = []
         batches: dict[bool, dict[str, ParameterRequest]] = {}
         for request in dict.fromkeys(requests):
@@ -289,13 +303,7 @@ class AwsSource:
                 batch[request.name] = request
             else:
                 singles.append(request)
-        calls: list[Awaitable[None]] = []
-        for batch in batches.values():
-            chunks, alone = _batches(list(batch.values()), PARAMETERS_PER_BATCH)
-            calls += [self._get_parameters(c, credentials, give_up_at, outcomes) for c in chunks]
-            singles += alone
-        calls += [self._get_parameter(r, credentials, give_up_at, outcomes) for r in singles]
-        return calls
+        return batches, singles
 
     def _secret_calls(
         self,
@@ -657,19 +665,28 @@ def _parameters_answered(
 ) -> dict[ValueRequest, Outcome]:
     """The outcomes a ``GetParameters`` answer settles: its parameters, matched by name or
     ARN (a pinned version only if it is the one answered), and its invalid names."""
-    by_plain_name = {r.name: r for r in requests}  # unique within a batch
-    settled: dict[ValueRequest, Outcome] = {}
-    for parameter in _objects(answer.get("Parameters")):
-        match = by_plain_name.get(str(parameter.get("Name"))) or by_plain_name.get(
-            str(parameter.get("ARN"))
-        )
-        if match is not None and match.version in (None, parameter.get("Version")):
-            settled.setdefault(match, checked_record(match, parameter))
+    settled = _parameters_found(requests, _objects(answer.get("Parameters")))
     by_name = {_selector_name(r): r for r in requests}
     for name in answer.get("InvalidParameters") or []:
         match = by_name.get(name)
         if match is not None:
             settled.setdefault(match, _not_found(match))
+    return settled
+
+
+def _parameters_found(
+    requests: list[ParameterRequest], parameters: list[dict[str, Any]]
+) -> dict[ValueRequest, Outcome]:
+    """The requests ``GetParameters``' ``parameters`` answer, matched by name or ARN (a
+    pinned version only if it is the one answered)."""
+    by_plain_name = {r.name: r for r in requests}  # unique within a batch
+    settled: dict[ValueRequest, Outcome] = {}
+    for parameter in parameters:
+        match = by_plain_name.get(str(parameter.get("Name"))) or by_plain_name.get(
+            str(parameter.get("ARN"))
+        )
+        if match is not None and match.version in (None, parameter.get("Version")):
+            settled.setdefault(match, checked_record(match, parameter))
     return settled
 
 
@@ -681,16 +698,17 @@ def _secrets_answered(
     by_id = {r.secret_id: r for r in requests}
     settled: dict[ValueRequest, Outcome] = {}
     for value in _objects(answer.get("SecretValues")):
-        for candidate in (value.get("Name"), value.get("ARN")):
-            found = by_id.get(candidate) if isinstance(candidate, str) else None
-            if found is not None:
-                settled.setdefault(found, checked_record(found, value))
+        for found in _asked(by_id, value.get("Name"), value.get("ARN")):
+            settled.setdefault(found, checked_record(found, value))
     for error in _objects(answer.get("Errors")):
-        secret_id = error.get("SecretId")
-        found = by_id.get(secret_id) if isinstance(secret_id, str) else None
-        if found is not None:
+        for found in _asked(by_id, error.get("SecretId")):
             settled.setdefault(found, _secret_error(found, error))
     return settled
+
+
+def _asked(by_id: dict[str, SecretRequest], *ids: object) -> list[SecretRequest]:
+    """The requests an answer's ids (its name, its ARN) name."""
+    return [by_id[i] for i in ids if isinstance(i, str) and i in by_id]
 
 
 def _objects(items: Any) -> list[dict[str, Any]]:

@@ -361,21 +361,31 @@ def _timeout(request: ValueRequest) -> FetchError:
 
 
 def _parse(request: ValueRequest, response: Answer, token: str | None) -> Outcome:
+    if response.status == 200:
+        return _answered_record(request, response)
+    return _refusal(request, response, token)
+
+
+def _answered_record(request: ValueRequest, response: Answer) -> Outcome:
+    """The record in the extension's 200 answer, checked."""
+    try:
+        body = parse_answer(response.body, what="the extension's answer")
+    except FetchError:
+        body = None  # checked_record says what is wrong: MalformedResponse
+    record = (
+        body.get("Parameter")
+        if isinstance(request, ParameterRequest) and isinstance(body, dict)
+        else body
+    )
+    outcome = checked_record(request, record, origin="extension's answer")
+    if isinstance(outcome, FetchError):
+        outcome.status = response.status
+    return outcome  # type: ignore[no-any-return]
+
+
+def _refusal(request: ValueRequest, response: Answer, token: str | None) -> FetchError:
+    """The extension's error answer as a FetchError (a refused token: what to check)."""
     status = response.status
-    if status == 200:
-        try:
-            body = parse_answer(response.body, what="the extension's answer")
-        except FetchError:
-            body = None  # checked_record says what is wrong: MalformedResponse
-        record = (
-            body.get("Parameter")
-            if isinstance(request, ParameterRequest) and isinstance(body, dict)
-            else body
-        )
-        outcome = checked_record(request, record, origin="extension's answer")
-        if isinstance(outcome, FetchError):
-            outcome.status = status
-        return outcome  # type: ignore[no-any-return]
     code, message = error_code(status, response.text, response.headers.get("x-amzn-errortype"))
     if status == 401:
         message = _refused_token_hint(token)

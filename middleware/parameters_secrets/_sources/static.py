@@ -71,24 +71,7 @@ class StaticSource:
     @classmethod
     def from_file(cls, path: str | Path) -> StaticSource:
         """Read ``{"parameters": {...}, "secrets": {...}}`` from a JSON file."""
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigurationError(
-                f"cannot read values file {str(path)!r}: {exc.strerror}"
-            ) from None
-        except ValueError as exc:
-            # JSONDecodeError's message gives a position, never the document.
-            raise ConfigurationError(f"values file {str(path)!r} is not JSON: {exc}") from None
-        if not isinstance(data, dict) or not set(data) <= {"parameters", "secrets"}:
-            raise ConfigurationError(
-                f"values file {str(path)!r} must hold an object with 'parameters' and/or 'secrets'"
-            )
-        for section in ("parameters", "secrets"):
-            if not isinstance(data.get(section, {}), dict):
-                raise ConfigurationError(
-                    f"values file {str(path)!r}: {section!r} must be an object"
-                )
+        data = _values_file(path)
         try:
             source = cls(parameters=data.get("parameters"), secrets=data.get("secrets"))
         except ConfigurationError as error:
@@ -126,14 +109,8 @@ class StaticSource:
         return {"Path": request.path, "Parameters": parameters}
 
     def _get_parameter(self, request: ParameterRequest) -> Outcome:
-        # Answer what GetParameter would for the Name it is sent: the declared selector
-        # joins the name as ":3" or ":label", as AwsSource sends it, and a selector may
-        # already be in the name.
-        name = request.name
-        if request.version is not None:
-            name = f"{name}:{request.version}"
-        elif request.label is not None:
-            name = f"{name}:{request.label}"
+        # Answer what GetParameter would for the Name it is sent.
+        name = _sent_name(request)
         if name.startswith(REFERENCE_PREFIX):
             return self._get_reference(name, decrypt=request.decrypt)
         split = self._split_parameter_name(name)
@@ -177,10 +154,7 @@ class StaticSource:
         # the selector.
         path, colon, selector = name.partition(":")
         if colon and (not selector or ":" in selector):
-            return FetchError(
-                f"parameter name {name!r} must have at most one non-empty selector",
-                code="ValidationException",
-            )
+            return _many_selectors(name)
         if from_arn and f"/{path}" in self._parameters:
             # arn:...:parameter/a/b is /a/b, and arn:...:parameter/plain is plain.
             path = f"/{path}"
@@ -195,28 +169,14 @@ class StaticSource:
             )
         secret_id, selector = _split_reference(name.removeprefix(REFERENCE_PREFIX))
         if selector is not None and (not selector or ":" in selector):
-            return FetchError(
-                f"parameter name {name!r} must have at most one non-empty selector",
-                code="ValidationException",
-            )
+            return _many_selectors(name)
         record = self._secrets.get(secret_id) or self._secret_by_arn(secret_id)
         if record is None or not _selects(record, selector):
             what = f"secret {secret_id}" + (f" ({selector})" if selector else "")
             return FetchError(
                 f"{what} not found when referencing Secrets Manager", code="ParameterNotFound"
             )
-        value = record.get("SecretString", record.get("SecretBinary"))
-        return {
-            "ARN": record["ARN"],
-            "DataType": "text",
-            "LastModifiedDate": record["CreatedDate"],
-            "Name": REFERENCE_PREFIX + secret_id,
-            "Selector": None if selector is None else f":{selector}",
-            "SourceResult": json.dumps(record),  # the GetSecretValue answer, as text
-            "Type": "SecureString",
-            "Value": value,
-            "Version": 0,
-        }
+        return _reference_answer(record, secret_id, selector)
 
     def _get_secret(self, request: SecretRequest) -> Outcome:
         record = self._secrets.get(request.secret_id) or self._secret_by_arn(request.secret_id)
@@ -225,20 +185,9 @@ class StaticSource:
                 "Secrets Manager can't find the specified secret.",
                 code="ResourceNotFoundException",
             )
-        if request.version_id is not None and request.version_id != record["VersionId"]:
-            return FetchError(
-                "Secrets Manager can't find the specified secret value for VersionId: "
-                f"{request.version_id}",
-                code="ResourceNotFoundException",
-            )
-        stage = request.version_stage
-        if stage is None and request.version_id is None:
-            stage = "AWSCURRENT"
-        if stage is not None and stage not in record["VersionStages"]:
-            return FetchError(
-                f"Secrets Manager can't find the specified secret value for staging label: {stage}",
-                code="ResourceNotFoundException",
-            )
+        refusal = _version_refusal(request, record)
+        if refusal is not None:
+            return refusal
         return copy.deepcopy(record)  # the caller may change it; the source must not change
 
     def _secret_by_arn(self, secret_id: str) -> dict[str, Any] | None:
@@ -246,6 +195,80 @@ class StaticSource:
             if record["ARN"] == secret_id:
                 return record
         return None
+
+
+def _values_file(path: str | Path) -> dict[str, Any]:
+    """A values file's JSON: an object with a ``parameters`` and/or a ``secrets`` object."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read values file {str(path)!r}: {exc.strerror}") from None
+    except ValueError as exc:
+        # JSONDecodeError's message gives a position, never the document.
+        raise ConfigurationError(f"values file {str(path)!r} is not JSON: {exc}") from None
+    if not isinstance(data, dict) or not set(data) <= {"parameters", "secrets"}:
+        raise ConfigurationError(
+            f"values file {str(path)!r} must hold an object with 'parameters' and/or 'secrets'"
+        )
+    for section in ("parameters", "secrets"):
+        if not isinstance(data.get(section, {}), dict):
+            raise ConfigurationError(f"values file {str(path)!r}: {section!r} must be an object")
+    return data
+
+
+def _sent_name(request: ParameterRequest) -> str:
+    """The ``Name`` GetParameter is sent: the declared selector joins the name as ``:3``
+    or ``:label``, as AwsSource sends it (a selector may already be in the name)."""
+    if request.version is not None:
+        return f"{request.name}:{request.version}"
+    if request.label is not None:
+        return f"{request.name}:{request.label}"
+    return request.name
+
+
+def _many_selectors(name: str) -> FetchError:
+    return FetchError(
+        f"parameter name {name!r} must have at most one non-empty selector",
+        code="ValidationException",
+    )
+
+
+def _version_refusal(request: SecretRequest, record: Mapping[str, Any]) -> FetchError | None:
+    """Why the secret ``record`` has not the version or stage ``request`` asks for (no
+    version nor stage: ``AWSCURRENT``), if it has not."""
+    if request.version_id is not None and request.version_id != record["VersionId"]:
+        return FetchError(
+            "Secrets Manager can't find the specified secret value for VersionId: "
+            f"{request.version_id}",
+            code="ResourceNotFoundException",
+        )
+    stage = request.version_stage
+    if stage is None and request.version_id is None:
+        stage = "AWSCURRENT"
+    if stage is not None and stage not in record["VersionStages"]:
+        return FetchError(
+            f"Secrets Manager can't find the specified secret value for staging label: {stage}",
+            code="ResourceNotFoundException",
+        )
+    return None
+
+
+def _reference_answer(
+    record: Mapping[str, Any], secret_id: str, selector: str | None
+) -> dict[str, Any]:
+    """``GetParameter``'s answer for a reference to the secret ``record``."""
+    value = record.get("SecretString", record.get("SecretBinary"))
+    return {
+        "ARN": record["ARN"],
+        "DataType": "text",
+        "LastModifiedDate": record["CreatedDate"],
+        "Name": REFERENCE_PREFIX + secret_id,
+        "Selector": None if selector is None else f":{selector}",
+        "SourceResult": json.dumps(record),  # the GetSecretValue answer, as text
+        "Type": "SecureString",
+        "Value": value,
+        "Version": 0,
+    }
 
 
 def _secret_field(where: str, spec: Mapping[str, Any]) -> dict[str, Any]:
