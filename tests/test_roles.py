@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import threading
 import time
+from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
+from apig_wsgi import make_lambda_handler
 from mangum import Mangum
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -24,6 +26,7 @@ from parameters_secrets import (
     ParametersByPath,
     ParametersSecrets,
     ParametersSecretsMiddleware,
+    ParametersSecretsWSGIMiddleware,
     Secret,
 )
 from parameters_secrets._assumed import REFRESH_BEFORE_EXPIRY_SECONDS, AssumedRoles
@@ -363,6 +366,25 @@ def test_through_the_middleware_under_mangum(moto: MotoServer, moto_proxy: Count
     handler = Mangum(app, lifespan="off")
     for kind in ("api_gateway_v1", "http_api_v2", "alb", "function_url"):
         assert invoke(handler, kind, "/").json() == {"key": "their-key", "db": "pw-1"}
+    assert len(assume_role_requests(moto_proxy)) == 1
+
+
+def test_through_the_wsgi_middleware_under_apig_wsgi(
+    moto: MotoServer, moto_proxy: CountingProxy
+) -> None:
+    seed_values(moto)
+    store = ParametersSecrets(
+        {"key": Parameter("/other/key", role_arn=ROLE)},
+        source=AwsSource(REGION, endpoint_url=moto_proxy.url),
+    )
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [environ["parameters_secrets.values"]["key"].encode()]
+
+    handler = make_lambda_handler(ParametersSecretsWSGIMiddleware(app, values=store))
+    for kind in ("api_gateway_v1", "http_api_v2", "alb", "function_url"):
+        assert invoke(handler, kind, "/").body == "their-key"
     assert len(assume_role_requests(moto_proxy)) == 1
 
 

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from apig_wsgi import make_lambda_handler
 from mangum import Mangum
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -27,6 +28,7 @@ from parameters_secrets import (
     LoadError,
     ParametersSecrets,
     ParametersSecretsMiddleware,
+    ParametersSecretsWSGIMiddleware,
     Secret,
     Settings,
 )
@@ -315,6 +317,27 @@ def test_through_the_middleware_under_mangum_a_rotation_reaches_the_app(
     assert invoke(handler, "api_gateway_v1", "/").json() == {"db": "v1"}
     clocks.advance(1)
     assert invoke(handler, "function_url", "/").json() == {"db": "v2"}
+    assert calls(moto_proxy) == (2, 2)
+
+
+def test_through_the_wsgi_middleware_under_apig_wsgi_a_rotation_reaches_the_app(
+    moto: MotoServer, moto_proxy: CountingProxy
+) -> None:
+    date = rotating_secret(moto, "db", "v1")
+    clocks = Clocks(date + 1)
+    store = store_on(aws(moto_proxy), clocks)
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [environ["parameters_secrets.values"]["db"].encode()]
+
+    handler = make_lambda_handler(ParametersSecretsWSGIMiddleware(app, values=store))
+    assert invoke(handler, "http_api_v2", "/").body == "v1"
+    put_secret_value(moto, "db", string="v2")
+    clocks.advance(REVALIDATE_SECONDS - 1)
+    assert invoke(handler, "api_gateway_v1", "/").body == "v1"
+    clocks.advance(1)
+    assert invoke(handler, "alb", "/").body == "v2"
     assert calls(moto_proxy) == (2, 2)
 
 
