@@ -170,8 +170,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """Mypy --strict over the package, tests and examples."""
-    session.install("-e", ".[test]", "mypy>=1.13", "nox")
+    """Mypy --strict over the package, tests, examples and scripts (the docs' hooks import
+    griffe, which the docs extra brings)."""
+    session.install("-e", ".[test,docs]", "mypy>=1.13", "nox")
     session.run("mypy")
 
 
