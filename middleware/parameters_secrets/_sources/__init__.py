@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from .._declarations import Record, ValueRequest
+from .._declarations import Record, SecretRequest, ValueRequest
 from .._settings import Settings
 from .._time_bounds import earliest
 from ..exceptions import FetchError
@@ -45,6 +45,25 @@ class Source(Protocol):
     async def aclose(self) -> None:
         """Release connections."""
         ...
+
+
+async def describe_secrets_with(
+    source: Source, requests: Sequence[SecretRequest], deadline: float | None
+) -> Sequence[Outcome]:
+    """``DescribeSecret`` through ``source`` (AWS directly, behind a source that has no
+    such call), for ``Secret(..., follow_rotation=True)``; a source without
+    ``describe_secrets`` fails each request with ``DescribeSecretUnsupported``."""
+    describe = getattr(source, "describe_secrets", None)
+    if describe is None:
+        return [
+            FetchError(
+                f"{r.describe()}: the fallback source cannot call DescribeSecret",
+                code="DescribeSecretUnsupported",
+            )
+            for r in requests
+        ]
+    answers: Sequence[Outcome] = await describe(requests, deadline)
+    return answers
 
 
 # A fetch with neither a timeout setting nor a Lambda deadline still ends: a web request

@@ -8,7 +8,7 @@ import os
 import ssl
 import threading
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 from urllib.parse import urlsplit
 
 from .. import __name__ as _package
@@ -39,6 +39,11 @@ _NOT_ALLOWED = frozenset({"AccessDeniedException", "AccessDenied", "Unauthorized
 _USER_AGENT = f"{_package}/{__version__}"
 _ssl_context: ssl.SSLContext | None = None
 R = TypeVar("R", ParameterRequest, SecretRequest, PathRequest)
+# Plans one kind's calls for a group of requests under one set of credentials, writing
+# each request's outcome: what _fetch_kind runs per role.
+_Plan: TypeAlias = Callable[
+    [list[R], Credentials, float, dict[ValueRequest, Outcome]], list[Awaitable[None]]
+]
 
 
 def _shared_ssl_context() -> ssl.SSLContext:
@@ -184,9 +189,7 @@ class AwsSource:
         requests: Sequence[ValueRequest],
         kind: type[R],
         give_up_at: float,
-        plan: Callable[
-            [list[R], Credentials, float, dict[ValueRequest, Outcome]], list[Awaitable[None]]
-        ],
+        plan: _Plan[R],
         outcomes: dict[ValueRequest, Outcome],
     ) -> list[Awaitable[None]]:
         """The fetch of the requests of one kind, if there are any."""
@@ -208,9 +211,7 @@ class AwsSource:
         self,
         requests: list[R],
         give_up_at: float,
-        plan: Callable[
-            [list[R], Credentials, float, dict[ValueRequest, Outcome]], list[Awaitable[None]]
-        ],
+        plan: _Plan[R],
         outcomes: dict[ValueRequest, Outcome],
     ) -> None:
         """Every call for one kind of value, ending by ``give_up_at`` (every call, retry,
@@ -231,9 +232,7 @@ class AwsSource:
         role_arn: str | None,
         requests: list[R],
         give_up_at: float,
-        plan: Callable[
-            [list[R], Credentials, float, dict[ValueRequest, Outcome]], list[Awaitable[None]]
-        ],
+        plan: _Plan[R],
         outcomes: dict[ValueRequest, Outcome],
     ) -> None:
         try:

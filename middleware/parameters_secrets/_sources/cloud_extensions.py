@@ -38,7 +38,7 @@ from .._concurrency import PerLoop, concurrently
 from .._declarations import PathRequest, SecretRequest, ValueRequest
 from .._settings import Settings
 from ..exceptions import ConfigurationError, FetchError
-from . import Outcome, Source, give_up_time
+from . import Outcome, Source, describe_secrets_with, give_up_time
 from ._bounded import Answer, parse_answer, send_bounded
 from ._endpoints import configured_region, profile_region
 from ._errors import error_code, is_transient
@@ -188,17 +188,7 @@ class CloudExtensionsSource:
     ) -> Sequence[Outcome]:
         """``DescribeSecret`` from AWS directly (the runtime has none), for
         ``Secret(..., follow_rotation=True)``, whose values come from AWS directly too."""
-        describe = getattr(self._direct_source(), "describe_secrets", None)
-        if describe is None:
-            return [
-                FetchError(
-                    f"{r.describe()}: the fallback source cannot call DescribeSecret",
-                    code="DescribeSecretUnsupported",
-                )
-                for r in requests
-            ]
-        answers: Sequence[Outcome] = await describe(requests, deadline)
-        return answers
+        return await describe_secrets_with(self._direct_source(), requests, deadline)
 
     def _direct_source(self) -> Source:
         """AWS directly: ``fallback`` if it is a source, else an AwsSource made now."""

@@ -15,7 +15,7 @@ from .._concurrency import PerLoop, concurrently
 from .._declarations import ParameterRequest, PathRequest, SecretRequest, ValueRequest
 from .._settings import Settings
 from ..exceptions import ConfigurationError, FetchError
-from . import Outcome, Source, give_up_time
+from . import Outcome, Source, describe_secrets_with, give_up_time
 from ._bounded import Answer, parse_answer, send_bounded
 from ._errors import error_code, is_transient
 from ._records import checked_record
@@ -157,17 +157,7 @@ class ExtensionSource:
     ) -> Sequence[Outcome]:
         """``DescribeSecret`` (which the extension does not offer) from AWS directly, for
         ``Secret(..., follow_rotation=True)``."""
-        describe = getattr(self._direct_source(), "describe_secrets", None)
-        if describe is None:
-            return [
-                FetchError(
-                    f"{r.describe()}: the fallback source cannot call DescribeSecret",
-                    code="DescribeSecretUnsupported",
-                )
-                for r in requests
-            ]
-        answers: Sequence[Outcome] = await describe(requests, deadline)
-        return answers
+        return await describe_secrets_with(self._direct_source(), requests, deadline)
 
     async def _get_into(
         self,
