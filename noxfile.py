@@ -53,6 +53,10 @@ COVERAGE_DATA = ROOT / ".nox" / "coverage-data"
 # What the default suite leaves out: the tests that download wheels from the package
 # index (the zip builder's); `nox -s package` runs them.
 OFFLINE = ("-m", "not network")
+# The suite in four pytest-xdist workers, whatever the machine's cores: it waits on servers,
+# subprocesses and time bounds far more than it computes (one worker: ~110 s of CPU in
+# ~270 s). ``-- -n 0`` runs it in one process.
+WORKERS = ("-n", "4")
 # The Pythons a tests session ran on in this nox run: at exit, the supported ones that
 # did not run and are not installed are named, with how to run them.
 TESTED: list[str] = []
@@ -65,7 +69,7 @@ def tests(session: nox.Session) -> None:
     run it. ``-- -k ...`` goes to pytest (``-- -m network``: the package index's tests)."""
     session.install("-e", ".[test]")
     TESTED.append(str(session.python))
-    session.run("pytest", *OFFLINE, *session.posargs)
+    session.run("pytest", *OFFLINE, *WORKERS, *session.posargs)
 
 
 def run_measured(session: nox.Session, name: str, *pytest_args: str) -> None:
@@ -282,7 +286,7 @@ def coverage(session: nox.Session) -> None:
     ``nox -s package`` measured if it ran before; fails below ``fail_under``. In CI this is
     the suite's run on nox's own Python. ``-- -k ...`` goes to pytest."""
     session.install("-e", ".[test]")
-    run_measured(session, "suite", *OFFLINE, *session.posargs)
+    run_measured(session, "suite", *OFFLINE, *WORKERS, *session.posargs)
     data_file = str(COVERAGE_DATA / ".coverage")
     # --keep: each run's files stay until that run is redone, so the package session's
     # and this one's are combined whichever ran last.
