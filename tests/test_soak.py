@@ -46,7 +46,9 @@ from tests.extension_server import FakeExtension
 
 MIN_REQUESTS = 10_000
 MIN_SECONDS = 8.0
-MAX_SECONDS = 40.0  # a guard: the test fails rather than hang
+# A guard: the test fails rather than hang. ~10 s on an idle 2-core machine; in CI the
+# suite shares the cores with seven other workers.
+MAX_SECONDS = 120.0
 CONCURRENCY = 50
 TTL = 1
 FAILURE_RATE = 1 / 3
