@@ -129,8 +129,8 @@ class AwsSource:
         # Credentials of the roles values are read through (role_arn=): made on first use.
         self._roles: AssumedRoles | None = None
         self._roles_lock = threading.Lock()
-        self._ssm: _Service | None = None
-        self._secrets: _Service | None = None
+        # By signing name ("ssm", "secretsmanager"); both set at once, on the first fetch.
+        self._services: dict[str, _Service] = {}
         # Cleared when the role turns out not to be allowed the batch actions.
         self.batch_parameters = True
         self.batch_secrets = True
@@ -147,8 +147,8 @@ class AwsSource:
     def _endpoint(self, variable: str, service: str, region: Region | None) -> str | None:
         """The endpoint of ``service``: ``endpoint_url=``, the service's variable, the
         common one, then AWS's in ``region`` (``None``: no region known yet)."""
-        if self._ssm is not None and self._secrets is not None:
-            return (self._ssm if service == "ssm" else self._secrets).endpoint
+        if self._services:
+            return self._services[service].endpoint
         return (
             self._endpoint_url
             or os.environ.get(variable)
@@ -158,8 +158,8 @@ class AwsSource:
 
     async def aclose(self) -> None:
         """Close the connection pools."""
-        for service in (self._ssm, self._secrets):
-            if service is not None and service.clients is not None:
+        for service in self._services.values():
+            if service.clients is not None:
                 await service.clients.aclose()
 
     async def fetch(
@@ -241,8 +241,7 @@ class AwsSource:
             if role_arn is not None:
                 credentials = await self._assumed_role(role_arn, credentials, give_up_at)
         except FetchError as error:
-            for request in requests:
-                outcomes[request] = error
+            outcomes.update(dict.fromkeys(requests, error))
             return
         await concurrently(plan(requests, credentials, give_up_at, outcomes))
 
@@ -311,19 +310,22 @@ class AwsSource:
         give_up_at: float,
         outcomes: dict[ValueRequest, Outcome],
     ) -> list[Awaitable[None]]:
-        # BatchGetSecretValue returns AWSCURRENT only: pinned versions go one by one.
-        unique = list(dict.fromkeys(requests))
-        current = [
-            r for r in unique if r.version_id is None and r.version_stage in (None, "AWSCURRENT")
-        ]
-        batchable = current if self.batch_secrets else []
-        singles = [r for r in unique if r not in batchable]
-        chunks, alone = _batches(batchable, SECRETS_PER_BATCH)
+        chunks, singles = self._secret_batches(requests)
         calls: list[Awaitable[None]] = [
             self._batch_get_secrets(c, credentials, give_up_at, outcomes) for c in chunks
         ]
-        calls += [self._get_secret(r, credentials, give_up_at, outcomes) for r in singles + alone]
+        calls += [self._get_secret(r, credentials, give_up_at, outcomes) for r in singles]
         return calls
+
+    def _secret_batches(
+        self, requests: list[SecretRequest]
+    ) -> tuple[list[list[SecretRequest]], list[SecretRequest]]:
+        """The secrets ``BatchGetSecretValue`` can fetch together, in calls of
+        ``SECRETS_PER_BATCH`` at most, and those fetched one by one."""
+        unique = list(dict.fromkeys(requests))
+        batchable = [r for r in unique if self.batch_secrets and _is_current(r)]
+        chunks, alone = _batches(batchable, SECRETS_PER_BATCH)
+        return chunks, [r for r in unique if r not in batchable] + alone
 
     def _describe_calls(
         self,
@@ -471,22 +473,34 @@ class AwsSource:
     ) -> None:
         """``BatchGetSecretValue`` page by page; what its answers do not settle is asked
         alone, unless the batch failed in a way asking alone would fail too."""
+        failure = await self._read_secret_pages(requests, credentials, give_up_at, outcomes)
+        if failure is not None and self._settles_batch(failure):
+            for request in requests:
+                outcomes.setdefault(request, failure)
+            return
+        await self._ask_alone(self._get_secret, requests, credentials, give_up_at, outcomes)
+
+    async def _read_secret_pages(
+        self,
+        requests: list[SecretRequest],
+        credentials: Credentials,
+        give_up_at: float,
+        outcomes: dict[ValueRequest, Outcome],
+    ) -> FetchError | None:
+        """Every page of one ``BatchGetSecretValue``, writing the outcomes each settles;
+        the failure that ended it early, if one did."""
         body: dict[str, Any] = {"SecretIdList": [r.secret_id for r in requests]}
         for _ in range(len(requests) + 1):  # NextToken pages; bounded
             answer = await self._batch_get_secrets_page(body, credentials, give_up_at)
             if isinstance(answer, FetchError):
-                if self._settles_batch(answer):
-                    for request in requests:
-                        outcomes.setdefault(request, answer)
-                    return
-                break
+                return answer
             for found, outcome in _secrets_answered(requests, answer).items():
                 outcomes.setdefault(found, outcome)
             token = answer.get("NextToken")
             if not token:
-                break
+                return None
             body["NextToken"] = token
-        await self._ask_alone(self._get_secret, requests, credentials, give_up_at, outcomes)
+        return None
 
     async def _batch_get_secrets_page(
         self, body: dict[str, Any], credentials: Credentials, give_up_at: float
@@ -524,7 +538,7 @@ class AwsSource:
     # -- transport ----------------------------------------------------------------
 
     def _resolve_services(self) -> None:
-        if self._ssm is not None and self._secrets is not None:
+        if self._services:
             return
         region = self._region or profile_region()
         if region is None:
@@ -536,22 +550,22 @@ class AwsSource:
         def endpoint(variable: str, service: str) -> str:
             return self._endpoint(variable, service, region) or service_endpoint(service, region)
 
-        self._ssm = _Service("ssm", "AmazonSSM", endpoint("AWS_ENDPOINT_URL_SSM", "ssm"))
-        self._secrets = _Service(
-            "secretsmanager",
-            "secretsmanager",
-            endpoint("AWS_ENDPOINT_URL_SECRETS_MANAGER", "secretsmanager"),
-        )
+        self._services = {
+            "ssm": _Service("ssm", "AmazonSSM", endpoint("AWS_ENDPOINT_URL_SSM", "ssm")),
+            "secretsmanager": _Service(
+                "secretsmanager",
+                "secretsmanager",
+                endpoint("AWS_ENDPOINT_URL_SECRETS_MANAGER", "secretsmanager"),
+            ),
+        }
 
     @property
     def _ssm_service(self) -> _Service:
-        assert self._ssm is not None  # noqa: S101 - for mypy: set before any fetch
-        return self._ssm
+        return self._services["ssm"]  # set before any call
 
     @property
     def _secrets_service(self) -> _Service:
-        assert self._secrets is not None  # noqa: S101 - for mypy: set before any fetch
-        return self._secrets
+        return self._services["secretsmanager"]  # set before any call
 
     async def _client(self, service: _Service) -> httpx.AsyncClient:
         if service.clients is None:
@@ -731,9 +745,18 @@ def _secret_error(request: SecretRequest, error: dict[str, Any]) -> FetchError:
 
 
 def _batches(items: list[R], size: int) -> tuple[list[list[R]], list[R]]:
-    """``items`` in calls of ``size`` at most; a call of one goes alone, as a single call."""
+    """``items`` in calls of ``size`` (2 or more) at most; a call of one goes alone, as a
+    single call."""
     chunks = [items[start : start + size] for start in range(0, len(items), size)]
-    return [c for c in chunks if len(c) > 1], [c[0] for c in chunks if len(c) == 1]
+    # Only the last call can be short, so only it can hold one item.
+    alone = chunks.pop() if chunks and len(chunks[-1]) == 1 else []
+    return chunks, alone
+
+
+def _is_current(request: SecretRequest) -> bool:
+    """Whether ``request`` asks for ``AWSCURRENT``, the only version ``BatchGetSecretValue``
+    returns (pinned versions go one by one)."""
+    return request.version_id is None and request.version_stage in (None, "AWSCURRENT")
 
 
 def _selector_name(request: ParameterRequest) -> str:
