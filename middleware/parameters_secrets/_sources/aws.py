@@ -323,7 +323,8 @@ class AwsSource:
         """The secrets ``BatchGetSecretValue`` can fetch together, in calls of
         ``SECRETS_PER_BATCH`` at most, and those fetched one by one."""
         unique = list(dict.fromkeys(requests))
-        batchable = [r for r in unique if self.batch_secrets and _is_current(r)]
+        # BatchGetSecretValue returns AWSCURRENT only: pinned versions go one by one.
+        batchable = [r for r in unique if self.batch_secrets and not r.pinned]
         chunks, alone = _batches(batchable, SECRETS_PER_BATCH)
         return chunks, [r for r in unique if r not in batchable] + alone
 
@@ -751,12 +752,6 @@ def _batches(items: list[R], size: int) -> tuple[list[list[R]], list[R]]:
     # Only the last call can be short, so only it can hold one item.
     alone = chunks.pop() if chunks and len(chunks[-1]) == 1 else []
     return chunks, alone
-
-
-def _is_current(request: SecretRequest) -> bool:
-    """Whether ``request`` asks for ``AWSCURRENT``, the only version ``BatchGetSecretValue``
-    returns (pinned versions go one by one)."""
-    return request.version_id is None and request.version_stage in (None, "AWSCURRENT")
 
 
 def _selector_name(request: ParameterRequest) -> str:
