@@ -13,6 +13,7 @@ from typing import Any
 from .._declarations import ParameterRequest, PathRequest, SecretRequest, ValueRequest
 from ..exceptions import ConfigurationError, FetchError
 from . import Outcome
+from ._records import is_parameter_arn
 
 _CREATED = "2026-01-01T00:00:00.000Z"
 REFERENCE_PREFIX = "/aws/reference/secretsmanager/"
@@ -143,7 +144,7 @@ class StaticSource:
 
     def _split_parameter_name(self, name: str) -> tuple[str, str | None] | FetchError:
         """The stored name and the selector (``"3"``, ``"label"``) in a requested name."""
-        from_arn = name.startswith("arn:") and ":parameter/" in name
+        from_arn = is_parameter_arn(name)
         if from_arn:
             name = name.split(":parameter/", 1)[1]
         # Parameter names have no ":" (AWS allows a-z, 0-9, "_.-" and "/"): one starts
