@@ -167,8 +167,6 @@ def _policy(
 def _resolve(target: str) -> object:
     """The object MODULE:ATTR names, MODULE imported as ``python -m`` would, from the
     current directory first (a console script's ``sys.path`` starts elsewhere)."""
-    import importlib
-
     from ._policy import PolicyError
 
     module_name, _, attribute = target.partition(":")
@@ -177,12 +175,28 @@ def _resolve(target: str) -> object:
     cwd = str(Path.cwd())
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
+    return _attribute(_import(module_name), module_name, attribute)
+
+
+def _import(module_name: str) -> object:
+    """The module ``module_name``, imported; whatever it raises, a one-line PolicyError."""
+    import importlib
+
+    from ._policy import PolicyError
+
     try:
-        found: object = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except BaseException as exc:  # noqa: BLE001 - the user's module may raise anything
         raise PolicyError(
             f"cannot import {module_name}: {type(exc).__name__}: {_one_line(exc)}"
         ) from None
+
+
+def _attribute(module: object, module_name: str, attribute: str) -> object:
+    """The (dotted) ``attribute`` of ``module``, or a one-line PolicyError."""
+    from ._policy import PolicyError
+
+    found = module
     for name in attribute.split("."):
         try:
             found = getattr(found, name)
@@ -200,11 +214,17 @@ def _server_settings(source_name: str | None) -> Settings:
     settings = Settings.from_env()
     settings.apply_log_level()
     source = source_name or settings.source or "aws"
+    _check_server_source(source, given=source_name is not None)
+    return dataclasses.replace(settings, source=source)
+
+
+def _check_server_source(source: str, *, given: bool) -> None:
+    """Refuse the extension as the server's source, and a ``--source`` (``given``) that is
+    neither ``aws`` nor a file."""
     if source == "extension":
         raise ConfigurationError("the server cannot use the extension as its own source")
-    if source_name is not None and not (source == "aws" or source.startswith("file:")):
+    if given and not (source == "aws" or source.startswith("file:")):
         raise ConfigurationError(f"--source must be 'aws' or 'file:PATH', not {source!r}")
-    return dataclasses.replace(settings, source=source)
 
 
 def _server_port(port: int | None, settings: Settings) -> int:
