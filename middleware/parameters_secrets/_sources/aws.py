@@ -696,12 +696,23 @@ def _parameters_found(
     by_plain_name = {r.name: r for r in requests}  # unique within a batch
     settled: dict[ValueRequest, Outcome] = {}
     for parameter in parameters:
-        match = by_plain_name.get(str(parameter.get("Name"))) or by_plain_name.get(
-            str(parameter.get("ARN"))
-        )
-        if match is not None and match.version in (None, parameter.get("Version")):
+        match = _answered_request(by_plain_name, parameter)
+        if match is not None:
             settled.setdefault(match, checked_record(match, parameter))
     return settled
+
+
+def _answered_request(
+    by_plain_name: dict[str, ParameterRequest], parameter: dict[str, Any]
+) -> ParameterRequest | None:
+    """The request one parameter of a ``GetParameters`` answer is for, by its name or
+    ARN; a pinned version only if it is the one answered."""
+    match = by_plain_name.get(str(parameter.get("Name"))) or by_plain_name.get(
+        str(parameter.get("ARN"))
+    )
+    if match is None or match.version not in (None, parameter.get("Version")):
+        return None
+    return match
 
 
 def _secrets_answered(

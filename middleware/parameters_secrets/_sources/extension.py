@@ -110,9 +110,7 @@ class ExtensionSource:
         values, secrets that follow their rotation, and with a fallback the values it is
         not ready to serve, from AWS directly."""
         outcomes: dict[ValueRequest, Outcome] = {}
-        # No by-path API, no roles, no DescribeSecret: those go to AWS directly.
-        direct: list[ValueRequest] = [r for r in requests if _aws_only(r)]
-        asked = [r for r in requests if _extension_serves(r)]
+        asked, direct = _by_server(requests)
         if asked:
             direct += await self._ask_extension(asked, deadline, outcomes)
         if direct:
@@ -290,6 +288,16 @@ def _aws_only(request: ValueRequest) -> bool:
         or request.role_arn is not None
         or (isinstance(request, SecretRequest) and request.follow_rotation)
     )
+
+
+def _by_server(
+    requests: Sequence[ValueRequest],
+) -> tuple[list[ParameterRequest | SecretRequest], list[ValueRequest]]:
+    """The requests the extension serves, and those AWS alone does."""
+    # No by-path API, no roles, no DescribeSecret: those go to AWS directly.
+    asked = [r for r in requests if _extension_serves(r)]
+    direct: list[ValueRequest] = [r for r in requests if _aws_only(r)]
+    return asked, direct
 
 
 def _extension_serves(request: ValueRequest) -> TypeGuard[ParameterRequest | SecretRequest]:
