@@ -30,6 +30,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         " try of that zip here (invoke).",
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_serve_command(commands)
+    _add_policy_command(commands)
+    _add_deploy_commands(commands)
+    # `package` passes what follows it to the builder's own parser (its --help too), so
+    # that its options are written once, in the module only that command imports.
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "package":
+        return _package(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "policy":
+        return _policy(args.target, args.region, args.account, args.partition, args.role)
+    if args.command == "invoke":
+        from . import _invoke
+
+        return _invoke.main(args)
+    return _serve_command(args.port, args.source)
+
+
+def _serve_command(port: int | None, source_name: str | None) -> int:
+    """``parameters-secrets serve``: a bad setting or option said in one line (status 2)."""
+    try:
+        return _serve(port, source_name)
+    except ConfigurationError as error:
+        print(f"parameters-secrets: {error}", file=sys.stderr)
+        return 2
+
+
+def _add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = commands.add_parser(
         "serve",
         help="serve the extension's HTTP API on 127.0.0.1",
@@ -51,26 +80,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="aws (default) or file:PATH (default: PARAMETERS_SECRETS_SOURCE)",
     )
-    _add_policy_command(commands)
-    _add_deploy_commands(commands)
-    # `package` passes what follows it to the builder's own parser (its --help too), so
-    # that its options are written once, in the module only that command imports.
-    args, rest = parser.parse_known_args(argv)
-    if args.command == "package":
-        return _package(rest)
-    if rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    if args.command == "policy":
-        return _policy(args.target, args.region, args.account, args.partition, args.role)
-    if args.command == "invoke":
-        from . import _invoke
-
-        return _invoke.main(args)
-    try:
-        return _serve(args.port, args.source)
-    except ConfigurationError as error:
-        print(f"parameters-secrets: {error}", file=sys.stderr)
-        return 2
 
 
 def _add_policy_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

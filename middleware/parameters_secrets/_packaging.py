@@ -647,14 +647,19 @@ def top_level_names(directory: Path) -> set[str]:
     names = set()
     for path in directory.iterdir():
         if path.is_dir():
-            if not path.name.endswith((".dist-info", ".data")) and path.name not in {
-                "bin",
-                "__pycache__",
-            }:
+            if _is_package_directory(path):
                 names.add(path.name)
         elif path.suffix in {".py", ".so", ".pyd"}:
             names.add(path.name.split(".", 1)[0])
     return names
+
+
+def _is_package_directory(path: Path) -> bool:
+    """Whether a directory at the top of an install is one ``import`` finds: not a
+    distribution's metadata or data, nor the scripts or the bytecode cache."""
+    return (
+        not path.name.endswith((".dist-info", ".data")) and path.name not in _LEFT_OUT_DIRECTORIES
+    )
 
 
 def imported_names(sources: Iterable[Path]) -> dict[str, Path]:
@@ -803,10 +808,15 @@ def _pip_error(result: subprocess.CompletedProcess[str]) -> str:
     """Pip's first ``ERROR:`` line that says what failed, on one line."""
     lines = (result.stderr + result.stdout).splitlines()
     for line in lines:
-        # "Ignored the following yanked versions" comes first, and says nothing of the cause.
-        if line.startswith("ERROR:") and not line.startswith("ERROR: Ignored the following"):
+        if _is_cause(line):
             return line.removeprefix("ERROR:").strip()
     return next((line.strip() for line in reversed(lines) if line.strip()), "pip failed")
+
+
+def _is_cause(line: str) -> bool:
+    """Whether a line of pip's output is an ``ERROR:`` line that says what failed."""
+    # "Ignored the following yanked versions" comes first, and says nothing of the cause.
+    return line.startswith("ERROR:") and not line.startswith("ERROR: Ignored the following")
 
 
 def _not_found(result: subprocess.CompletedProcess[str]) -> str | None:

@@ -149,12 +149,13 @@ class AwsSource:
         common one, then AWS's in ``region`` (``None``: no region known yet)."""
         if self._services:
             return self._services[service].endpoint
-        return (
-            self._endpoint_url
-            or os.environ.get(variable)
-            or os.environ.get("AWS_ENDPOINT_URL")
-            or (service_endpoint(service, region) if region is not None else None)
-        )
+        configured = self._configured_endpoint(variable)
+        return configured or (service_endpoint(service, region) if region is not None else None)
+
+    def _configured_endpoint(self, variable: str) -> str | None:
+        """The endpoint configured for a service: ``endpoint_url=``, the service's
+        ``variable``, then ``AWS_ENDPOINT_URL``; ``None``: AWS's."""
+        return self._endpoint_url or os.environ.get(variable) or os.environ.get("AWS_ENDPOINT_URL")
 
     async def aclose(self) -> None:
         """Close the connection pools."""
@@ -725,10 +726,17 @@ def _secrets_answered(
     for value in _objects(answer.get("SecretValues")):
         for found in _asked(by_id, value.get("Name"), value.get("ARN")):
             settled.setdefault(found, checked_record(found, value))
+    _settle_secret_errors(by_id, answer, settled)
+    return settled
+
+
+def _settle_secret_errors(
+    by_id: dict[str, SecretRequest], answer: dict[str, Any], settled: dict[ValueRequest, Outcome]
+) -> None:
+    """The outcomes a ``BatchGetSecretValue`` page's per-secret ``Errors`` settle."""
     for error in _objects(answer.get("Errors")):
         for found in _asked(by_id, error.get("SecretId")):
             settled.setdefault(found, _secret_error(found, error))
-    return settled
 
 
 def _asked(by_id: dict[str, SecretRequest], *ids: object) -> list[SecretRequest]:
