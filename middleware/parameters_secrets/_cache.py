@@ -315,10 +315,7 @@ class Cache(Generic[K, V]):
             lookups, pending = self._look_up(items, now, force=force)
         if not pending:  # the warm path: nothing awaited
             return lookups  # type: ignore[return-value]
-        ttls: dict[K, float] = {}
-        for key, ttl in items:
-            if key in pending:
-                ttls[key] = max(ttl, ttls.get(key, 0.0))
+        ttls = _longest_ttls(items, pending)
         outcomes = await self._load(list(pending), ttls, deadline, force=force)
         with self._lock:
             entries = {key: self._entries.get(key) for key in pending}
@@ -390,16 +387,30 @@ class Cache(Generic[K, V]):
                 mine = self._take_off(lead, deadline, force=force) if lead else None
             if mine is not None:
                 got.update(await self._lead(mine, lead, ttls, deadline))
-            remaining = []
-            for flight, waiting in waits.items():
-                # A forced lookup takes an answer from a forced fetch (every caller forcing
-                # at once shares one) or from one that began after it was asked; after an
-                # older ordinary fetch, it looks again, and then finds none that old.
-                takes = not force or flight.forced or flight.number > asked
-                remaining += await self._wait(flight, waiting, deadline, takes=takes, got=got)
+            remaining = await self._wait_all(waits, deadline, force=force, asked=asked, got=got)
             if not remaining:
                 break
         return got
+
+    async def _wait_all(
+        self,
+        waits: dict[_Fetch[K, V], list[K]],
+        deadline: float | None,
+        *,
+        force: bool,
+        asked: int,
+        got: dict[K, Outcome[V]],
+    ) -> list[K]:
+        """Wait for the other callers' fetches of ``waits``' keys, one after the other
+        (:meth:`_wait`); the keys to look up again."""
+        remaining: list[K] = []
+        for flight, waiting in waits.items():
+            # A forced lookup takes an answer from a forced fetch (every caller forcing
+            # at once shares one) or from one that began after it was asked; after an
+            # older ordinary fetch, it looks again, and then finds none that old.
+            takes = not force or flight.forced or flight.number > asked
+            remaining += await self._wait(flight, waiting, deadline, takes=takes, got=got)
+        return remaining
 
     def _share_out(
         self, keys: list[K], *, last_round: bool
@@ -459,10 +470,14 @@ class Cache(Generic[K, V]):
             settled, outcomes = await flight.wait(until)
             if settled:
                 return _taken(outcomes if takes else None, waiting, got)
-            for key in [key for key in waiting if bounds[key] <= until]:
-                got[key] = self._gave_up(key, "another caller's fetch of it did not end in time")
+            self._give_up_waiting([key for key in waiting if bounds[key] <= until], got)
             waiting = [key for key in waiting if bounds[key] > until]
         return []
+
+    def _give_up_waiting(self, keys: list[K], got: dict[K, Outcome[V]]) -> None:
+        """What each of ``keys`` gets when another caller's fetch of it outlasts its bound."""
+        for key in keys:
+            got[key] = self._gave_up(key, "another caller's fetch of it did not end in time")
 
     def _gave_up(self, key: K, why: str) -> Outcome[V]:
         """What a caller that could not get a fresh answer in time gets: the previous
@@ -485,14 +500,7 @@ class Cache(Generic[K, V]):
             # No await from here to settle(): a cancellation cannot split the settling.
             warnings: list[tuple[K, str]] = []
             with self._lock:
-                now = self._clock()
-                settled = {
-                    key: self._settle(
-                        key, result, ttls[key], now, number=flight.number, warnings=warnings
-                    )
-                    for key, result in zip(keys, results, strict=True)
-                }
-                self._land(flight, keys)
+                settled = self._settle_all(flight, keys, results, ttls, warnings)
             flight.settle(settled)
             for key, code in warnings:
                 logger.warning(
@@ -506,6 +514,24 @@ class Cache(Generic[K, V]):
                 with self._lock:
                     self._land(flight, keys)
                 flight.settle(None)
+
+    def _settle_all(
+        self,
+        flight: _Fetch[K, V],
+        keys: list[K],
+        results: Sequence[Outcome[V]],
+        ttls: dict[K, float],
+        warnings: list[tuple[K, str]],
+    ) -> dict[K, Outcome[V]]:
+        """Record each of ``flight``'s results and take it off its keys; what its callers
+        get. Under the lock."""
+        now = self._clock()
+        settled = {
+            key: self._settle(key, result, ttls[key], now, number=flight.number, warnings=warnings)
+            for key, result in zip(keys, results, strict=True)
+        }
+        self._land(flight, keys)
+        return settled
 
     def _land(self, flight: _Fetch[K, V], keys: list[K]) -> None:
         """Take ``flight`` off its keys (those another caller did not take over)."""
@@ -559,15 +585,24 @@ class Cache(Generic[K, V]):
             return result
         previous = entry if entry is not None and not isinstance(entry.value, FetchError) else None
         if not isinstance(result, FetchError):
-            if previous is not None:
-                self._refreshes += 1
-                self._observe("refreshes", key)
-            if self._caches(ttl):
-                self._store(key, _Entry(result, now, ttl, number, self._expires_at(key)))
-            return result
+            return self._settle_value(
+                key, result, ttl, now, number=number, refresh=previous is not None
+            )
         return self._settle_error(
             key, result, ttl, now, number=number, previous=previous, warnings=warnings
         )
+
+    def _settle_value(
+        self, key: K, value: V, ttl: float, now: float, *, number: int, refresh: bool
+    ) -> Outcome[V]:
+        """Record one fetched value (a ``refresh`` of a previous one, or not). Under the
+        lock."""
+        if refresh:
+            self._refreshes += 1
+            self._observe("refreshes", key)
+        if self._caches(ttl):
+            self._store(key, _Entry(value, now, ttl, number, self._expires_at(key)))
+        return value
 
     def _settle_error(
         self,
@@ -588,13 +623,18 @@ class Cache(Generic[K, V]):
         if error.not_found and self._caches(ttl):
             self._store(key, _Entry(error, now, ttl, number))
             return error
-        if error.transient and self._stale_if_error and previous is not None and self._caches(ttl):
+        if previous is not None and self._serves_through(error, ttl):
             warnings.append((key, error.code))
             return self._serve_stale(key, previous, ttl, now)
         # The value is gone or forbidden now: the old one must not be served again.
         if not error.transient and self._entries.pop(key, None) is not None:
             self._generation += 1
         return error
+
+    def _serves_through(self, error: FetchError, ttl: float) -> bool:
+        """Whether a previous value is served through ``error`` (``stale_if_error``): a
+        transient failure, of a key cached for ``ttl``."""
+        return error.transient and self._stale_if_error and self._caches(ttl)
 
     def _serve_stale(self, key: K, previous: _Entry[V], ttl: float, now: float) -> Outcome[V]:
         """Serve the previous value after a transient failure, and fetch again within
@@ -624,16 +664,20 @@ class Cache(Generic[K, V]):
     def _evict(self, kept: K) -> None:
         """Down to ``max_size`` entries: expired ones first, then the least recently used;
         never ``kept`` (the one just stored) among the expired. Under the lock."""
-        now = self._clock()
-        expired = [
-            k for k, e in self._entries.items() if k != kept and e.fresh_until(e.longest_ttl) <= now
-        ]
-        for stale_key in expired:
+        for stale_key in self._expired(kept):
             if len(self._entries) <= self._max_size:
                 return
             del self._entries[stale_key]
         while len(self._entries) > self._max_size:
             self._entries.popitem(last=False)
+
+    def _expired(self, kept: K) -> list[K]:
+        """The keys whose entries are stale for their longest TTL, but ``kept``. Under the
+        lock."""
+        now = self._clock()
+        return [
+            k for k, e in self._entries.items() if k != kept and e.fresh_until(e.longest_ttl) <= now
+        ]
 
 
 def _taken(
@@ -647,6 +691,15 @@ def _taken(
     for key in keys:
         got[key] = outcomes[key]
     return []
+
+
+def _longest_ttls(items: Sequence[tuple[K, float]], pending: Mapping[K, object]) -> dict[K, float]:
+    """Each ``pending`` key's longest TTL among the ``items`` that ask for it."""
+    ttls: dict[K, float] = {}
+    for key, ttl in items:
+        if key in pending:
+            ttls[key] = max(ttl, ttls.get(key, 0.0))
+    return ttls
 
 
 def _fetch_repeats(

@@ -30,6 +30,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         " try of that zip here (invoke).",
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_serve_command(commands)
+    _add_policy_command(commands)
+    _add_deploy_commands(commands)
+    # `package` passes what follows it to the builder's own parser (its --help too), so
+    # that its options are written once, in the module only that command imports.
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "package":
+        return _package(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "policy":
+        return _policy(args.target, args.region, args.account, args.partition, args.role)
+    if args.command == "invoke":
+        from . import _invoke
+
+        return _invoke.main(args)
+    return _serve_command(args.port, args.source)
+
+
+def _serve_command(port: int | None, source_name: str | None) -> int:
+    """``parameters-secrets serve``: a bad setting or option said in one line (status 2)."""
+    try:
+        return _serve(port, source_name)
+    except ConfigurationError as error:
+        print(f"parameters-secrets: {error}", file=sys.stderr)
+        return 2
+
+
+def _add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = commands.add_parser(
         "serve",
         help="serve the extension's HTTP API on 127.0.0.1",
@@ -51,26 +80,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="aws (default) or file:PATH (default: PARAMETERS_SECRETS_SOURCE)",
     )
-    _add_policy_command(commands)
-    _add_deploy_commands(commands)
-    # `package` passes what follows it to the builder's own parser (its --help too), so
-    # that its options are written once, in the module only that command imports.
-    args, rest = parser.parse_known_args(argv)
-    if args.command == "package":
-        return _package(rest)
-    if rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    if args.command == "policy":
-        return _policy(args.target, args.region, args.account, args.partition, args.role)
-    if args.command == "invoke":
-        from . import _invoke
-
-        return _invoke.main(args)
-    try:
-        return _serve(args.port, args.source)
-    except ConfigurationError as error:
-        print(f"parameters-secrets: {error}", file=sys.stderr)
-        return 2
 
 
 def _add_policy_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -167,8 +176,6 @@ def _policy(
 def _resolve(target: str) -> object:
     """The object MODULE:ATTR names, MODULE imported as ``python -m`` would, from the
     current directory first (a console script's ``sys.path`` starts elsewhere)."""
-    import importlib
-
     from ._policy import PolicyError
 
     module_name, _, attribute = target.partition(":")
@@ -177,12 +184,28 @@ def _resolve(target: str) -> object:
     cwd = str(Path.cwd())
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
+    return _attribute(_import(module_name), module_name, attribute)
+
+
+def _import(module_name: str) -> object:
+    """The module ``module_name``, imported; whatever it raises, a one-line PolicyError."""
+    import importlib
+
+    from ._policy import PolicyError
+
     try:
-        found: object = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except BaseException as exc:  # noqa: BLE001 - the user's module may raise anything
         raise PolicyError(
             f"cannot import {module_name}: {type(exc).__name__}: {_one_line(exc)}"
         ) from None
+
+
+def _attribute(module: object, module_name: str, attribute: str) -> object:
+    """The (dotted) ``attribute`` of ``module``, or a one-line PolicyError."""
+    from ._policy import PolicyError
+
+    found = module
     for name in attribute.split("."):
         try:
             found = getattr(found, name)
@@ -200,11 +223,17 @@ def _server_settings(source_name: str | None) -> Settings:
     settings = Settings.from_env()
     settings.apply_log_level()
     source = source_name or settings.source or "aws"
+    _check_server_source(source, given=source_name is not None)
+    return dataclasses.replace(settings, source=source)
+
+
+def _check_server_source(source: str, *, given: bool) -> None:
+    """Refuse the extension as the server's source, and a ``--source`` (``given``) that is
+    neither ``aws`` nor a file."""
     if source == "extension":
         raise ConfigurationError("the server cannot use the extension as its own source")
-    if source_name is not None and not (source == "aws" or source.startswith("file:")):
+    if given and not (source == "aws" or source.startswith("file:")):
         raise ConfigurationError(f"--source must be 'aws' or 'file:PATH', not {source!r}")
-    return dataclasses.replace(settings, source=source)
 
 
 def _server_port(port: int | None, settings: Settings) -> int:

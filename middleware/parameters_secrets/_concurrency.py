@@ -593,12 +593,7 @@ def hook_snapstart() -> None:
     Lambda runtime provides (off Lambda, only if something imported it already, as tests
     do; an import that fails costs a search of the whole path on every cold start)."""
     global _hooked  # noqa: PLW0603 - once per process
-    runtime: Any = sys.modules.get("snapshot_restore_py")
-    if runtime is None and os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
-        try:
-            runtime = importlib.import_module("snapshot_restore_py")
-        except ImportError:
-            return
+    runtime = _snapstart_runtime()
     if runtime is None:
         return
     with _restorables_lock:
@@ -606,6 +601,17 @@ def hook_snapstart() -> None:
             return
         _hooked = runtime
     runtime.register_after_restore(_restored)
+
+
+def _snapstart_runtime() -> Any:
+    """``snapshot_restore_py``: imported already, or on Lambda imported now; else None."""
+    runtime: Any = sys.modules.get("snapshot_restore_py")
+    if runtime is None and os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        try:
+            runtime = importlib.import_module("snapshot_restore_py")
+        except ImportError:
+            return None
+    return runtime
 
 
 def _restored() -> None:

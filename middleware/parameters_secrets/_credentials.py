@@ -127,10 +127,9 @@ class CredentialsProvider:
         """
         if self._fixed is not None:
             return self._fixed
-        access_key = os.environ.get("AWS_ACCESS_KEY_ID")
-        secret_key = os.environ.get("AWS_SECRET_ACCESS_KEY")
-        if access_key and secret_key:
-            return Credentials(access_key, secret_key, os.environ.get("AWS_SESSION_TOKEN") or None)
+        from_environment = _environment_credentials()
+        if from_environment is not None:
+            return from_environment
         if os.environ.get(RELATIVE_URI) or os.environ.get(FULL_URI):
             return await self._from_container(give_up_at)
         return await self._from_botocore(give_up_at)
@@ -174,7 +173,11 @@ class CredentialsProvider:
         outcome = await self._wait(flight, give_up_at)
         if isinstance(outcome, _Temporary):
             return outcome.credentials
-        # An early refresh failed: the current keys serve until 10 minutes before.
+        return self._despite_failed_refresh(outcome)
+
+    def _despite_failed_refresh(self, outcome: object) -> Credentials:
+        """After a refresh failed with ``outcome``: the current keys, which serve until 10
+        minutes before they expire; else the refresh's failure."""
         usable = self._current(MANDATORY_REFRESH_SECONDS)
         if usable is not None:
             return usable
@@ -201,16 +204,7 @@ class CredentialsProvider:
                     transient=True,
                 )
         except FetchError as error:
-            current = self._container
-            if current is not None and current.expires_at is not None:
-                left = current.expires_at - self._clock()
-                if left >= MANDATORY_REFRESH_SECONDS:
-                    logger.warning(
-                        "refreshing AWS credentials failed; the current ones, valid %d s "
-                        "more, are used meanwhile: %s",
-                        left,
-                        error,
-                    )
+            self._warn_current_serve(error)
             return error
         except Exception as exc:  # noqa: BLE001 - whatever happens, the waiters get an outcome
             return FetchError(
@@ -220,6 +214,20 @@ class CredentialsProvider:
             )
         self._container = fresh
         return fresh
+
+    def _warn_current_serve(self, error: FetchError) -> None:
+        """Say that a refresh failed, if the current credentials serve meanwhile (they are
+        valid for 10 more minutes)."""
+        current = self._container
+        if current is not None and current.expires_at is not None:
+            left = current.expires_at - self._clock()
+            if left >= MANDATORY_REFRESH_SECONDS:
+                logger.warning(
+                    "refreshing AWS credentials failed; the current ones, valid %d s "
+                    "more, are used meanwhile: %s",
+                    left,
+                    error,
+                )
 
     async def _fetch_container(self, environ: Mapping[str, str]) -> _Temporary:
 
@@ -414,13 +422,7 @@ def authorization_token(environ: Mapping[str, str]) -> str | None:
     """
     path = environ.get(TOKEN_FILE)
     if path:
-        try:
-            # A few hundred bytes from a local (projected) volume: no thread needed.
-            token: str | None = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeError) as exc:
-            raise _config_error(
-                f"cannot read {TOKEN_FILE} ({path!r}): {type(exc).__name__}"
-            ) from None
+        token: str | None = _read_token_file(path)
         variable = TOKEN_FILE
     else:
         token = environ.get(TOKEN)
@@ -428,6 +430,25 @@ def authorization_token(environ: Mapping[str, str]) -> str | None:
     if token is not None and ("\r" in token or "\n" in token):
         raise _config_error(f"the token in {variable} has a line break: not a valid header value")
     return token
+
+
+def _read_token_file(path: str) -> str:
+    """The token in the file ``path`` (``AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE``)."""
+    try:
+        # A few hundred bytes from a local (projected) volume: no thread needed.
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeError) as exc:
+        raise _config_error(f"cannot read {TOKEN_FILE} ({path!r}): {type(exc).__name__}") from None
+
+
+def _environment_credentials() -> Credentials | None:
+    """The keys in ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` (and its session
+    token), if both are set."""
+    access_key = os.environ.get("AWS_ACCESS_KEY_ID")
+    secret_key = os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if access_key and secret_key:
+        return Credentials(access_key, secret_key, os.environ.get("AWS_SESSION_TOKEN") or None)
+    return None
 
 
 def _parse_url(text: str, variable: str) -> httpx.URL:

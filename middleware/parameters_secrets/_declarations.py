@@ -65,6 +65,12 @@ class SecretRequest:
         following = " following its rotation" if self.follow_rotation else ""
         return described + following + _via(self.role_arn)
 
+    @property
+    def pinned(self) -> bool:
+        """Whether it asks for a version other than ``AWSCURRENT`` (a version id, or
+        another stage): one that never rotates."""
+        return self.version_id is not None or self.version_stage not in (None, "AWSCURRENT")
+
 
 @dataclass(frozen=True)
 class PathRequest:
@@ -261,8 +267,7 @@ class Secret:
 
 def _check_follow_rotation(secret: Secret) -> None:
     _check_flag("Secret follow_rotation", secret.follow_rotation)
-    pinned = secret.version_id is not None or secret.version_stage not in (None, "AWSCURRENT")
-    if secret.follow_rotation and pinned:
+    if secret.follow_rotation and secret.request.pinned:
         # A pinned version never changes: there is no rotation to follow.
         raise ConfigurationError(
             f"Secret {secret.secret_id!r}: follow_rotation follows AWSCURRENT; it cannot be "
@@ -301,15 +306,7 @@ class ParametersByPath:
 
     def __post_init__(self) -> None:
         _check_role_arn("ParametersByPath role_arn", self.role_arn)
-        if not isinstance(self.path, str) or not self.path.startswith("/"):
-            raise ConfigurationError(
-                f"ParametersByPath path must be a hierarchy starting with '/', not {self.path!r}"
-            )
-        if ":" in self.path or "//" in self.path:
-            raise ConfigurationError(
-                f"ParametersByPath path must be a plain hierarchy (no ':' or '//'), "
-                f"not {self.path!r}"
-            )
+        _check_path(self.path)
         for flag in ("recursive", "decrypt", "required"):
             _check_flag(f"ParametersByPath {flag}", getattr(self, flag))
         _check_transform(self.transform)
@@ -325,6 +322,18 @@ class ParametersByPath:
         """The cache key: the path (without a trailing slash), recursion and decryption."""
         return PathRequest(
             self.path.rstrip("/") or "/", self.recursive, self.decrypt, self.role_arn
+        )
+
+
+def _check_path(path: object) -> None:
+    """Refuse a ``ParametersByPath`` path that is not a plain hierarchy from ``/``."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ConfigurationError(
+            f"ParametersByPath path must be a hierarchy starting with '/', not {path!r}"
+        )
+    if ":" in path or "//" in path:
+        raise ConfigurationError(
+            f"ParametersByPath path must be a plain hierarchy (no ':' or '//'), not {path!r}"
         )
 
 
@@ -384,18 +393,35 @@ def _applied(transform: Transform, raw: str | bytes) -> Any:
     """``raw`` transformed; raises whatever the transform raises."""
     if transform is None:
         return raw
-    if transform == "json":
-        # A hostile value (deeply nested, a huge integer) fails as bad JSON does.
-        return freeze(loads(raw))
-    if transform == "binary":
-        if isinstance(raw, bytes):
-            return raw  # a SecretBinary is already bytes
-        return base64.b64decode(raw, validate=True)
-    if transform == "list":
-        text = raw.decode() if isinstance(raw, bytes) else raw
-        return FrozenList(text.split(","))
-    assert callable(transform)  # noqa: S101 - for mypy: the other kinds returned above
+    if isinstance(transform, str):
+        return _NAMED_TRANSFORMS[transform](raw)
     return freeze(transform(raw))
+
+
+def _from_json(raw: str | bytes) -> Any:
+    """The ``"json"`` transform: the value's JSON, read-only."""
+    # A hostile value (deeply nested, a huge integer) fails as bad JSON does.
+    return freeze(loads(raw))
+
+
+def _as_binary(raw: str | bytes) -> bytes:
+    """The ``"binary"`` transform: a SecretBinary's bytes, or a string's base64 decoded."""
+    if isinstance(raw, bytes):
+        return raw  # a SecretBinary is already bytes
+    return base64.b64decode(raw, validate=True)
+
+
+def _as_list(raw: str | bytes) -> FrozenList:
+    """The ``"list"`` transform: a ``StringList``'s comma-separated items."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    return FrozenList(text.split(","))
+
+
+_NAMED_TRANSFORMS: dict[str, Callable[[str | bytes], Any]] = {
+    "json": _from_json,
+    "binary": _as_binary,
+    "list": _as_list,
+}
 
 
 def _transform_failure(transform: Transform, failure: str) -> str:

@@ -33,14 +33,8 @@ _DESCRIBE = (
 
 def describe_python(path: str) -> Interpreter | None:
     """``path`` as an :class:`Interpreter`, or None if it does not run."""
-    try:
-        result = subprocess.run(  # noqa: S603 - an interpreter we found, running our code
-            [path, "-I", "-c", _DESCRIBE], capture_output=True, text=True, timeout=60, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    fields = result.stdout.splitlines()
-    if result.returncode != 0 or len(fields) != 6:
+    fields = _described_fields(path)
+    if fields is None:
         return None
     implementation, version, releaselevel, cache_tag, magic, executable = fields
     # Only CPython's final releases: a pre-release's magic number may differ from the
@@ -51,19 +45,26 @@ def describe_python(path: str) -> Interpreter | None:
     return Interpreter(executable or path, version, cache_tag, bytes.fromhex(magic))
 
 
+def _described_fields(path: str) -> list[str] | None:
+    """The six lines ``_DESCRIBE`` prints when run by the interpreter ``path``; None if it
+    does not run, or prints something else."""
+    try:
+        result = subprocess.run(  # noqa: S603 - an interpreter we found, running our code
+            [path, "-I", "-c", _DESCRIBE], capture_output=True, text=True, timeout=60, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    fields = result.stdout.splitlines()
+    if result.returncode != 0 or len(fields) != 6:
+        return None
+    return fields
+
+
 def find_python(version: str) -> Interpreter | None:
     """A CPython of ``version`` (``"3.12"``): ``pythonX.Y`` on ``PATH``, else pyenv's
     newest ``X.Y.*``. A pyenv shim on PATH that is not active does not run: it is skipped."""
     candidates: list[str | None] = [shutil.which(f"python{version}")]
-    pyenv_root = os.environ.get("PYENV_ROOT") or str(Path.home() / ".pyenv")
-    found = [str(p) for p in Path(pyenv_root).glob(f"versions/{version}.*/bin/python{version}")]
-
-    def patch(path: str) -> tuple[int, ...]:
-        release = Path(path).parent.parent.name.split(".")
-        return tuple(int(part) if part.isdigit() else -1 for part in release)
-
-    newest_first = sorted(found, key=patch, reverse=True)
-    candidates.extend(newest_first)
+    candidates.extend(_pyenv_pythons(version))
     for candidate in candidates:
         if candidate is None:
             continue
@@ -71,3 +72,15 @@ def find_python(version: str) -> Interpreter | None:
         if interpreter is not None and interpreter.version.rsplit(".", 1)[0] == version:
             return interpreter
     return None
+
+
+def _pyenv_pythons(version: str) -> list[str]:
+    """The interpreters of ``version`` (``"3.12"``) pyenv installed, newest patch first."""
+    pyenv_root = os.environ.get("PYENV_ROOT") or str(Path.home() / ".pyenv")
+    found = [str(p) for p in Path(pyenv_root).glob(f"versions/{version}.*/bin/python{version}")]
+
+    def patch(path: str) -> tuple[int, ...]:
+        release = Path(path).parent.parent.name.split(".")
+        return tuple(int(part) if part.isdigit() else -1 for part in release)
+
+    return sorted(found, key=patch, reverse=True)

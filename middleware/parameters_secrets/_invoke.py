@@ -176,9 +176,15 @@ def _top_level_modules(names: Sequence[str]) -> set[str]:
     return {
         name.removesuffix(".py").removesuffix("/__init__")
         for name in names
-        if (name.endswith(".py") and "/" not in name)
-        or (name.count("/") == 1 and name.endswith("/__init__.py"))
+        if _is_top_level_module(name)
     }
+
+
+def _is_top_level_module(name: str) -> bool:
+    """Whether the zip entry ``name`` is a module or a package at the top of the zip."""
+    return (name.endswith(".py") and "/" not in name) or (
+        name.count("/") == 1 and name.endswith("/__init__.py")
+    )
 
 
 def _recorded_top_levels(archive_path: Path, names: Sequence[str]) -> set[str]:
@@ -220,13 +226,19 @@ def choose_python(given: str | None, names: Sequence[str]) -> str:
     found = find_python(version) if version else None
     if found is not None:
         return found.path
-    if version and version != "{}.{}".format(*sys.version_info[:2]):
+    if version:
+        _warn_other_python(version)
+    return sys.executable
+
+
+def _warn_other_python(version: str) -> None:
+    """Warn that the zip is run by this Python, if its bytecode is for another ``version``."""
+    if version != "{}.{}".format(*sys.version_info[:2]):
         print(
             f"{PROG}: warning: the zip is built for Python {version}, which is not here:"
             f" running it with {sys.version.split()[0]} (--python to choose)",
             file=sys.stderr,
         )
-    return sys.executable
 
 
 # Run by the chosen Python in the unpacked zip: import the handler, call it once with the

@@ -102,10 +102,7 @@ class ParametersSecretsMiddleware(StoreMiddleware[ASGIApp, "OnFailure"]):
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or (
-            self._excluding
-            and self._excluded_paths.match(scope.get("path", ""), scope.get("root_path", ""))
-        ):
+        if self._passes_through(scope):
             await self.app(scope, receive, send)
             return
         store = self.store
@@ -123,23 +120,23 @@ class ParametersSecretsMiddleware(StoreMiddleware[ASGIApp, "OnFailure"]):
         finally:
             _current.reset(token)
 
+    def _passes_through(self, scope: Scope) -> bool:
+        """Whether a request reaches the app without values: neither HTTP nor a websocket,
+        or for an excluded path."""
+        if scope["type"] not in ("http", "websocket"):
+            return True
+        return self._excluding and self._excluded_paths.match(
+            scope.get("path", ""), scope.get("root_path", "")
+        )
+
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, error: LoadError) -> None:
         # The keys and codes were logged (ERROR) by the store; the caller learns nothing.
         if scope["type"] == "websocket":
             await _refuse_websocket(scope, receive, send)
             return
         answer = self._failure_answer(error)
-        if answer is not None:
-            sent = _Sent(send)
-            try:
-                await answer(scope, receive, sent)
-            except Exception as exc:  # noqa: BLE001 - the user's answer failed: we answer 503
-                logger.error("on_failure's answer raised %s", type(exc).__name__)
-                if sent.started:
-                    return  # the response began: nothing else can be sent
-            else:
-                return
-        await _send_unavailable(send, "http.")
+        if answer is None or not await _answered_by(answer, scope, receive, send):
+            await _send_unavailable(send, "http.")
 
     def _failure_answer(self, error: LoadError) -> ASGIApp | None:
         """What ``on_failure`` returns, if it is an ASGI app; else ``None`` (logged)."""
@@ -150,21 +147,38 @@ class ParametersSecretsMiddleware(StoreMiddleware[ASGIApp, "OnFailure"]):
         except Exception as exc:  # noqa: BLE001 - the user's callable failed: we answer 503
             logger.error("on_failure raised %s; answering 503", type(exc).__name__)
             return None
-        if inspect.isawaitable(answer):
-            if inspect.iscoroutine(answer):
-                answer.close()  # never awaited: no "coroutine was never awaited" warning
-            logger.error(
-                "on_failure must return an ASGI app (such as a Response), not an awaitable: "
-                "is it an async function? answering 503"
-            )
-            return None
-        if not callable(answer):
-            logger.error(
-                "on_failure must return an ASGI app (such as a Response), not %s; answering 503",
-                type(answer).__name__,
-            )
-            return None
-        return answer  # type: ignore[no-any-return]
+        return _asgi_app(answer)
+
+
+def _asgi_app(answer: Any) -> ASGIApp | None:
+    """``on_failure``'s answer, if it is an ASGI app; else ``None`` (logged)."""
+    if inspect.isawaitable(answer):
+        if inspect.iscoroutine(answer):
+            answer.close()  # never awaited: no "coroutine was never awaited" warning
+        logger.error(
+            "on_failure must return an ASGI app (such as a Response), not an awaitable: "
+            "is it an async function? answering 503"
+        )
+        return None
+    if not callable(answer):
+        logger.error(
+            "on_failure must return an ASGI app (such as a Response), not %s; answering 503",
+            type(answer).__name__,
+        )
+        return None
+    return answer  # type: ignore[no-any-return]
+
+
+async def _answered_by(answer: ASGIApp, scope: Scope, receive: Receive, send: Send) -> bool:
+    """Whether ``on_failure``'s ``answer`` answered the request: it returned, or it raised
+    (logged) after the response began, when nothing else can be sent."""
+    sent = _Sent(send)
+    try:
+        await answer(scope, receive, sent)
+    except Exception as exc:  # noqa: BLE001 - the user's answer failed: we answer 503
+        logger.error("on_failure's answer raised %s", type(exc).__name__)
+        return sent.started
+    return True
 
 
 class _Sent:
@@ -222,13 +236,7 @@ class ExcludedPaths:
     __slots__ = ("exact", "prefixes")
 
     def __init__(self, exclude_paths: Collection[str]) -> None:
-        if isinstance(exclude_paths, (str, bytes)) or not all(
-            isinstance(p, str) and p.startswith("/") for p in exclude_paths
-        ):
-            raise ConfigurationError(
-                "exclude_paths must be a collection of paths starting with '/', "
-                f"such as ('/health', '/docs*'), not {exclude_paths!r}"
-            )
+        _check_exclude_paths(exclude_paths)
         self.exact = frozenset(p for p in exclude_paths if not p.endswith("*"))
         self.prefixes = tuple(p[:-1] for p in exclude_paths if p.endswith("*"))
 
@@ -238,14 +246,28 @@ class ExcludedPaths:
         ASGI servers differ on whether ``path`` includes ``root`` (Starlette puts it in;
         some servers do not): either form matches.
         """
-        if not (self.exact or self.prefixes):
-            return False
-        inner = path[len(root) :] if root and path.startswith(root) else path
+        inner = _within_root(path, root)
         return (
             path in self.exact
             or inner in self.exact
             or any(p.startswith(self.prefixes) for p in (path, inner))
         )
+
+
+def _check_exclude_paths(exclude_paths: Collection[str]) -> None:
+    """Refuse ``exclude_paths`` unless it is a collection of paths (not one string)."""
+    if isinstance(exclude_paths, (str, bytes)) or not all(
+        isinstance(p, str) and p.startswith("/") for p in exclude_paths
+    ):
+        raise ConfigurationError(
+            "exclude_paths must be a collection of paths starting with '/', "
+            f"such as ('/health', '/docs*'), not {exclude_paths!r}"
+        )
+
+
+def _within_root(path: str, root: str) -> str:
+    """``path`` without the app's ``root`` path, if it starts with it."""
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 def deadline(context: object) -> float | None:

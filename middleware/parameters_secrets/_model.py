@@ -77,12 +77,7 @@ def declared_fields(model: type[Any]) -> tuple[dict[str, Declaration], dict[str,
             field has two declarations, a declaration and a default, an alias path, or no
             declaration and no default (nothing could ever fill it).
     """
-    from pydantic import BaseModel
-
-    if not (isinstance(model, type) and issubclass(model, BaseModel)):
-        raise ConfigurationError(
-            f"from_model() takes a pydantic model class (a BaseModel subclass), not {model!r}"
-        )
+    _check_model(model)
     declarations: dict[str, Declaration] = {}
     input_keys: dict[str, str] = {}
     by_name = model.model_config.get("validate_by_alias", True) is False
@@ -98,6 +93,16 @@ def declared_fields(model: type[Any]) -> tuple[dict[str, Declaration], dict[str,
             "ParametersByPath, e.g. api_key: Annotated[SecretStr, Parameter('/app/api-key')]"
         )
     return declarations, input_keys
+
+
+def _check_model(model: object) -> None:
+    """Refuse what is not a pydantic model class."""
+    from pydantic import BaseModel
+
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        raise ConfigurationError(
+            f"from_model() takes a pydantic model class (a BaseModel subclass), not {model!r}"
+        )
 
 
 def _declaration_of(model: type[BaseModel], name: str, field: Any) -> Declaration | None:
@@ -233,9 +238,7 @@ class ValidatedModels(Generic[M]):
     def _failures(self, error: Any) -> dict[str, FetchError]:
         types: dict[str, list[str]] = {}
         for detail in error.errors():
-            location = detail.get("loc") or ()
-            field = self._fields.get(location[0], str(location[0])) if location else "__model__"
-            kinds = types.setdefault(field, [])
+            kinds = types.setdefault(self._field_of(detail), [])
             if detail["type"] not in kinds:
                 kinds.append(detail["type"])
         return {
@@ -245,6 +248,12 @@ class ValidatedModels(Generic[M]):
             )
             for field, kinds in types.items()
         }
+
+    def _field_of(self, detail: dict[str, Any]) -> str:
+        """The field one of pydantic's error details is about (``__model__``: the model as
+        a whole)."""
+        location = detail.get("loc") or ()
+        return self._fields.get(location[0], str(location[0])) if location else "__model__"
 
 
 def same_values(one: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
@@ -259,7 +268,7 @@ def _same(one: Any, other: Any) -> bool:
     if type(one) is not type(other):
         return False
     if isinstance(one, dict):
-        return one.keys() == other.keys() and all(_same(one[k], other[k]) for k in one)
+        return same_values(one, other)
     if isinstance(one, (list, tuple)):
         return len(one) == len(other) and all(map(_same, one, other))
     return bool(one == other)

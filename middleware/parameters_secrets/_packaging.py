@@ -219,14 +219,16 @@ def _files(directory: Path, cache_tag: str | None = None) -> Iterator[tuple[Path
     bytecode only in ``__pycache__`` and only for ``cache_tag`` (none without one)."""
     for path in sorted(directory.rglob("*")):
         relative = path.relative_to(directory)
-        if path.is_dir():
-            continue
-        if cache_tag is not None and _is_bytecode_for(relative, cache_tag):
+        if not path.is_dir() and _goes_in_zip(relative, cache_tag):
             yield path, relative.as_posix()
-            continue
-        if _LEFT_OUT_DIRECTORIES & set(relative.parts) or path.suffix == ".pyc":
-            continue
-        yield path, relative.as_posix()
+
+
+def _goes_in_zip(relative: Path, cache_tag: str | None) -> bool:
+    """Whether the file at ``relative`` goes into the zip: not in ``bin/`` or
+    ``__pycache__/``, nor bytecode, but for the bytecode of ``cache_tag``."""
+    if cache_tag is not None and _is_bytecode_for(relative, cache_tag):
+        return True
+    return not _LEFT_OUT_DIRECTORIES & set(relative.parts) and relative.suffix != ".pyc"
 
 
 def _is_bytecode_for(relative: Path, cache_tag: str) -> bool:
@@ -234,7 +236,7 @@ def _is_bytecode_for(relative: Path, cache_tag: str) -> bool:
         len(relative.parts) >= 2
         and relative.parts[-2] == "__pycache__"
         and relative.name.endswith(f".{cache_tag}.pyc")
-        and not {"bin", "__pycache__"} & set(relative.parts[:-2])
+        and not _LEFT_OUT_DIRECTORIES & set(relative.parts[:-2])
     )
 
 
@@ -280,24 +282,36 @@ def check_app(path: Path, *, follow_external_symlinks: bool = False) -> App:
     why it cannot be one (for a package: see :func:`package_files` for its symlinks)."""
     if not path.exists():
         raise InputError(f"--app {path}: no such file or directory")
-    if path.is_dir():
-        name = path.resolve().name
-        if not (path / "__init__.py").is_file():
-            raise InputError(
-                f"--app {path}: a directory must be a Python package (with an __init__.py)"
-            )
-    elif path.suffix == ".py":
-        name = path.stem
-    else:
+    if not path.is_dir():
+        return App(path.resolve(), _module_name(path))
+    name = _package_name(path)
+    files = package_files(path, name, follow_external_symlinks=follow_external_symlinks)
+    return App(path.resolve(), name, tuple(files))
+
+
+def _module_name(path: Path) -> str:
+    """The import name of the module file ``path``, or a one-line ``InputError``."""
+    if path.suffix != ".py":
         raise InputError(
             f"--app {path}: not a Python module (.py) or a package directory (with an __init__.py)"
         )
+    return _importable(path, path.stem)
+
+
+def _package_name(path: Path) -> str:
+    """The import name of the package directory ``path``, or a one-line ``InputError``."""
+    if not (path / "__init__.py").is_file():
+        raise InputError(
+            f"--app {path}: a directory must be a Python package (with an __init__.py)"
+        )
+    return _importable(path, path.resolve().name)
+
+
+def _importable(path: Path, name: str) -> str:
+    """``name``, if ``import`` can find the app at ``path`` by it."""
     if not name.isidentifier():
         raise InputError(f"--app {path}: {name!r} is not an importable name (use a-z, 0-9, _)")
-    if not path.is_dir():
-        return App(path.resolve(), name)
-    files = package_files(path, name, follow_external_symlinks=follow_external_symlinks)
-    return App(path.resolve(), name, tuple(files))
+    return name
 
 
 def package_files(
@@ -442,16 +456,24 @@ def requirement_roots(
     roots: list[Requirement] = []
     text = _read_requirements(path, _where or f"--requirements {path}")
     for number, line in _logical_lines(text):
-        include = _INCLUDE.match(line)
-        if include:
-            option, name = include.groups()
-            where = f"--requirements {path}:{number}: {option} {name}"
-            roots += _included_roots(path.parent, include, where, environment, _seen | {path})
-            continue
-        requirement = _line_requirement(line, f"--requirements {path}:{number}")
-        if requirement is not None and _applies(requirement, environment):
-            roots.append(requirement)
+        roots += _line_roots(path, number, line, environment, _seen | {path})
     return roots
+
+
+def _line_roots(
+    path: Path, number: int, line: str, environment: dict[str, str], seen: frozenset[Path]
+) -> list[Requirement]:
+    """What the logical line ``number`` of the requirements file ``path`` asks for on the
+    target: an include's requirements, or its own requirement if its marker applies."""
+    include = _INCLUDE.match(line)
+    if include:
+        option, name = include.groups()
+        where = f"--requirements {path}:{number}: {option} {name}"
+        return _included_roots(path.parent, include, where, environment, seen)
+    requirement = _line_requirement(line, f"--requirements {path}:{number}")
+    if requirement is not None and _applies(requirement, environment):
+        return [requirement]
+    return []
 
 
 def _included_roots(
@@ -500,11 +522,15 @@ def _line_requirement(line: str, where: str) -> Requirement | None:
         ) from None
 
 
-def _applies(requirement: Requirement, environment: dict[str, str]) -> bool:
+def _applies(
+    requirement: Requirement, environment: dict[str, str], extras: Iterable[str] = ()
+) -> bool:
     """Whether the target needs ``requirement`` (its marker evaluated for the target, with
-    no extra); its marker is dropped, having been read."""
+    no extra or one of ``extras``); its marker is dropped, having been read."""
     marker = requirement.marker
-    if marker is None or marker.evaluate({**environment, "extra": ""}):
+    if marker is None or any(
+        marker.evaluate({**environment, "extra": extra}) for extra in {"", *extras}
+    ):
         requirement.marker = None
         return True
     return False
@@ -564,28 +590,25 @@ def _dependencies(
 ) -> list[Requirement]:
     """The ``Requires-Dist`` of an installed distribution that the target needs with
     ``extras`` (markers evaluated and dropped)."""
-    metadata = _metadata(dist_info)
-    dependencies = []
-    for line in metadata.get_all("Requires-Dist") or []:
-        dependency = Requirement(line)
-        marker = dependency.marker
-        if marker is None or any(
-            marker.evaluate({**environment, "extra": extra}) for extra in {"", *extras}
-        ):
-            dependency.marker = None
-            dependencies.append(dependency)
-    return dependencies
+    lines = _metadata(dist_info).get_all("Requires-Dist") or []
+    dependencies = [Requirement(line) for line in lines]
+    return [dependency for dependency in dependencies if _applies(dependency, environment, extras)]
 
 
 def _remove_distribution(directory: Path, dist_info: Path) -> None:
     """Delete the files a distribution's RECORD lists (within ``directory``), and its
     directories left empty."""
-    with (dist_info / "RECORD").open(encoding="utf-8", newline="") as record:
-        files = [directory / row[0] for row in csv.reader(record) if row]
+    files = _recorded_files(directory, dist_info)
     for file in files:
         if directory.resolve() in file.resolve().parents and file.is_file():
             file.unlink()
     _remove_empty_directories(directory, {file.parent for file in files})
+
+
+def _recorded_files(directory: Path, dist_info: Path) -> list[Path]:
+    """The files an installed distribution's RECORD lists, as paths under ``directory``."""
+    with (dist_info / "RECORD").open(encoding="utf-8", newline="") as record:
+        return [directory / row[0] for row in csv.reader(record) if row]
 
 
 def _remove_empty_directories(directory: Path, parents: set[Path]) -> None:
@@ -606,12 +629,16 @@ def _forget_wheel_path(directory: Path, temporary: Path) -> None:
             continue
         if json.loads(direct_url.read_text(encoding="utf-8")).get("url", "").startswith(prefix):
             direct_url.unlink()
-            record = dist_info / "RECORD"
-            name = f"{dist_info.name}/direct_url.json"
-            with record.open(encoding="utf-8", newline="") as file:
-                rows = [row for row in csv.reader(file) if row and row[0] != name]
-            with record.open("w", encoding="utf-8", newline="") as file:
-                csv.writer(file, lineterminator="\n").writerows(rows)
+            _drop_record_row(dist_info, f"{dist_info.name}/direct_url.json")
+
+
+def _drop_record_row(dist_info: Path, name: str) -> None:
+    """Rewrite an installed distribution's RECORD without the row of the file ``name``."""
+    record = dist_info / "RECORD"
+    with record.open(encoding="utf-8", newline="") as file:
+        rows = [row for row in csv.reader(file) if row and row[0] != name]
+    with record.open("w", encoding="utf-8", newline="") as file:
+        csv.writer(file, lineterminator="\n").writerows(rows)
 
 
 def top_level_names(directory: Path) -> set[str]:
@@ -620,14 +647,19 @@ def top_level_names(directory: Path) -> set[str]:
     names = set()
     for path in directory.iterdir():
         if path.is_dir():
-            if not path.name.endswith((".dist-info", ".data")) and path.name not in {
-                "bin",
-                "__pycache__",
-            }:
+            if _is_package_directory(path):
                 names.add(path.name)
         elif path.suffix in {".py", ".so", ".pyd"}:
             names.add(path.name.split(".", 1)[0])
     return names
+
+
+def _is_package_directory(path: Path) -> bool:
+    """Whether a directory at the top of an install is one ``import`` finds: not a
+    distribution's metadata or data, nor the scripts or the bytecode cache."""
+    return (
+        not path.name.endswith((".dist-info", ".data")) and path.name not in _LEFT_OUT_DIRECTORIES
+    )
 
 
 def imported_names(sources: Iterable[Path]) -> dict[str, Path]:
@@ -665,14 +697,19 @@ def _defines_handler(app: App) -> bool:
 def _bound_names(node: ast.stmt) -> list[str]:
     """The module-level names a top-level statement binds: by assignment, ``def`` or
     ``from ... import``."""
-    if isinstance(node, ast.Assign):
-        return [target.id for target in node.targets if isinstance(target, ast.Name)]
-    if isinstance(node, ast.AnnAssign):
-        return [node.target.id] if isinstance(node.target, ast.Name) else []
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
         return [node.name]
     if isinstance(node, ast.ImportFrom):
         return [alias.asname or alias.name for alias in node.names]
+    return [target.id for target in _assigned(node) if isinstance(target, ast.Name)]
+
+
+def _assigned(node: ast.stmt) -> list[ast.expr]:
+    """What an assignment statement (annotated or not) assigns to; nothing for another."""
+    if isinstance(node, ast.Assign):
+        return node.targets
+    if isinstance(node, ast.AnnAssign):
+        return [node.target]
     return []
 
 
@@ -745,17 +782,23 @@ def compile_bytecode(directory: Path, interpreter: Interpreter) -> Bytecode:
         if not pyc.is_file():
             not_compiled.append(name)
             continue
-        with pyc.open("rb") as file:
-            header = file.read(8)
-        if header[:4] != interpreter.magic:
-            raise PackageError(
-                f"{pyc.relative_to(directory)}: magic number {header[:4].hex()}, not"
-                f" {interpreter.magic.hex()} of Python {interpreter.version}"
-            )
-        if int.from_bytes(header[4:8], "little") != UNCHECKED_HASH_FLAGS:
-            raise PackageError(f"{pyc.relative_to(directory)}: not unchecked-hash bytecode")
+        _check_bytecode(pyc, directory, interpreter)
         compiled += 1
     return Bytecode(interpreter, compiled, tuple(not_compiled))
+
+
+def _check_bytecode(pyc: Path, directory: Path, interpreter: Interpreter) -> None:
+    """Refuse a ``.pyc`` (under ``directory``) that ``interpreter`` would not load without
+    its source: another magic number, or not unchecked-hash."""
+    with pyc.open("rb") as file:
+        header = file.read(8)
+    if header[:4] != interpreter.magic:
+        raise PackageError(
+            f"{pyc.relative_to(directory)}: magic number {header[:4].hex()}, not"
+            f" {interpreter.magic.hex()} of Python {interpreter.version}"
+        )
+    if int.from_bytes(header[4:8], "little") != UNCHECKED_HASH_FLAGS:
+        raise PackageError(f"{pyc.relative_to(directory)}: not unchecked-hash bytecode")
 
 
 # -- the build -------------------------------------------------------------------------
@@ -765,10 +808,15 @@ def _pip_error(result: subprocess.CompletedProcess[str]) -> str:
     """Pip's first ``ERROR:`` line that says what failed, on one line."""
     lines = (result.stderr + result.stdout).splitlines()
     for line in lines:
-        # "Ignored the following yanked versions" comes first, and says nothing of the cause.
-        if line.startswith("ERROR:") and not line.startswith("ERROR: Ignored the following"):
+        if _is_cause(line):
             return line.removeprefix("ERROR:").strip()
     return next((line.strip() for line in reversed(lines) if line.strip()), "pip failed")
+
+
+def _is_cause(line: str) -> bool:
+    """Whether a line of pip's output is an ``ERROR:`` line that says what failed."""
+    # "Ignored the following yanked versions" comes first, and says nothing of the cause.
+    return line.startswith("ERROR:") and not line.startswith("ERROR: Ignored the following")
 
 
 def _not_found(result: subprocess.CompletedProcess[str]) -> str | None:
@@ -916,6 +964,26 @@ def _plan(
         )
     if app is None:
         return _example_plan(output, python_version=python_version, arch=arch)
+    return _app_plan(
+        output,
+        app,
+        requirements,
+        python_version=python_version,
+        arch=arch,
+        follow_external_symlinks=follow_external_symlinks,
+    )
+
+
+def _app_plan(
+    output: Path | None,
+    app: Path,
+    requirements: Path | None,
+    *,
+    python_version: str,
+    arch: str,
+    follow_external_symlinks: bool,
+) -> _Plan:
+    """The plan for ``app`` and its requirements file, both checked."""
     the_app = check_app(app, follow_external_symlinks=follow_external_symlinks)
     checked = check_requirements(requirements) if requirements is not None else None
     roots = [Requirement(PROJECT)]
@@ -979,13 +1047,18 @@ def installed_wheel(directory: Path, distribution: metadata.Distribution | None 
         for file in files:
             data = Path(str(dist.locate_file(file))).read_bytes()
             archive.writestr(file.as_posix(), data)
-            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
-            rows.append([file.as_posix(), f"sha256={digest.decode()}", str(len(data))])
+            rows.append(_record_row(file.as_posix(), data))
         rows.append([f"{dist_info}/RECORD", "", ""])
         record = io.StringIO()
         csv.writer(record, lineterminator="\n").writerows(rows)
         archive.writestr(f"{dist_info}/RECORD", record.getvalue())
     return wheel
+
+
+def _record_row(name: str, data: bytes) -> list[str]:
+    """A wheel's RECORD row for the file ``name`` holding ``data``: its sha256 and size."""
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+    return [name, f"sha256={digest.decode()}", str(len(data))]
 
 
 def _wheel_dist_info(files: Sequence[metadata.PackagePath]) -> str:

@@ -181,17 +181,27 @@ def policy(
         PolicyError: Nothing to allow (no declaration, or none for ``role``), or a
             ``role`` that is not an IAM role's ARN.
     """
-    if role is not None and not _ROLE.fullmatch(role):
-        raise PolicyError(f"--role must be an IAM role ARN, not {role!r}")
+    _check_role(role)
     where = where or Scope()
-    needs = _Needs.empty()
-    for declaration in declarations:
-        _add(needs, declaration, where, role)
-    statements = _statements(needs, where)
+    statements = _statements(_needs(declarations, where, role), where)
     if not statements:
         whose = f"with role_arn {role}" if role is not None else "without a role"
         raise PolicyError(f"no value is declared {whose}: there is nothing to allow")
     return {"Version": VERSION, "Statement": statements}
+
+
+def _check_role(role: str | None) -> None:
+    """Refuse a ``role`` that is not an IAM role's ARN."""
+    if role is not None and not _ROLE.fullmatch(role):
+        raise PolicyError(f"--role must be an IAM role ARN, not {role!r}")
+
+
+def _needs(declarations: Iterable[object], where: Scope, role: str | None) -> _Needs:
+    """What reading the declarations needs, under ``role`` (``None``: the function's)."""
+    needs = _Needs.empty()
+    for declaration in declarations:
+        _add(needs, declaration, where, role)
+    return needs
 
 
 def _add(needs: _Needs, declaration: object, where: Scope, role: str | None) -> None:
@@ -207,13 +217,21 @@ def _add_declared(needs: _Needs, declaration: object, where: Scope) -> None:
     if isinstance(declaration, Parameter):
         _add_parameter(needs, declaration, where)
     elif isinstance(declaration, ParametersByPath):
-        needs.paths.add(path_arn(declaration.path, where))
-        if declaration.decrypt:
-            needs.decrypt_via.add("ssm")
+        _add_path(needs, declaration, where)
     elif isinstance(declaration, Secret):
-        _add_secret(needs, declaration.secret_id, where)
-        if getattr(declaration, "follow_rotation", False):
-            needs.rotating_secrets.add(secret_arn(declaration.secret_id, where))
+        _add_declared_secret(needs, declaration, where)
+
+
+def _add_path(needs: _Needs, declaration: ParametersByPath, where: Scope) -> None:
+    needs.paths.add(path_arn(declaration.path, where))
+    if declaration.decrypt:
+        needs.decrypt_via.add("ssm")
+
+
+def _add_declared_secret(needs: _Needs, declaration: Secret, where: Scope) -> None:
+    _add_secret(needs, declaration.secret_id, where)
+    if getattr(declaration, "follow_rotation", False):
+        needs.rotating_secrets.add(secret_arn(declaration.secret_id, where))
 
 
 def _add_parameter(needs: _Needs, declaration: Parameter, where: Scope) -> None:
@@ -316,12 +334,17 @@ def _middleware_values(app: object) -> object | None:
     """The ``values=`` given to a middleware added with ``app.add_middleware`` (Starlette
     keeps them until the app first starts)."""
     for middleware in getattr(app, "user_middleware", None) or ():
-        # Starlette >= 0.35 calls them kwargs; older releases, options.
-        options = getattr(middleware, "kwargs", None) or getattr(middleware, "options", None)
+        options = _options(middleware)
         if isinstance(options, Mapping) and "values" in options:
             values: object = options["values"]
             return values
     return None
+
+
+def _options(middleware: object) -> object:
+    """The keyword arguments of a middleware added to a Starlette app."""
+    # Starlette >= 0.35 calls them kwargs; older releases, options.
+    return getattr(middleware, "kwargs", None) or getattr(middleware, "options", None)
 
 
 def _is_declaration(value: object) -> bool:
@@ -329,14 +352,18 @@ def _is_declaration(value: object) -> bool:
 
 
 def _annotated_declarations(cls: type) -> list[Declaration]:
+    found: list[Declaration] = []
+    for hint in _type_hints(cls).values():
+        if typing.get_origin(hint) is typing.Annotated:
+            found += [m for m in hint.__metadata__ if _is_declaration(m)]
+    return found
+
+
+def _type_hints(cls: type) -> dict[str, Any]:
+    """``cls``'s type hints, ``Annotated`` kept, or why they cannot be read."""
     try:
-        hints = typing.get_type_hints(cls, include_extras=True)
+        return typing.get_type_hints(cls, include_extras=True)
     except Exception as exc:  # noqa: BLE001 - an unresolved forward reference, among others
         raise PolicyError(
             f"the type hints of {cls.__name__} could not be read ({type(exc).__name__}: {exc})"
         ) from None
-    found: list[Declaration] = []
-    for hint in hints.values():
-        if typing.get_origin(hint) is typing.Annotated:
-            found += [m for m in hint.__metadata__ if _is_declaration(m)]
-    return found

@@ -125,8 +125,7 @@ class RotationFollower:
         changed = self._revalidate(revalidating, known, described, dates, got)
         if changed:  # a new version: its one GetSecretValue
             got.update(zip(changed, await self._upstream(changed, give_up_at), strict=True))
-        for request in first:
-            got[request] = self._first(request, got[request], described[request], dates)
+        self._take_first(first, described, dates, got)
         self._remember(following, known, got, dates)
         return [got[r] for r in requests]
 
@@ -160,6 +159,18 @@ class RotationFollower:
             else:
                 got[request] = outcome
         return changed
+
+    def _take_first(
+        self,
+        first: list[SecretRequest],
+        described: dict[SecretRequest, Outcome],
+        dates: dict[SecretRequest, float],
+        got: dict[ValueRequest, Outcome],
+    ) -> None:
+        """Put in ``got`` the outcome of each value fetched for the first time (see
+        :meth:`_first`)."""
+        for request in first:
+            got[request] = self._first(request, got[request], described[request], dates)
 
     async def _get_and_describe(
         self,
@@ -226,10 +237,7 @@ class RotationFollower:
                 return followed.record
             return description
         dates[request] = next_rotation(description)
-        version = followed.record.get("VersionId")
-        if version is not None and version == current_version(description):
-            return followed.record
-        return None
+        return followed.record if _still_current(followed.record, description) else None
 
     def _remember(
         self,
@@ -246,9 +254,7 @@ class RotationFollower:
                     if not outcome.transient:  # gone or forbidden: never served again
                         self._followed.pop(request, None)
                     continue
-                revalidate_from = dates.get(request)
-                if revalidate_from is None:  # a TTL refresh before the date: date unchanged
-                    revalidate_from = before.revalidate_from if before else -math.inf
+                revalidate_from = _revalidate_from(before, dates.get(request))
                 self._followed[request] = _Followed(
                     outcome, revalidate_from, _expiry(revalidate_from, now, wall)
                 )
@@ -285,9 +291,30 @@ def next_rotation(description: Record) -> float:
     date = description.get("NextRotationDate")
     if date is None:
         return math.inf
+    return _epoch_seconds(date)
+
+
+def _epoch_seconds(date: object) -> float:
+    """A ``NextRotationDate`` (epoch seconds, as the JSON API gives it) as a float;
+    ``-inf`` if it is not a finite number."""
     if isinstance(date, (int, float)) and not isinstance(date, bool) and math.isfinite(date):
         return float(date)
     return -math.inf
+
+
+def _still_current(record: Record, description: Record) -> bool:
+    """Whether the version ``record`` holds is the one ``description`` labels
+    ``AWSCURRENT``."""
+    version = record.get("VersionId")
+    return version is not None and version == current_version(description)
+
+
+def _revalidate_from(before: _Followed | None, date: float | None) -> float:
+    """When a value fetched again is next revalidated: the date just read, else (a TTL
+    refresh before the date) the one it had."""
+    if date is not None:
+        return date
+    return before.revalidate_from if before else -math.inf
 
 
 def current_version(description: Record) -> str | None:

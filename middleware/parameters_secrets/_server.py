@@ -105,10 +105,7 @@ class ExtensionServer:
         if any(name == "x-forwarded-for" for name, _ in headers):
             # As the extension does: a forwarded request did not come from this sandbox.
             return _error(400, "BadRequest", "X-Forwarded-For is not accepted")
-        tokens = [value for name, value in headers if name == TOKEN_HEADER.lower()]
-        # Exactly one token: which of several copies counts differs between proxies.
-        given = tokens[0] if len(tokens) == 1 else b""
-        if not hmac.compare_digest(given, self._token):
+        if not hmac.compare_digest(_token_given(headers), self._token):
             return _error(401, "Unauthorized", "missing or wrong X-Aws-Parameters-Secrets-Token")
         return None
 
@@ -125,6 +122,13 @@ class ExtensionServer:
         if isinstance(request, ParameterRequest):
             return 200, {"Parameter": dict(outcome), "ResultMetadata": {}}
         return 200, {**outcome, "ResultMetadata": {}}
+
+
+def _token_given(headers: list[tuple[str, bytes]]) -> bytes:
+    """The value of the request's token header; empty unless it is given exactly once."""
+    tokens = [value for name, value in headers if name == TOKEN_HEADER.lower()]
+    # Exactly one token: which of several copies counts differs between proxies.
+    return tokens[0] if len(tokens) == 1 else b""
 
 
 def _request(scope: Scope, path: str) -> ParameterRequest | SecretRequest | FetchError:
@@ -160,9 +164,13 @@ def _parameter(query: list[tuple[str, str]]) -> ParameterRequest | FetchError:
     decrypt = (_first(query, "withDecryption") or "false").lower()
     if decrypt not in ("true", "false"):
         return FetchError("withDecryption must be true or false", code="ValidationException")
+    return _selected(name, _selector(query), decrypt=decrypt == "true")
+
+
+def _selector(query: list[tuple[str, str]]) -> tuple[str, str] | None:
+    """The query's ``version`` or ``label``, whichever comes first, as ``(name, value)``."""
     # Version and label together: only the first after "?" is used, as the extension does.
-    selector = next(((k, v) for k, v in query if k in ("version", "label")), None)
-    return _selected(name, selector, decrypt=decrypt == "true")
+    return next(((k, v) for k, v in query if k in ("version", "label")), None)
 
 
 def _selected(

@@ -106,14 +106,8 @@ class Settings:
                 names the variable and its range), or an override is unknown or invalid.
         """
         environ = os.environ if environ is None else environ
-        unknown = set(overrides) - set(ENVIRONMENT)
-        if unknown:
-            raise ConfigurationError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-        raw_values = {
-            name: raw
-            for name, variable in ENVIRONMENT.items()
-            if name not in overrides and (raw := environ.get(variable, "").strip())
-        }
+        _check_overrides(overrides)
+        raw_values = _variables_set(environ, overrides)
         values = {name: _parsed(name, raw) for name, raw in raw_values.items()}
         try:
             return cls(**values, **overrides)
@@ -276,6 +270,22 @@ def _one_of(*allowed: str) -> Callable[[str, Any], Any]:
         return value if value == value.lower() else value.lower()
 
     return check
+
+
+def _check_overrides(overrides: Mapping[str, Any]) -> None:
+    """Refuse an override that names no setting."""
+    unknown = set(overrides) - set(ENVIRONMENT)
+    if unknown:
+        raise ConfigurationError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+
+
+def _variables_set(environ: Mapping[str, str], overrides: Mapping[str, Any]) -> dict[str, str]:
+    """Each setting's variable, stripped, if it is set (not blank) and not overridden."""
+    return {
+        name: raw
+        for name, variable in ENVIRONMENT.items()
+        if name not in overrides and (raw := environ.get(variable, "").strip())
+    }
 
 
 def _source(setting: str, value: Any) -> Any:

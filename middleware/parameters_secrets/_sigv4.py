@@ -179,13 +179,20 @@ def _headers_to_send(
     if credentials.token:
         replaced.add("x-amz-security-token")
     send = {name: value for name, value in headers.items() if name.lower() not in replaced}
+    send = _dated(send, moment, amz_date)
+    if credentials.token:
+        send["X-Amz-Security-Token"] = credentials.token
+    return send
+
+
+def _dated(send: dict[str, str], moment: float, amz_date: str) -> dict[str, str]:
+    """``send`` with the signing time: in ``Date`` if the caller gave one (in any case,
+    then replaced), else in ``X-Amz-Date``."""
     if any(name.lower() == "date" for name in send):
         send = {name: value for name, value in send.items() if name.lower() != "date"}
         send["Date"] = formatdate(int(moment))
     else:
         send["X-Amz-Date"] = amz_date
-    if credentials.token:
-        send["X-Amz-Security-Token"] = credentials.token
     return send
 
 
@@ -196,15 +203,19 @@ def _canonical_headers(
     collapsed, a name given twice, in two cases, signed as its values joined by ","), and
     the payload hash the caller gave in ``X-Amz-Content-SHA256``, if any."""
     signed: dict[str, str] = {}
-    payload_hash: str | None = None
     for name, value in send.items():
         lower = name.lower()
-        if lower == "x-amz-content-sha256" and payload_hash is None:
-            payload_hash = value
         if lower in UNSIGNED_HEADERS:
             continue
         folded = " ".join(value.split())
         signed[lower] = f"{signed[lower]},{folded}" if lower in signed else folded
     if "host" not in signed:
         signed["host"] = _host(hostname, scheme, port)
-    return signed, payload_hash
+    return signed, _payload_hash(send)
+
+
+def _payload_hash(send: Mapping[str, str]) -> str | None:
+    """The payload hash the caller gave in ``X-Amz-Content-SHA256`` (its first copy, in
+    any case), if any."""
+    given = (value for name, value in send.items() if name.lower() == "x-amz-content-sha256")
+    return next(given, None)

@@ -102,14 +102,19 @@ def init_window_end(now: float | None = None) -> float | None:
     ``None`` when no on-demand INIT is under way. See the module's docstring."""
     if _InitWindow.invoked or not _on_demand_init_environment():
         return None
-    ends_at = _InitWindow.ends_at
-    if ends_at is None:
-        ends_at = _InitWindow.ends_at = _process_start() + INIT_LIMIT_SECONDS - INIT_MARGIN_SECONDS
+    ends_at = _init_window_ends_at()
     now = time.monotonic() if now is None else now
     if now >= ends_at + INIT_MARGIN_SECONDS:  # past Lambda's limit: INIT is over
         _InitWindow.invoked = True
         return None
     return ends_at
+
+
+def _init_window_ends_at() -> float:
+    """When the INIT window ends (its margin taken off): worked out once per process."""
+    if _InitWindow.ends_at is None:
+        _InitWindow.ends_at = _process_start() + INIT_LIMIT_SECONDS - INIT_MARGIN_SECONDS
+    return _InitWindow.ends_at
 
 
 def _on_demand_init_environment() -> bool:

@@ -66,13 +66,12 @@ class ParametersSecretsWSGIMiddleware(StoreMiddleware["WSGIApplication", "OnFail
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         script_name = environ.get("SCRIPT_NAME", "")
         path = script_name + environ.get("PATH_INFO", "")
-        if self._excluded_paths.match(path, script_name):
+        if self._excluding and self._excluded_paths.match(path, script_name):
             return self.app(environ, start_response)
         values = self.store.cached()
         if values is None:
-            context = next((environ[k] for k in CONTEXT_KEYS if k in environ), None)
             try:
-                values = self.store.load_sync(deadline=deadline(context))
+                values = self.store.load_sync(deadline=deadline(_lambda_context(environ)))
             except LoadError as error:
                 return self._refuse(environ, start_response, error)
         environ[ENVIRON_KEY] = values
@@ -81,11 +80,7 @@ class ParametersSecretsWSGIMiddleware(StoreMiddleware["WSGIApplication", "OnFail
             body = self.app(environ, start_response)
         finally:
             _current.reset(token)
-        if _runs_no_app_code(body, environ):
-            return body  # as the app gave it: its len() and sendfile reach the server
-        if hasattr(body, "__len__"):
-            return _SizedWithValues(body, values)
-        return _WithValues(body, values)
+        return _with_values(body, values, environ)
 
     def _refuse(
         self, environ: WSGIEnvironment, start_response: StartResponse, error: LoadError
@@ -107,6 +102,23 @@ class ParametersSecretsWSGIMiddleware(StoreMiddleware["WSGIApplication", "OnFail
                 )
         start_response("503 Service Unavailable", list(_UNAVAILABLE_HEADERS))
         return [UNAVAILABLE_BODY]
+
+
+def _lambda_context(environ: WSGIEnvironment) -> object:
+    """The Lambda context a WSGI-on-Lambda adapter put in the environ, if any."""
+    return next((environ[k] for k in CONTEXT_KEYS if k in environ), None)
+
+
+def _with_values(
+    body: Iterable[bytes], values: Values, environ: WSGIEnvironment
+) -> Iterable[bytes]:
+    """The app's response body as the server gets it: with :func:`current_values` set
+    whenever the app's code runs for it."""
+    if _runs_no_app_code(body, environ):
+        return body  # as the app gave it: its len() and sendfile reach the server
+    if hasattr(body, "__len__"):
+        return _SizedWithValues(body, values)
+    return _WithValues(body, values)
 
 
 def _runs_no_app_code(body: Iterable[bytes], environ: WSGIEnvironment) -> bool:

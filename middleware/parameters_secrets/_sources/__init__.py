@@ -104,12 +104,13 @@ def choose_source(settings: Settings) -> tuple[Source, str]:
     """The default source, and why it was chosen (for the log)."""
     on_lambda = bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
     choice, reason = _chosen(settings.source, on_lambda=on_lambda)
+    # Only on Lambda: off it, an extension that does not answer (a local server not
+    # started) must not send a developer's requests to AWS instead.
+    falls_back = on_lambda and settings.extension_fallback == "aws"
     if choice == "extension":
         from .extension import ExtensionSource
 
-        # Only on Lambda: off it, an extension that does not answer (a local server not
-        # started) must not send a developer's requests to AWS instead.
-        if on_lambda and settings.extension_fallback == "aws":
+        if falls_back:
             reason += "; AWS directly while the extension is not serving (INIT)"
             return ExtensionSource(settings=settings, fallback="aws"), reason
         return ExtensionSource(settings=settings), reason
@@ -120,7 +121,7 @@ def choose_source(settings: Settings) -> tuple[Source, str]:
     if choice == "cloud-extensions":
         from .cloud_extensions import CloudExtensionsSource
 
-        if on_lambda and settings.extension_fallback == "aws":
+        if falls_back:
             reason += "; AWS directly while the runtime is not serving (loading, INIT)"
             return CloudExtensionsSource(settings=settings, fallback="aws"), reason
         return CloudExtensionsSource(settings=settings), reason

@@ -79,6 +79,19 @@ async def read_capped(response: httpx.Response, cap: int, *, what: str) -> bytes
         FetchError: ``ResponseTooLarge`` or ``MalformedResponse`` (transient); the
             message names the cap, never the body.
     """
+    _refuse_unread(response, cap, what=what)
+    body = bytearray()
+    # Not compressed: aiter_bytes passes the bytes through as they arrive.
+    async for chunk in response.aiter_bytes():
+        if len(body) + len(chunk) > cap:
+            raise _too_large(what, cap)
+        body += chunk
+    return bytes(body)
+
+
+def _refuse_unread(response: httpx.Response, cap: int, *, what: str) -> None:
+    """Refuse ``response`` before its body is read: its declared length exceeds ``cap``,
+    or it is compressed."""
     declared = response.headers.get("content-length", "").strip()
     if declared.isdigit() and (len(declared) > 18 or int(declared) > cap):
         raise _too_large(what, cap)
@@ -88,13 +101,6 @@ async def read_capped(response: httpx.Response, cap: int, *, what: str) -> bytes
             code="MalformedResponse",
             transient=True,
         )
-    body = bytearray()
-    # Not compressed: aiter_bytes passes the bytes through as they arrive.
-    async for chunk in response.aiter_bytes():
-        if len(body) + len(chunk) > cap:
-            raise _too_large(what, cap)
-        body += chunk
-    return bytes(body)
 
 
 async def _read_prefix(response: httpx.Response, limit: int) -> bytes:

@@ -52,13 +52,18 @@ def _json_error(text: str, error_type: str | None) -> tuple[str, str] | None:
     body = _json_object(text)
     if body is None:
         return None
-    code = error_type or body.get("__type") or body.get("code") or body.get("Code")
+    code = error_type or _first_given(body, "__type", "code", "Code")
     if not (isinstance(code, str) and code):
         return None
-    message = body.get("message") or body.get("Message") or ""
+    message = _first_given(body, "message", "Message") or ""
     # "com.amazonaws.ssm#ParameterNotFound" -> "ParameterNotFound";
     # "ThrottlingException:http://..." -> "ThrottlingException"
     return code.rsplit("#", 1)[-1].split(":", 1)[0], str(message)[:300]
+
+
+def _first_given(body: dict[str, Any], *fields: str) -> Any:
+    """The value of the first of ``fields`` that ``body`` gives (not empty); else None."""
+    return next((body[field] for field in fields if body.get(field)), None)
 
 
 def _text_error(text: str, error_type: str | None) -> tuple[str, str] | None:

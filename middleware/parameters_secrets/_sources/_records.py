@@ -54,11 +54,19 @@ def _path_problem(request: PathRequest, record: dict[str, Any]) -> str | None:
     if not isinstance(parameters, list):
         return "has no Parameters"
     for parameter in parameters:
-        if not isinstance(parameter, dict) or not isinstance(parameter.get("Value"), str):
-            return "has a parameter without a Value"
-        name = parameter.get("Name")
-        if not isinstance(name, str) or request.relative_name(name) is None:
-            return "holds a parameter outside the path"
+        problem = _path_parameter_problem(request, parameter)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _path_parameter_problem(request: PathRequest, parameter: object) -> str | None:
+    """What is wrong with one parameter of a path's record, if anything."""
+    if not isinstance(parameter, dict) or not isinstance(parameter.get("Value"), str):
+        return "has a parameter without a Value"
+    name = parameter.get("Name")
+    if not isinstance(name, str) or request.relative_name(name) is None:
+        return "holds a parameter outside the path"
     return None
 
 
@@ -87,7 +95,7 @@ def _without_selector(name: str) -> str:
     holds no ``:``, but an ARN and a reference to a secret's ARN do)."""
     if name.startswith(REFERENCE_PREFIX):
         return REFERENCE_PREFIX + _split_reference(name.removeprefix(REFERENCE_PREFIX))
-    if name.startswith("arn:") and ":parameter/" in name:
+    if is_parameter_arn(name):
         head, path = name.split(":parameter/", 1)
         return f"{head}:parameter/{path.split(':', 1)[0]}"
     return name.split(":", 1)[0]
@@ -105,12 +113,28 @@ def _parameter_path(name: str) -> str:
     """The parameter's path without a leading slash, whether ``name`` is one or an ARN:
     ``arn:...:parameter/a/b`` names ``/a/b``, and ``arn:...:parameter/plain`` names
     ``plain``."""
-    if name.startswith("arn:") and ":parameter/" in name:
+    if is_parameter_arn(name):
         name = name.split(":parameter/", 1)[1]
     return name.lstrip("/")
 
 
+def is_parameter_arn(name: str) -> bool:
+    """Whether ``name`` is a parameter's ARN (``arn:...:parameter/NAME``)."""
+    return name.startswith("arn:") and ":parameter/" in name
+
+
 def _secret_problem(request: SecretRequest, record: dict[str, Any]) -> str | None:
+    problem = _secret_value_problem(record)
+    if problem is not None:
+        return problem
+    name, arn = record.get("Name"), record.get("ARN")
+    if isinstance(name, str) and not _same_secret(request.secret_id, name, arn):
+        return "is about another secret"
+    return None
+
+
+def _secret_value_problem(record: dict[str, Any]) -> str | None:
+    """What is wrong with a secret's record's value, if anything."""
     string, binary = record.get("SecretString"), record.get("SecretBinary")
     if isinstance(binary, str):
         try:
@@ -119,9 +143,6 @@ def _secret_problem(request: SecretRequest, record: dict[str, Any]) -> str | Non
             return "has a SecretBinary that is not base64"
     elif not isinstance(string, str) and not isinstance(binary, (bytes, bytearray)):
         return "has no SecretString or SecretBinary"
-    name, arn = record.get("Name"), record.get("ARN")
-    if isinstance(name, str) and not _same_secret(request.secret_id, name, arn):
-        return "is about another secret"
     return None
 
 

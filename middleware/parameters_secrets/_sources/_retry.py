@@ -87,10 +87,24 @@ async def within_time_bound(
             if not isinstance(result, FetchError):
                 return result
             last = result
-            if not retries(result, attempt):
-                return result
-            pause = delay(attempt)
-            if time.monotonic() + pause >= give_up_at:
+            pause = _pause(result, attempt, retries=retries, delay=delay, give_up_at=give_up_at)
+            if pause is None:
                 return result
             await anyio.sleep(pause)
     return last if last is not None else timed_out()
+
+
+def _pause(
+    error: FetchError,
+    attempt: int,
+    *,
+    retries: Callable[[FetchError, int], bool],
+    delay: Callable[[int], float],
+    give_up_at: float,
+) -> float | None:
+    """How long to wait before trying again after ``attempt`` failed with ``error``;
+    ``None``: not again (``retries`` says stop, or the wait would pass the bound)."""
+    if not retries(error, attempt):
+        return None
+    pause = delay(attempt)
+    return pause if time.monotonic() + pause < give_up_at else None

@@ -129,8 +129,8 @@ class AwsSource:
         # Credentials of the roles values are read through (role_arn=): made on first use.
         self._roles: AssumedRoles | None = None
         self._roles_lock = threading.Lock()
-        self._ssm: _Service | None = None
-        self._secrets: _Service | None = None
+        # By signing name ("ssm", "secretsmanager"); both set at once, on the first fetch.
+        self._services: dict[str, _Service] = {}
         # Cleared when the role turns out not to be allowed the batch actions.
         self.batch_parameters = True
         self.batch_secrets = True
@@ -147,19 +147,20 @@ class AwsSource:
     def _endpoint(self, variable: str, service: str, region: Region | None) -> str | None:
         """The endpoint of ``service``: ``endpoint_url=``, the service's variable, the
         common one, then AWS's in ``region`` (``None``: no region known yet)."""
-        if self._ssm is not None and self._secrets is not None:
-            return (self._ssm if service == "ssm" else self._secrets).endpoint
-        return (
-            self._endpoint_url
-            or os.environ.get(variable)
-            or os.environ.get("AWS_ENDPOINT_URL")
-            or (service_endpoint(service, region) if region is not None else None)
-        )
+        if self._services:
+            return self._services[service].endpoint
+        configured = self._configured_endpoint(variable)
+        return configured or (service_endpoint(service, region) if region is not None else None)
+
+    def _configured_endpoint(self, variable: str) -> str | None:
+        """The endpoint configured for a service: ``endpoint_url=``, the service's
+        ``variable``, then ``AWS_ENDPOINT_URL``; ``None``: AWS's."""
+        return self._endpoint_url or os.environ.get(variable) or os.environ.get("AWS_ENDPOINT_URL")
 
     async def aclose(self) -> None:
         """Close the connection pools."""
-        for service in (self._ssm, self._secrets):
-            if service is not None and service.clients is not None:
+        for service in self._services.values():
+            if service.clients is not None:
                 await service.clients.aclose()
 
     async def fetch(
@@ -241,8 +242,7 @@ class AwsSource:
             if role_arn is not None:
                 credentials = await self._assumed_role(role_arn, credentials, give_up_at)
         except FetchError as error:
-            for request in requests:
-                outcomes[request] = error
+            outcomes.update(dict.fromkeys(requests, error))
             return
         await concurrently(plan(requests, credentials, give_up_at, outcomes))
 
@@ -311,19 +311,23 @@ class AwsSource:
         give_up_at: float,
         outcomes: dict[ValueRequest, Outcome],
     ) -> list[Awaitable[None]]:
-        # BatchGetSecretValue returns AWSCURRENT only: pinned versions go one by one.
-        unique = list(dict.fromkeys(requests))
-        current = [
-            r for r in unique if r.version_id is None and r.version_stage in (None, "AWSCURRENT")
-        ]
-        batchable = current if self.batch_secrets else []
-        singles = [r for r in unique if r not in batchable]
-        chunks, alone = _batches(batchable, SECRETS_PER_BATCH)
+        chunks, singles = self._secret_batches(requests)
         calls: list[Awaitable[None]] = [
             self._batch_get_secrets(c, credentials, give_up_at, outcomes) for c in chunks
         ]
-        calls += [self._get_secret(r, credentials, give_up_at, outcomes) for r in singles + alone]
+        calls += [self._get_secret(r, credentials, give_up_at, outcomes) for r in singles]
         return calls
+
+    def _secret_batches(
+        self, requests: list[SecretRequest]
+    ) -> tuple[list[list[SecretRequest]], list[SecretRequest]]:
+        """The secrets ``BatchGetSecretValue`` can fetch together, in calls of
+        ``SECRETS_PER_BATCH`` at most, and those fetched one by one."""
+        unique = list(dict.fromkeys(requests))
+        # BatchGetSecretValue returns AWSCURRENT only: pinned versions go one by one.
+        batchable = [r for r in unique if self.batch_secrets and not r.pinned]
+        chunks, alone = _batches(batchable, SECRETS_PER_BATCH)
+        return chunks, [r for r in unique if r not in batchable] + alone
 
     def _describe_calls(
         self,
@@ -471,22 +475,34 @@ class AwsSource:
     ) -> None:
         """``BatchGetSecretValue`` page by page; what its answers do not settle is asked
         alone, unless the batch failed in a way asking alone would fail too."""
+        failure = await self._read_secret_pages(requests, credentials, give_up_at, outcomes)
+        if failure is not None and self._settles_batch(failure):
+            for request in requests:
+                outcomes.setdefault(request, failure)
+            return
+        await self._ask_alone(self._get_secret, requests, credentials, give_up_at, outcomes)
+
+    async def _read_secret_pages(
+        self,
+        requests: list[SecretRequest],
+        credentials: Credentials,
+        give_up_at: float,
+        outcomes: dict[ValueRequest, Outcome],
+    ) -> FetchError | None:
+        """Every page of one ``BatchGetSecretValue``, writing the outcomes each settles;
+        the failure that ended it early, if one did."""
         body: dict[str, Any] = {"SecretIdList": [r.secret_id for r in requests]}
         for _ in range(len(requests) + 1):  # NextToken pages; bounded
             answer = await self._batch_get_secrets_page(body, credentials, give_up_at)
             if isinstance(answer, FetchError):
-                if self._settles_batch(answer):
-                    for request in requests:
-                        outcomes.setdefault(request, answer)
-                    return
-                break
+                return answer
             for found, outcome in _secrets_answered(requests, answer).items():
                 outcomes.setdefault(found, outcome)
             token = answer.get("NextToken")
             if not token:
-                break
+                return None
             body["NextToken"] = token
-        await self._ask_alone(self._get_secret, requests, credentials, give_up_at, outcomes)
+        return None
 
     async def _batch_get_secrets_page(
         self, body: dict[str, Any], credentials: Credentials, give_up_at: float
@@ -524,7 +540,7 @@ class AwsSource:
     # -- transport ----------------------------------------------------------------
 
     def _resolve_services(self) -> None:
-        if self._ssm is not None and self._secrets is not None:
+        if self._services:
             return
         region = self._region or profile_region()
         if region is None:
@@ -536,22 +552,22 @@ class AwsSource:
         def endpoint(variable: str, service: str) -> str:
             return self._endpoint(variable, service, region) or service_endpoint(service, region)
 
-        self._ssm = _Service("ssm", "AmazonSSM", endpoint("AWS_ENDPOINT_URL_SSM", "ssm"))
-        self._secrets = _Service(
-            "secretsmanager",
-            "secretsmanager",
-            endpoint("AWS_ENDPOINT_URL_SECRETS_MANAGER", "secretsmanager"),
-        )
+        self._services = {
+            "ssm": _Service("ssm", "AmazonSSM", endpoint("AWS_ENDPOINT_URL_SSM", "ssm")),
+            "secretsmanager": _Service(
+                "secretsmanager",
+                "secretsmanager",
+                endpoint("AWS_ENDPOINT_URL_SECRETS_MANAGER", "secretsmanager"),
+            ),
+        }
 
     @property
     def _ssm_service(self) -> _Service:
-        assert self._ssm is not None  # noqa: S101 - for mypy: set before any fetch
-        return self._ssm
+        return self._services["ssm"]  # set before any call
 
     @property
     def _secrets_service(self) -> _Service:
-        assert self._secrets is not None  # noqa: S101 - for mypy: set before any fetch
-        return self._secrets
+        return self._services["secretsmanager"]  # set before any call
 
     async def _client(self, service: _Service) -> httpx.AsyncClient:
         if service.clients is None:
@@ -681,12 +697,23 @@ def _parameters_found(
     by_plain_name = {r.name: r for r in requests}  # unique within a batch
     settled: dict[ValueRequest, Outcome] = {}
     for parameter in parameters:
-        match = by_plain_name.get(str(parameter.get("Name"))) or by_plain_name.get(
-            str(parameter.get("ARN"))
-        )
-        if match is not None and match.version in (None, parameter.get("Version")):
+        match = _answered_request(by_plain_name, parameter)
+        if match is not None:
             settled.setdefault(match, checked_record(match, parameter))
     return settled
+
+
+def _answered_request(
+    by_plain_name: dict[str, ParameterRequest], parameter: dict[str, Any]
+) -> ParameterRequest | None:
+    """The request one parameter of a ``GetParameters`` answer is for, by its name or
+    ARN; a pinned version only if it is the one answered."""
+    match = by_plain_name.get(str(parameter.get("Name"))) or by_plain_name.get(
+        str(parameter.get("ARN"))
+    )
+    if match is None or match.version not in (None, parameter.get("Version")):
+        return None
+    return match
 
 
 def _secrets_answered(
@@ -699,10 +726,17 @@ def _secrets_answered(
     for value in _objects(answer.get("SecretValues")):
         for found in _asked(by_id, value.get("Name"), value.get("ARN")):
             settled.setdefault(found, checked_record(found, value))
+    _settle_secret_errors(by_id, answer, settled)
+    return settled
+
+
+def _settle_secret_errors(
+    by_id: dict[str, SecretRequest], answer: dict[str, Any], settled: dict[ValueRequest, Outcome]
+) -> None:
+    """The outcomes a ``BatchGetSecretValue`` page's per-secret ``Errors`` settle."""
     for error in _objects(answer.get("Errors")):
         for found in _asked(by_id, error.get("SecretId")):
             settled.setdefault(found, _secret_error(found, error))
-    return settled
 
 
 def _asked(by_id: dict[str, SecretRequest], *ids: object) -> list[SecretRequest]:
@@ -731,9 +765,12 @@ def _secret_error(request: SecretRequest, error: dict[str, Any]) -> FetchError:
 
 
 def _batches(items: list[R], size: int) -> tuple[list[list[R]], list[R]]:
-    """``items`` in calls of ``size`` at most; a call of one goes alone, as a single call."""
+    """``items`` in calls of ``size`` (2 or more) at most; a call of one goes alone, as a
+    single call."""
     chunks = [items[start : start + size] for start in range(0, len(items), size)]
-    return [c for c in chunks if len(c) > 1], [c[0] for c in chunks if len(c) == 1]
+    # Only the last call can be short, so only it can hold one item.
+    alone = chunks.pop() if chunks and len(chunks[-1]) == 1 else []
+    return chunks, alone
 
 
 def _selector_name(request: ParameterRequest) -> str:

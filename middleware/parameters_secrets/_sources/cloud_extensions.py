@@ -118,12 +118,10 @@ class CloudExtensionsSource:
     ) -> None:
         from .aws import AwsSource  # SigV4 and credentials: only for this source
 
-        if not (fallback is None or fallback == "aws" or isinstance(fallback, Source)):
-            raise ConfigurationError(f"fallback must be 'aws', a source or None, not {fallback!r}")
+        _check_fallback(fallback)
         settings = settings if settings is not None else Settings.from_env()
         if retry is None:
-            # With a fallback, a loading runtime is not waited for: AWS answers instead.
-            retry = _LoadingFallsBackPolicy() if fallback is not None else LoadingAwareRetryPolicy()
+            retry = _default_retry(fallback)
         self.port = port
         self.fallback = fallback
         self._settings = settings
@@ -159,10 +157,8 @@ class CloudExtensionsSource:
         follow their rotation from AWS directly, and with a fallback whatever the runtime
         is not serving yet."""
         outcomes: dict[ValueRequest, Outcome] = {}
-        routes: dict[str, list[ValueRequest]] = {"parameters": [], "secrets": [], "direct": []}
-        for request in requests:
-            routes[_route(request)].append(request)
-        parameters, secrets, direct = routes["parameters"], routes["secrets"], routes["direct"]
+        routes = _routes(requests)
+        parameters, secrets = routes["parameters"], routes["secrets"]
 
         async def ask(source: Source, asked: list[ValueRequest]) -> None:
             outcomes.update(zip(asked, await source.fetch(asked, deadline), strict=True))
@@ -177,11 +173,19 @@ class CloudExtensionsSource:
                 if asked
             ]
         )
-        if self.fallback is not None:
-            direct += [r for r in (*parameters, *secrets) if _not_serving(outcomes[r])]
+        direct = routes["direct"] + self._not_served([*parameters, *secrets], outcomes)
         if direct:
             await ask(self._direct_source(), direct)
         return [outcomes[r] for r in requests]
+
+    def _not_served(
+        self, asked: list[ValueRequest], outcomes: dict[ValueRequest, Outcome]
+    ) -> list[ValueRequest]:
+        """Those ``asked`` of the runtime that the fallback answers: none without one, else
+        those the runtime was not serving yet."""
+        if self.fallback is None:
+            return []
+        return [r for r in asked if _not_serving(outcomes[r])]
 
     async def describe_secrets(
         self, requests: Sequence[SecretRequest], deadline: float | None = None
@@ -205,6 +209,26 @@ class CloudExtensionsSource:
         await self._secrets_manager.aclose()
         if self._direct is not None:
             await self._direct.aclose()
+
+
+def _check_fallback(fallback: object) -> None:
+    """Refuse a ``fallback=`` that is not ``"aws"``, a source or ``None``."""
+    if not (fallback is None or fallback == "aws" or isinstance(fallback, Source)):
+        raise ConfigurationError(f"fallback must be 'aws', a source or None, not {fallback!r}")
+
+
+def _default_retry(fallback: object) -> RetryPolicy:
+    """The retry policy without ``retry=``: with a fallback, a loading runtime is not
+    waited for (AWS answers instead)."""
+    return _LoadingFallsBackPolicy() if fallback is not None else LoadingAwareRetryPolicy()
+
+
+def _routes(requests: Sequence[ValueRequest]) -> dict[str, list[ValueRequest]]:
+    """The requests by who answers them (see :func:`_route`)."""
+    routes: dict[str, list[ValueRequest]] = {"parameters": [], "secrets": [], "direct": []}
+    for request in requests:
+        routes[_route(request)].append(request)
+    return routes
 
 
 def _route(request: ValueRequest) -> str:
@@ -272,15 +296,9 @@ class _SecretsManagerExtension:
         outcomes: dict[ValueRequest, Outcome] = {}
         try:
             credentials = await self._credentials.get(give_up_at)
-            region = self._region or profile_region()
-            if region is None:
-                raise FetchError(  # noqa: TRY301 - answered like a failed fetch
-                    "no AWS region to sign for: set AWS_REGION or pass "
-                    "CloudExtensionsSource(region=...)",
-                    code="NoRegion",
-                )
+            region = self._signing_region()
         except FetchError as error:
-            return [error for _ in requests]
+            return [error] * len(requests)
         client = await self._clients.get()
 
         async def get(request: SecretRequest) -> None:
@@ -288,6 +306,17 @@ class _SecretsManagerExtension:
 
         await concurrently([get(r) for r in requests if isinstance(r, SecretRequest)])
         return [outcomes[r] for r in requests]
+
+    def _signing_region(self) -> str:
+        """The region to sign for: ``region=``, else the profile's; else ``NoRegion``."""
+        region = self._region or profile_region()
+        if region is None:
+            raise FetchError(
+                "no AWS region to sign for: set AWS_REGION or pass "
+                "CloudExtensionsSource(region=...)",
+                code="NoRegion",
+            )
+        return region
 
     def _token_value(self) -> str | None:
         import os
@@ -374,6 +403,11 @@ def _parse(request: SecretRequest, answer: Answer) -> Outcome:
         except FetchError:
             body = None  # checked_record says what is wrong: MalformedResponse
         return checked_record(request, body, origin="Secrets Manager extension's answer")  # type: ignore[no-any-return]
+    return _error_answer(request, answer)
+
+
+def _error_answer(request: SecretRequest, answer: Answer) -> FetchError:
+    """The extension's error answer as a ``FetchError`` (``_Throttled`` for a 429)."""
     # "message" from the extension, "Message" from the runtime: error_code reads both.
     code, message = error_code(answer.status, answer.text, answer.headers.get("x-amzn-errortype"))
     text = f"{request.describe()}: {code} (HTTP {answer.status})" + (

@@ -8,7 +8,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeGuard
 from urllib.parse import quote
 
 from .._concurrency import PerLoop, concurrently
@@ -110,9 +110,7 @@ class ExtensionSource:
         values, secrets that follow their rotation, and with a fallback the values it is
         not ready to serve, from AWS directly."""
         outcomes: dict[ValueRequest, Outcome] = {}
-        # No by-path API, no roles, no DescribeSecret: those go to AWS directly.
-        direct: list[ValueRequest] = [r for r in requests if _aws_only(r)]
-        asked = [r for r in requests if not isinstance(r, PathRequest) and not _aws_only(r)]
+        asked, direct = _by_server(requests)
         if asked:
             direct += await self._ask_extension(asked, deadline, outcomes)
         if direct:
@@ -132,14 +130,20 @@ class ExtensionSource:
         if self.fallback is None:
             return []
         not_serving: list[ValueRequest] = [r for r in asked if isinstance(outcomes[r], _NotServing)]
-        if not_serving and not self._fell_back:
+        if not_serving:
+            self._say_falling_back(outcomes[not_serving[0]])
+        return not_serving
+
+    def _say_falling_back(self, not_serving: Outcome) -> None:
+        """Say once (INFO) that values come from AWS directly while the extension is not
+        serving, and why (``not_serving``'s code)."""
+        if not self._fell_back:
             self._fell_back = True
             logger.info(
                 "the extension is not serving yet (%s): values "
                 "come from AWS directly until it does",
-                outcomes[not_serving[0]].code,  # type: ignore[union-attr]
+                not_serving.code,  # type: ignore[union-attr]
             )
-        return not_serving
 
     async def _ask_aws(
         self,
@@ -284,6 +288,21 @@ def _aws_only(request: ValueRequest) -> bool:
         or request.role_arn is not None
         or (isinstance(request, SecretRequest) and request.follow_rotation)
     )
+
+
+def _by_server(
+    requests: Sequence[ValueRequest],
+) -> tuple[list[ParameterRequest | SecretRequest], list[ValueRequest]]:
+    """The requests the extension serves, and those AWS alone does."""
+    # No by-path API, no roles, no DescribeSecret: those go to AWS directly.
+    asked = [r for r in requests if _extension_serves(r)]
+    direct: list[ValueRequest] = [r for r in requests if _aws_only(r)]
+    return asked, direct
+
+
+def _extension_serves(request: ValueRequest) -> TypeGuard[ParameterRequest | SecretRequest]:
+    """Whether the extension can serve ``request`` (see :func:`_aws_only`)."""
+    return not _aws_only(request)
 
 
 class _NotServing(FetchError):

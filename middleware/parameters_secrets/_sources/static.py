@@ -13,6 +13,7 @@ from typing import Any
 from .._declarations import ParameterRequest, PathRequest, SecretRequest, ValueRequest
 from ..exceptions import ConfigurationError, FetchError
 from . import Outcome
+from ._records import is_parameter_arn
 
 _CREATED = "2026-01-01T00:00:00.000Z"
 REFERENCE_PREFIX = "/aws/reference/secretsmanager/"
@@ -133,12 +134,8 @@ class StaticSource:
         """Why ``path``'s ``selector`` (a version or a label) selects nothing, if it does not."""
         if selector.isascii() and selector.isdigit():
             # Labels never start with a digit: digits are a version.
-            if len(selector) > 19 or int(selector) != record["Version"]:
-                return FetchError(
-                    f"version {selector} of parameter {path} not found",
-                    code="ParameterVersionNotFound",
-                )
-        elif selector not in self._labels[path]:
+            return _version_missing(path, selector, record)
+        if selector not in self._labels[path]:
             return FetchError(
                 f"label {selector} of parameter {path} not found",
                 code="ParameterVersionLabelNotFound",
@@ -147,18 +144,18 @@ class StaticSource:
 
     def _split_parameter_name(self, name: str) -> tuple[str, str | None] | FetchError:
         """The stored name and the selector (``"3"``, ``"label"``) in a requested name."""
-        from_arn = name.startswith("arn:") and ":parameter/" in name
+        from_arn = is_parameter_arn(name)
         if from_arn:
             name = name.split(":parameter/", 1)[1]
         # Parameter names have no ":" (AWS allows a-z, 0-9, "_.-" and "/"): one starts
         # the selector.
-        path, colon, selector = name.partition(":")
-        if colon and (not selector or ":" in selector):
+        path, selector = _split_selector(name)
+        if _bad_selector(selector):
             return _many_selectors(name)
         if from_arn and f"/{path}" in self._parameters:
             # arn:...:parameter/a/b is /a/b, and arn:...:parameter/plain is plain.
             path = f"/{path}"
-        return path, selector or None
+        return path, selector
 
     def _get_reference(self, name: str, *, decrypt: bool) -> Outcome:
         """A ``/aws/reference/secretsmanager/ID[:selector]`` parameter, as AWS answers it."""
@@ -168,9 +165,9 @@ class StaticSource:
                 code="ValidationException",
             )
         secret_id, selector = _split_reference(name.removeprefix(REFERENCE_PREFIX))
-        if selector is not None and (not selector or ":" in selector):
+        if _bad_selector(selector):
             return _many_selectors(name)
-        record = self._secrets.get(secret_id) or self._secret_by_arn(secret_id)
+        record = self._find_secret(secret_id)
         if record is None or not _selects(record, selector):
             what = f"secret {secret_id}" + (f" ({selector})" if selector else "")
             return FetchError(
@@ -179,7 +176,7 @@ class StaticSource:
         return _reference_answer(record, secret_id, selector)
 
     def _get_secret(self, request: SecretRequest) -> Outcome:
-        record = self._secrets.get(request.secret_id) or self._secret_by_arn(request.secret_id)
+        record = self._find_secret(request.secret_id)
         if record is None:
             return FetchError(
                 "Secrets Manager can't find the specified secret.",
@@ -190,22 +187,15 @@ class StaticSource:
             return refusal
         return copy.deepcopy(record)  # the caller may change it; the source must not change
 
-    def _secret_by_arn(self, secret_id: str) -> dict[str, Any] | None:
-        for record in self._secrets.values():
-            if record["ARN"] == secret_id:
-                return record
-        return None
+    def _find_secret(self, secret_id: str) -> dict[str, Any] | None:
+        """The secret ``secret_id`` names: by its name, else by its ARN."""
+        by_arn = (record for record in self._secrets.values() if record["ARN"] == secret_id)
+        return self._secrets.get(secret_id) or next(by_arn, None)
 
 
 def _values_file(path: str | Path) -> dict[str, Any]:
     """A values file's JSON: an object with a ``parameters`` and/or a ``secrets`` object."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read values file {str(path)!r}: {exc.strerror}") from None
-    except ValueError as exc:
-        # JSONDecodeError's message gives a position, never the document.
-        raise ConfigurationError(f"values file {str(path)!r} is not JSON: {exc}") from None
+    data = _read_json(path)
     if not isinstance(data, dict) or not set(data) <= {"parameters", "secrets"}:
         raise ConfigurationError(
             f"values file {str(path)!r} must hold an object with 'parameters' and/or 'secrets'"
@@ -216,6 +206,26 @@ def _values_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _read_json(path: str | Path) -> Any:
+    """The JSON document in the values file ``path``, or why it cannot be read."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read values file {str(path)!r}: {exc.strerror}") from None
+    except ValueError as exc:
+        # JSONDecodeError's message gives a position, never the document.
+        raise ConfigurationError(f"values file {str(path)!r} is not JSON: {exc}") from None
+
+
+def _version_missing(path: str, version: str, record: dict[str, Any]) -> FetchError | None:
+    """Why ``path``'s ``version`` (digits) is not the one stored, if it is not."""
+    if len(version) > 19 or int(version) != record["Version"]:
+        return FetchError(
+            f"version {version} of parameter {path} not found", code="ParameterVersionNotFound"
+        )
+    return None
+
+
 def _sent_name(request: ParameterRequest) -> str:
     """The ``Name`` GetParameter is sent: the declared selector joins the name as ``:3``
     or ``:label``, as AwsSource sends it (a selector may already be in the name)."""
@@ -224,6 +234,11 @@ def _sent_name(request: ParameterRequest) -> str:
     if request.label is not None:
         return f"{request.name}:{request.label}"
     return request.name
+
+
+def _bad_selector(selector: str | None) -> bool:
+    """Whether the selector after a name's first ``:`` is empty or holds another ``:``."""
+    return selector is not None and (not selector or ":" in selector)
 
 
 def _many_selectors(name: str) -> FetchError:
@@ -242,15 +257,21 @@ def _version_refusal(request: SecretRequest, record: Mapping[str, Any]) -> Fetch
             f"{request.version_id}",
             code="ResourceNotFoundException",
         )
-    stage = request.version_stage
-    if stage is None and request.version_id is None:
-        stage = "AWSCURRENT"
+    stage = _asked_stage(request)
     if stage is not None and stage not in record["VersionStages"]:
         return FetchError(
             f"Secrets Manager can't find the specified secret value for staging label: {stage}",
             code="ResourceNotFoundException",
         )
     return None
+
+
+def _asked_stage(request: SecretRequest) -> str | None:
+    """The staging label ``request`` asks for: its own, else ``AWSCURRENT`` if it pins no
+    version id either."""
+    if request.version_stage is None and request.version_id is None:
+        return "AWSCURRENT"
+    return request.version_stage
 
 
 def _reference_answer(
@@ -275,9 +296,9 @@ def _secret_field(where: str, spec: Mapping[str, Any]) -> dict[str, Any]:
     """The ``SecretString`` or ``SecretBinary`` of a secret's spec."""
     if "json" in spec:
         return {"SecretString": json.dumps(spec["json"])}
-    if "string" in spec and isinstance(spec["string"], str):
+    if isinstance(spec.get("string"), str):
         return {"SecretString": spec["string"]}
-    if "binary" in spec and isinstance(spec["binary"], str):
+    if isinstance(spec.get("binary"), str):
         try:
             base64.b64decode(spec["binary"], validate=True)
         except ValueError:
@@ -292,11 +313,7 @@ def _secret_version(
     """The version id and staging labels of a secret's spec (else the defaults given)."""
     version_id = spec.get("version_id", version_id)
     stages = spec.get("stages", stages)
-    if (
-        not isinstance(version_id, str)
-        or not isinstance(stages, list)
-        or not all(isinstance(s, str) for s in stages)
-    ):
+    if not isinstance(version_id, str) or not _is_string_list(stages):
         raise ConfigurationError(
             f"{where}: 'version_id' must be a string and 'stages' a list of strings"
         )
@@ -329,7 +346,12 @@ def _split_reference(secret_id: str) -> tuple[str, str | None]:
         # arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME has six colons of its own.
         parts = secret_id.split(":")
         return ":".join(parts[:7]), ":".join(parts[7:]) if len(parts) > 7 else None
-    found, colon, selector = secret_id.partition(":")
+    return _split_selector(secret_id)
+
+
+def _split_selector(name: str) -> tuple[str, str | None]:
+    """A name and the selector after its first ``:`` (``None`` if it has no ``:``)."""
+    found, colon, selector = name.partition(":")
     return found, selector if colon else None
 
 
@@ -366,7 +388,7 @@ def _parameter_spec(where: str, spec: Any) -> tuple[str, str, int, list[str]]:
     """``(value, type, version, labels)`` of a parameter's spec."""
     if isinstance(spec, str):
         return spec, "String", 1, []
-    if isinstance(spec, list) and all(isinstance(item, str) for item in spec):
+    if _is_string_list(spec):
         return ",".join(spec), "StringList", 1, []
     if isinstance(spec, Mapping) and ("value" in spec) != ("json" in spec):
         return _parameter_object(where, spec)
@@ -393,8 +415,13 @@ def _check_parameter_fields(where: str, kind: Any, version: Any, labels: Any) ->
         raise ConfigurationError(f"{where}: 'type' must be one of {', '.join(_PARAMETER_TYPES)}")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ConfigurationError(f"{where}: 'version' must be a positive integer")
-    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+    if not _is_string_list(labels):
         raise ConfigurationError(f"{where}: 'labels' must be a list of strings")
+
+
+def _is_string_list(value: Any) -> bool:
+    """Whether ``value`` is a list of strings (empty or not)."""
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
 def _check_fields(where: str, spec: Mapping[str, Any], known: set[str]) -> None:
