@@ -42,10 +42,9 @@ import httpx
 from tests import faults
 from tests.faults import Fault, FaultRules
 
-__all__ = ["ACCOUNT", "REGION", "Call", "InProcessMoto"]
+__all__ = ["REGION", "Call", "InProcessMoto"]
 
 REGION = "us-east-1"
-ACCOUNT = "123456789012"  # moto's default account
 _JSON = "application/x-amz-json-1.1"
 # Where each JSON API's X-Amz-Target prefix is served: the signing name and endpoint.
 _SERVICES = {"AmazonSSM": "ssm", "secretsmanager": "secretsmanager"}
@@ -159,14 +158,14 @@ class InProcessMoto:
             yield
 
     def _has_secret(self, secret_id: str) -> bool:
-        status, _, _ = self._moto("secretsmanager", "DescribeSecret", {"SecretId": secret_id})
+        status, _, _ = self._setup_call("secretsmanager", "DescribeSecret", {"SecretId": secret_id})
         return status == 200
 
     def _seed(self, service: str, action: str, document: dict[str, Any]) -> dict[str, Any]:
-        answer = self._check_answer(self._moto(service, action, document))
+        answer = self._check_answer(self._setup_call(service, action, document))
         return dict(json.loads(answer))
 
-    def _moto(self, service: str, action: str, document: dict[str, Any]) -> faults.Answer:
+    def _setup_call(self, service: str, action: str, document: dict[str, Any]) -> faults.Answer:
         """``action`` asked of moto directly (not recorded, never faulted)."""
         self._check_live()
         request = httpx.Request(
