@@ -3,9 +3,10 @@
 One secret read once a second for an hour of simulated time (the store's clocks are
 injected: nothing sleeps), with ``SECRETS_MANAGER_TTL=300``, its ``NextRotationDate`` 30
 minutes in. The rotation completes (a new ``AWSCURRENT`` version) ``ROTATION_TAKES`` after
-that date, and moves the date 30 days on, as Secrets Manager does. Upstream: AWS's JSON
-APIs in memory (``tests/mock_upstreams.py``'s ``MockAws`` through ``httpx.MockTransport``),
-counting ``GetSecretValue`` and ``DescribeSecret`` calls. Three cases:
+that date, and moves the date 30 days on, as Secrets Manager does. Upstream: moto in this
+process (``tests/moto_in_process.py``'s ``InProcessMoto`` through ``httpx.MockTransport``),
+its Secrets Manager dates on the same simulated wall clock as the store, counting
+``GetSecretValue`` and ``DescribeSecret`` calls. Three cases:
 
 * without ``follow_rotation``: today's behaviour, the TTL alone;
 * with it, the rotation completing as planned;
@@ -23,13 +24,14 @@ import sys
 from benchmarks._common import Table
 from parameters_secrets import ParametersSecrets, Secret, Settings
 from parameters_secrets.sources import AwsSource, Credentials
-from tests.mock_upstreams import REGION, MockAws
+from tests.moto_in_process import REGION, InProcessMoto
 
 HOUR = 3600
 TTL = 300
 ROTATION_DATE = 1800  # seconds into the hour
 ROTATION_TAKES = 45  # the rotation function's four steps, after the date
 START_WALL = 1_800_000_000.0  # the simulated hour's start, epoch seconds
+ROTATION_DAYS = 30
 
 
 class _Clock:
@@ -43,10 +45,19 @@ class _Clock:
 async def _an_hour(*, follow: bool, rotates: bool) -> tuple[int, int, float | None]:
     """(GetSecretValue calls, DescribeSecret calls, seconds the old value was served after
     the rotation completed; None: no rotation)."""
-    aws = MockAws()
-    aws.put_secret("db", "old")
-    aws.rotation_dates["db"] = START_WALL + (ROTATION_DATE if rotates else 0)
+    aws = InProcessMoto()
     monotonic, wall = _Clock(0.0), _Clock(START_WALL)
+    with aws.wall_clock(wall):
+        return await _read_for_an_hour(aws, monotonic, wall, follow=follow, rotates=rotates)
+
+
+async def _read_for_an_hour(
+    aws: InProcessMoto, monotonic: _Clock, wall: _Clock, *, follow: bool, rotates: bool
+) -> tuple[int, int, float | None]:
+    # Rotated last ROTATION_DAYS before its NextRotationDate (overdue: the hour's start).
+    wall.now = START_WALL + (ROTATION_DATE if rotates else 0) - ROTATION_DAYS * 86400
+    aws.put_secret("db", "old")
+    aws.rotate_secret("db", every_days=ROTATION_DAYS)
     source = AwsSource(REGION, credentials=Credentials("k", "s"), transport=aws.transport())
     store = ParametersSecrets(
         {"db": Secret("db", follow_rotation=follow)},
@@ -59,9 +70,9 @@ async def _an_hour(*, follow: bool, rotates: bool) -> tuple[int, int, float | No
     served_old_after: float | None = 0.0 if rotates else None
     for second in range(HOUR):
         monotonic.now, wall.now = float(second), START_WALL + second
-        if second == rotated_at:
+        if second == rotated_at:  # the next date: ROTATION_DAYS after this rotation
+            aws.rotate_secret("db", every_days=ROTATION_DAYS)
             aws.put_secret("db", "new")
-            aws.rotation_dates["db"] = START_WALL + ROTATION_DATE + 30 * 86400
         value = (await store.load())["db"]
         if rotated_at is not None and second >= rotated_at and value == "old":
             served_old_after = second - rotated_at + 1
@@ -98,7 +109,8 @@ def run(quick: bool = False) -> Table:
         table.headline[f"{name}: calls/h"] = gets + describes
     table.notes.append(
         f"Simulated time (injected clocks), 3,600 reads per case; the rotation completes "
-        f"{ROTATION_TAKES} s after NextRotationDate and sets the next one 30 days on."
+        f"{ROTATION_TAKES} s after NextRotationDate and sets the next one {ROTATION_DAYS} days on "
+        f"(moto in process, its dates on the simulated clock)."
     )
     return table
 

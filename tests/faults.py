@@ -21,7 +21,22 @@ it, or the bytes given), ``no_value`` (the right answer without its values) and 
 
 :class:`FaultRules` decides which request meets which fault (the fakes share it), and
 :func:`inject` plays a fault as an ASGI app (``FakeExtension``, ``CountingProxy`` and
-``FakeCloudExtensions`` are ASGI apps, so they share it too).
+``FakeCloudExtensions`` are ASGI apps, so they share it too; ``InProcessMoto`` plays it
+through :func:`mock_response`).
+
+Which fake for which upstream (one each, all taking these faults):
+
+* the Parameters and Secrets Lambda Extension: ``tests/extension_server.py``'s
+  ``FakeExtension``, the package's own local server behind a fault layer; in process
+  through ``transport()``, or on a socket (``start()``);
+* SSM and Secrets Manager (and IAM, STS): moto. In process, ``tests/moto_in_process.py``'s
+  ``InProcessMoto`` (moto's app behind ``httpx.MockTransport``: unit tests of parsing,
+  retries and time bounds); on a socket, ``tests/moto_server.py``'s ``MotoServer`` (a
+  subprocess) behind ``CountingProxy`` (integration tests, IAM enforced or not);
+* the Systems Manager Cloud Extensions runtime: ``tests/cloud_extensions_fake.py``'s
+  ``FakeCloudExtensions``, built from AWS's documentation (no other model of it exists);
+* an answer no model gives (a status, a header, a body shape a parser must survive): an
+  ``httpx.MockTransport`` handler scripted inside the one test that needs it.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
+from typing import IO
 
 from tests.processes import STARTUP_TIMEOUT, ReadyLineProcess
 
@@ -30,6 +31,7 @@ class LocalServer(ReadyLineProcess):
         env: The server's whole environment (default: this process's); the token it
             checks is its ``AWS_SESSION_TOKEN``.
         startup_timeout: Seconds to wait for the ready line.
+        stderr: Where the server's log goes (``None``: read with its output).
     """
 
     def __init__(
@@ -38,6 +40,7 @@ class LocalServer(ReadyLineProcess):
         env: Mapping[str, str] | None = None,
         *,
         startup_timeout: float = STARTUP_TIMEOUT,
+        stderr: IO[bytes] | None = None,
     ) -> None:
         argv = [sys.executable, "-m", "parameters_secrets", "serve", "--port", "0"]
         super().__init__(
@@ -45,5 +48,6 @@ class LocalServer(ReadyLineProcess):
             os.environ if env is None else env,
             READY_PATTERN,
             startup_timeout=startup_timeout,
+            stderr=stderr,
         )
         self.source = source

@@ -19,19 +19,15 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import subprocess
 import sys
-import tempfile
 import threading
-import time
-import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import IO, Any, Literal, cast
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 import httpx
@@ -39,7 +35,7 @@ from starlette.types import Receive, Scope, Send
 
 from tests.faults import Answer, Fault, FaultRules, inject
 from tests.loopback_http import LoopbackASGIServer, ServedInThread
-from tests.processes import clean_environment, free_port, terminate
+from tests.processes import ReadyLineProcess, clean_environment
 
 __all__ = [
     "ACCOUNT",
@@ -63,6 +59,8 @@ ACCOUNT = "123456789012"  # moto's default account
 SETUP_KEY = "testing"
 DEFAULT_ACTIONS = ("ssm:GetParameter", "secretsmanager:GetSecretValue")
 STARTUP_TIMEOUT = 20.0
+# What werkzeug (moto's server) prints once its socket listens.
+_READY_PATTERN = r"Running on http://127\.0\.0\.1:(\d+)"
 REQUEST_TIMEOUT = 30.0
 _AUTH_ENFORCED = "0"  # IAM-check every request from the first one on
 _AUTH_OFF = "inf"  # moto's default: never check
@@ -84,15 +82,14 @@ class MotoServer:
         iam_auth: Enforce IAM: every AWS request must be SigV4-signed by a known access
             key whose policies allow the action (moto's ``INITIAL_NO_AUTH_ACTION_COUNT=0``).
             Set up users with ``create_iam_user``, which lifts enforcement meanwhile.
-        startup_timeout: Seconds to wait for the server to answer.
+        startup_timeout: Seconds to wait for the server to listen.
     """
 
     def __init__(self, *, iam_auth: bool = False, startup_timeout: float = STARTUP_TIMEOUT):
         self.iam_auth = iam_auth
         self.startup_timeout = startup_timeout
         self.port = 0
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
+        self._process: ReadyLineProcess | None = None
         self._clients: dict[tuple[str, str, str, str], Any] = {}
         self._lock = threading.Lock()
 
@@ -110,59 +107,22 @@ class MotoServer:
         env = clean_environment(
             {"INITIAL_NO_AUTH_ACTION_COUNT": _AUTH_ENFORCED if self.iam_auth else _AUTH_OFF}
         )
-        deadline = time.monotonic() + self.startup_timeout
-        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop())
-        while True:  # another process may take the free port before moto binds it
-            self.port = free_port()
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-            )
-            if self._wait_until_ready(deadline):
-                return self
-            exited = self._process.poll() is not None
-            self._terminate()
-            if not exited or time.monotonic() >= deadline:
-                log = self._read_log()
-                self.stop()
-                raise RuntimeError(
-                    f"moto server did not answer within {self.startup_timeout} s:\n{log}"
-                )
-
-    def _wait_until_ready(self, deadline: float) -> bool:
-        assert self._process is not None
-        probe = f"http://127.0.0.1:{self.port}/moto-api/config"
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                return False
-            try:
-                with urllib.request.urlopen(probe, timeout=1.0):
-                    return True
-            except urllib.error.HTTPError:
-                return True  # it answered
-            except (OSError, http.client.HTTPException):
-                time.sleep(0.05)
-        return False
-
-    def _read_log(self) -> str:
-        if self._log is None:
-            return ""
-        self._log.seek(0)
-        return self._log.read()[-4000:].decode(errors="replace")
-
-    def _terminate(self) -> None:
-        process, self._process = self._process, None
-        terminate(process)
+        # Port 0: the kernel picks a free one, which werkzeug's startup line names once
+        # the socket listens (so nothing can take it between choosing and binding).
+        self._process = ReadyLineProcess(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "0"],
+            env,
+            _READY_PATTERN,
+            startup_timeout=self.startup_timeout,
+        ).start()
+        self.port = self._process.port
+        return self
 
     def stop(self) -> None:
-        self._terminate()
+        process, self._process = self._process, None
+        if process is not None:
+            process.stop()
         self._clients.clear()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
 
     def __enter__(self) -> MotoServer:
         return self.start()

@@ -69,6 +69,8 @@ class ReadyLineProcess:
         pattern: A regular expression whose group 1 is the port.
         startup_timeout: Seconds to wait for the line.
         cwd: The child's working directory (default: this process's).
+        stderr: Where the child's stderr goes (a file, to keep all of it); ``None``: into
+            the output read for the line.
     """
 
     def __init__(
@@ -79,12 +81,14 @@ class ReadyLineProcess:
         *,
         startup_timeout: float = STARTUP_TIMEOUT,
         cwd: str | Path | None = None,
+        stderr: IO[bytes] | None = None,
     ) -> None:
         self.argv = list(argv)
         self.env = dict(env)
         self.pattern = re.compile(pattern)
         self.startup_timeout = startup_timeout
         self.cwd = cwd
+        self.stderr = stderr
         self.port = 0
         self.ready_line = ""
         self._process: subprocess.Popen[bytes] | None = None
@@ -95,6 +99,10 @@ class ReadyLineProcess:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def running(self) -> bool:
+        """Whether the child was started and has not exited."""
+        return self._process is not None and self._process.poll() is None
 
     def output(self) -> str:
         """The child's last lines of output."""
@@ -109,7 +117,7 @@ class ReadyLineProcess:
             cwd=self.cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.STDOUT if self.stderr is None else self.stderr,
         )
         self._thread = threading.Thread(
             target=self._drain, args=(self._process.stdout,), daemon=True

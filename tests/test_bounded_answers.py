@@ -34,7 +34,7 @@ from tests import faults
 from tests.cloud_extensions_fake import FakeCloudExtensions
 from tests.conftest import TOKEN, FakeClock
 from tests.extension_server import FakeExtension
-from tests.mock_upstreams import REGION, MockAws
+from tests.moto_in_process import REGION, InProcessMoto
 from tests.moto_server import CountingProxy
 from tests.processes import clean_environment
 
@@ -157,7 +157,7 @@ def _source(kind: SourceKind, monkeypatch: pytest.MonkeyPatch) -> tuple[Source, 
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "runtime-secret-key")
     monkeypatch.setenv("AWS_SESSION_TOKEN", "runtime-session-token")
     if kind == "aws":
-        aws = MockAws(REGION)
+        aws = InProcessMoto(REGION)
         aws.put_parameter("/app/key", value)
         aws_source = AwsSource(REGION, retry=FAST_RETRY, transport=aws.transport())
         return aws_source, Hostile(aws.fail, lambda: sum(1 for call in aws.calls if call.fault))

@@ -228,39 +228,45 @@ def test_every_kind_of_caller_at_once_makes_one_upstream_call_per_key(
 
 
 def test_a_waiter_keeps_its_loop_running_while_another_thread_fetches(
-    slow_extension: FakeExtension, event_loop_per_test: asyncio.AbstractEventLoop
+    event_loop_per_test: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = store_on(slow_extension)
-    slow_extension.clear_faults()
-    slow_extension.fail(faults.delay(1.0))
+    waiting = threading.Event()  # set once a caller waits for another's fetch
+    wait_for_flight = Flight.wait
+
+    async def wait_and_tell(flight: Flight[Any], until: float) -> tuple[bool, Any]:
+        waiting.set()
+        return await wait_for_flight(flight, until)
+
+    monkeypatch.setattr(Flight, "wait", wait_and_tell)
+    source = GatedSource()  # the leader's fetch lasts until this test opens its gate
+    store = ParametersSecrets({"p": Parameter("/p")}, source=source)
     leader = Started(threading.Event())
-    leader.start(1, store.load_sync)
+    leader.start(1, lambda: store.get_sync("p"))
     leader.go.set()
-    ticks = 0
+    waited: list[Any] = []
 
-    async def main() -> Any:
-        nonlocal ticks
-        assert await anyio.to_thread.run_sync(slow_extension.wait_for_calls, 3)
+    async def wait_for_the_leader() -> None:
+        try:
+            waited.append(await store.get("p"))
+        except LoadError as error:  # reported by the assertions below
+            waited.append(error)
+
+    async def main() -> bool:
+        assert await anyio.to_thread.run_sync(source.entered.wait, 10)  # the leader fetches
         async with anyio.create_task_group() as group:
+            group.start_soon(wait_for_the_leader)
+            assert await anyio.to_thread.run_sync(waiting.wait, 10)
+            # This task runs again only on a loop the waiter left free: a wait that blocked
+            # the loop would hold it until the gate gave up (10 s), and be over by now.
+            still_waiting = not waited
+            source.gate.set()
+        return still_waiting
 
-            async def tick() -> None:
-                nonlocal ticks
-                while True:
-                    ticks += 1
-                    await anyio.sleep(0.01)
-
-            group.start_soon(tick)
-            values = await store.load()  # waits for the other thread's fetch
-            ticks_when_loaded = ticks
-            group.cancel_scope.cancel()
-        return values, ticks_when_loaded
-
-    values, ticks_when_loaded = event_loop_per_test.run_until_complete(main())
-    assert plain(values) == EXPECTED
-    # A wait that blocked the loop would have let the ticker run once at most.
-    assert ticks_when_loaded > 5
-    leader.results()
-    assert calls_per_key(slow_extension) == {"api_key": 1, "flags": 1, "db": 1}
+    still_waiting = event_loop_per_test.run_until_complete(main())
+    assert still_waiting, f"the waiter's loop did not run while it waited: {waited}"
+    assert waited == ["value-1"]  # the leader's value, not a fetch of its own
+    assert leader.results() == ["value-1"]
+    assert source.fetches == 1
 
 
 def test_a_waiter_gives_up_by_its_own_time_bound_not_the_leaders(

@@ -7,7 +7,8 @@ without a usable value), a connection dropped mid-body, and the extension's ``no
 
 In process, without sockets or threads (the extension: ``FakeExtension`` through its
 ``transport()``, the package's own local server behind a fault-injecting layer; AWS:
-``MockAws`` through ``httpx.MockTransport``), for each networked source
+``InProcessMoto``, moto's own app in this process behind ``httpx.MockTransport``), for
+each networked source
 (``ExtensionSource``, ``AwsSource``) and each fault:
 
 * the source's ``fetch``: the fault's code, transient, after the attempts the retry policy
@@ -67,7 +68,7 @@ from tests import faults
 from tests.conftest import TOKEN, FakeClock, detail_503
 from tests.extension_server import FakeExtension
 from tests.lambda_events import LambdaResponse, invoke
-from tests.mock_upstreams import REGION, Call, MockAws
+from tests.moto_in_process import REGION, Call, InProcessMoto
 from tests.moto_server import (
     CountingProxy,
     MotoServer,
@@ -151,7 +152,7 @@ EXTENSION_FAULTS: dict[Fault, faults.Fault] = {
 }
 
 
-def named(upstream: InProcessExtension | MockAws, fault: Fault) -> faults.Fault:
+def named(upstream: InProcessExtension | InProcessMoto, fault: Fault) -> faults.Fault:
     """The fault the test calls ``fault``, as ``upstream`` plays it."""
     return (EXTENSION_FAULTS if isinstance(upstream, InProcessExtension) else FAULTS)[fault]
 
@@ -163,7 +164,7 @@ def name_of(fault: faults.Fault | None) -> Fault | None:
 
 
 class InProcessExtension:
-    """``FakeExtension`` through its ``transport()``, seen as ``MockAws`` is seen (by the
+    """``FakeExtension`` through its ``transport()``, seen as ``InProcessMoto`` is seen (by the
     test's fault names): ``count``, ``calls`` with the fault each met, ``cut_off``."""
 
     def __init__(self) -> None:
@@ -187,7 +188,7 @@ class InProcessExtension:
     def calls(self) -> list[Call]:
         return [Call(kind, (name,), fault) for kind, name, fault in self.fake.call_log()]
 
-    def count(self, name: str | None = None) -> int:  # as MockAws.count(name=...)
+    def count(self, name: str | None = None) -> int:  # as InProcessMoto.count(name=...)
         return sum(1 for call in self.calls if name is None or name in call.names)
 
     @property
@@ -198,17 +199,17 @@ class InProcessExtension:
         return self.fake.transport()
 
 
-def in_process_upstream(kind: SourceKind) -> InProcessExtension | MockAws:
-    return InProcessExtension() if kind == "extension" else MockAws(REGION)
+def in_process_upstream(kind: SourceKind) -> InProcessExtension | InProcessMoto:
+    return InProcessExtension() if kind == "extension" else InProcessMoto(REGION)
 
 
-def in_process_source(upstream: InProcessExtension | MockAws, settings: Settings) -> Source:
+def in_process_source(upstream: InProcessExtension | InProcessMoto, settings: Settings) -> Source:
     if isinstance(upstream, InProcessExtension):
         return ExtensionSource(token=TOKEN, settings=settings, transport=upstream.transport())
     return AwsSource(REGION, settings=settings, retry=FAST_RETRY, transport=upstream.transport())
 
 
-def seed_in_process(upstream: InProcessExtension | MockAws, version: int) -> None:
+def seed_in_process(upstream: InProcessExtension | InProcessMoto, version: int) -> None:
     upstream.put_parameter(PARAMETER, parameter_value(version), type="SecureString")
     upstream.put_secret(SECRET, json.dumps({"password": password(version)}))
 
@@ -328,7 +329,7 @@ async def test_throttling_is_retried_past_max_attempts_until_answered(kind: Sour
 @pytest.mark.parametrize("fault", ["refused", "5xx", "malformed", "dropped"])
 @pytest.mark.usefixtures("aws_environment")
 async def test_aws_transient_failure_is_answered_by_the_last_of_max_attempts(fault: Fault) -> None:
-    upstream = MockAws(REGION)
+    upstream = InProcessMoto(REGION)
     seed_in_process(upstream, 1)
     upstream.fail(FAULTS[fault], times=MAX_ATTEMPTS - 1)
 
@@ -343,7 +344,7 @@ async def test_aws_transient_failure_is_answered_by_the_last_of_max_attempts(fau
 @pytest.mark.usefixtures("aws_environment")
 async def test_throttled_batch_get_secret_value_falls_back_to_get_secret_value() -> None:
     # BatchGetSecretValue's quota is 100 calls a second; GetSecretValue's 10,000.
-    upstream = MockAws(REGION)
+    upstream = InProcessMoto(REGION)
     others = [f"{SECRET}-{n}" for n in range(2)]
     for secret_id in others:
         upstream.put_secret(secret_id, f"{CANARY}-{secret_id}")
@@ -364,7 +365,7 @@ async def test_throttled_batch_get_secret_value_falls_back_to_get_secret_value()
 @pytest.mark.anyio
 @pytest.mark.usefixtures("aws_environment")
 async def test_throttled_get_parameters_is_retried_as_a_batch() -> None:
-    upstream = MockAws(REGION)
+    upstream = InProcessMoto(REGION)
     names = [f"{PARAMETER}-{n}" for n in range(2)]
     for name in names:
         upstream.put_parameter(name, f"{CANARY}-{name}")
@@ -400,7 +401,7 @@ class Upstream(Protocol):
 
 @dataclass
 class InProcessUpstream:
-    upstream: InProcessExtension | MockAws
+    upstream: InProcessExtension | InProcessMoto
 
     def seed(self, version: int) -> None:
         seed_in_process(self.upstream, version)

@@ -18,7 +18,7 @@ import pytest
 import parameters_secrets
 from parameters_secrets import Parameter, ParametersSecrets
 from parameters_secrets.sources import AwsSource
-from tests.mock_upstreams import MockAws
+from tests.moto_in_process import InProcessMoto
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = ROOT / "pyproject.toml"
@@ -62,7 +62,7 @@ def test_aws_requests_carry_the_package_version_in_their_user_agent(
 ) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDMETADATA")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "metadata-secret-key")
-    mock = MockAws(REGION)
+    mock = InProcessMoto(REGION)
     mock.put_parameter("/app/name", "demo")
     agents: list[str] = []
 

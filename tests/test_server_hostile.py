@@ -16,13 +16,9 @@ from __future__ import annotations
 import hmac
 import importlib.util
 import json
-import os
 import re
 import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +33,8 @@ from hypothesis import strategies as st
 from parameters_secrets import Settings
 from parameters_secrets._server import ExtensionServer
 from parameters_secrets.sources import StaticSource
+from tests.local_server import LocalServer
+from tests.processes import clean_environment
 
 pytestmark = pytest.mark.anyio
 
@@ -452,7 +450,7 @@ async def test_compare_digest_alone_decides(
 @dataclass
 class Served:
     port: int
-    process: subprocess.Popen[bytes]
+    server: LocalServer
     log: Path
 
     def log_text(self) -> str:
@@ -461,37 +459,23 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """``python -m parameters_secrets serve --port 0 --source file:...``, for the module."""
+    """``python -m parameters_secrets serve --port 0 --source file:...``, for the module;
+    its log (stderr) kept whole in a file, its ready line read from its stdout."""
     directory = tmp_path_factory.mktemp("hostile")
     values = directory / "values.json"
     values.write_text(json.dumps(VALUES_FILE))
     log = directory / "server.log"
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("AWS_", "PARAMETERS_SECRETS_", "SSM_", "SECRETS_MANAGER_"))
-    }
-    env.update({"AWS_SESSION_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"})
-    command = [sys.executable, "-m", "parameters_secrets", "serve", "--port", "0"]
+    env = clean_environment({"AWS_SESSION_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"})
     with log.open("wb") as output:
-        process = subprocess.Popen(
-            [*command, "--source", f"file:{values}"],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-        )
+        server = LocalServer(f"file:{values}", env, startup_timeout=20, stderr=output)
+        try:
+            server.start()
+        except RuntimeError as error:
+            raise AssertionError(f"{error}\n{log.read_text(errors='replace')}") from None
     try:
-        deadline = time.monotonic() + 20
-        found = None
-        while time.monotonic() < deadline and found is None and process.poll() is None:
-            found = re.search(r"ready on http://127\.0\.0\.1:(\d+)", log.read_text())
-            time.sleep(0.05)
-        assert found is not None, log.read_text()
-        yield Served(int(found.group(1)), process, log)
+        yield Served(server.port, server, log)
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        server.stop()
 
 
 @dataclass
@@ -568,7 +552,7 @@ def request(
 
 def assert_alive(served: Served) -> None:
     """The process runs, still answers a good request, and never failed unexpectedly."""
-    assert served.process.poll() is None, served.log_text()
+    assert served.server.running(), served.log_text()
     (answer,) = parse_responses(exchange(served.port, request()))
     assert answer.status == 200
     assert VALUE.encode() in answer.body
@@ -743,7 +727,7 @@ def test_random_raw_requests_never_get_a_500_or_a_value_without_the_token(
             ]
             assert sent
             assert sent[-1] == TOKEN_B
-    assert served.process.poll() is None, served.log_text()
+    assert served.server.running(), served.log_text()
 
 
 def test_server_log_shows_no_unexpected_error_after_the_hostile_requests(served: Served) -> None:
@@ -818,6 +802,28 @@ def test_websocket_upgrade_is_answered_as_plain_http_never_500(
     assert "ASGI callable returned without" not in served.log_text()
 
 
+class TellingServer(uvicorn.Server):
+    """uvicorn's Server, which offers no startup event, with one: ``startup_over`` is set
+    when its startup ends, whether it started (``started``) or not."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.startup_over = threading.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().startup(sockets=sockets)
+        finally:
+            self.startup_over.set()
+
+    def run_then_tell(self) -> None:
+        """``run()``; ``startup_over`` is set even if it fails before its startup."""
+        try:
+            self.run()
+        finally:
+            self.startup_over.set()
+
+
 @pytest.fixture
 def websocket_capable_server() -> Iterator[int]:
     """``ExtensionServer`` under uvicorn with websocket support on, in a thread; its port."""
@@ -829,13 +835,11 @@ def websocket_capable_server() -> Iterator[int]:
         lifespan="off",
         log_level="error",
     )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
+    server = TellingServer(config)
+    thread = threading.Thread(target=server.run_then_tell, daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + 20
-        while not server.started and thread.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.01)
+        assert server.startup_over.wait(20), "uvicorn's startup did not end within 20 s"
         assert server.started, "uvicorn did not start"
         yield int(server.servers[0].sockets[0].getsockname()[1])
     finally:

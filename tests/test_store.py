@@ -296,14 +296,27 @@ def test_lifespan_under_uvicorn_with_aws_source(
     config = uvicorn.Config(
         lifespan_app(store, built), host="127.0.0.1", port=0, lifespan="on", log_level="error"
     )
-    server = uvicorn.Server(config)
+
+    uvicorn_server: Any = uvicorn.Server
+
+    class Server(uvicorn_server):  # type: ignore[misc]
+        ready: anyio.Event  # set once its startup (the lifespan, then listening) is over
+
+        async def startup(self, sockets: Any = None) -> None:
+            try:
+                await super().startup(sockets=sockets)
+            finally:
+                self.ready.set()
+
+    server = Server(config)
 
     async def serve_and_ask() -> list[int]:
+        server.ready = anyio.Event()  # made on the loop that waits for it
         async with anyio.create_task_group() as group:
             group.start_soon(server.serve)
             with anyio.fail_after(10):
-                while not server.started:  # noqa: ASYNC110 - uvicorn offers no event
-                    await anyio.sleep(0.01)
+                await server.ready.wait()
+            assert server.started, "uvicorn did not start"
             port = server.servers[0].sockets[0].getsockname()[1]
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
                 statuses = [(await client.get("/")).status_code for _ in range(3)]
