@@ -188,7 +188,7 @@ class Hold:
 
 
 READERS = 8
-REFRESHES = 10
+REFRESHES = 16
 
 
 @pytest.mark.usefixtures("fast_switching")
@@ -250,8 +250,9 @@ def test_no_read_after_refresh_sync_returns_serves_the_value_before_it(
         hold.release()
         readers.join()
     assert source.for_refresher == REFRESHES
-    # The race was set up: readers were held after reading the cache during refreshes.
-    assert hold.total_held >= REFRESHES
+    # The race was set up: readers were held after reading the cache during most refreshes
+    # (in some, every reader was waiting on the refresh's own fetch, and none was held).
+    assert hold.total_held >= REFRESHES // 2
     assert stale == [], f"{len(stale)} stale reads after {REFRESHES} refreshes: {stale[:5]}"
 
 
