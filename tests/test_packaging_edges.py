@@ -247,6 +247,31 @@ def test_an_install_that_lists_no_python_files_cannot_be_made_a_wheel(tmp_path: 
     assert not (tmp_path / "wheels").exists()
 
 
+@pytest.mark.parametrize(
+    ("implementation", "releaselevel", "used"),
+    [("pypy", "final", False), ("cpython", "candidate", False), ("cpython", "final", True)],
+)
+def test_only_a_cpython_final_release_is_used_to_compile(
+    tmp_path: Path, implementation: str, releaselevel: str, *, used: bool
+) -> None:
+    # Another's bytecode would not be the runtime's: PyPy's, or a pre-release's magic number.
+    fake = tmp_path / "python3.12"
+    fields = [implementation, "3.12.0", releaselevel, "cpython-312", "cb0d0d0a", str(fake)]
+    fake.write_text(f"#!/bin/sh\nprintf '%s\\n' {' '.join(fields)}\n", encoding="utf-8")
+    fake.chmod(0o755)
+    described = _interpreters.describe_python(str(fake))
+    if used:
+        assert described == _interpreters.Interpreter(
+            str(fake), "3.12.0", "cpython-312", bytes.fromhex("cb0d0d0a")
+        )
+    else:
+        assert described is None
+
+
+def test_no_interpreter_of_a_version_nobody_has_is_found() -> None:
+    assert _interpreters.find_python("3.99") is None
+
+
 # -- the bytecode check ----------------------------------------------------------------
 
 
