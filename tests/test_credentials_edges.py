@@ -4,6 +4,7 @@ caller that stops waiting, and botocore's chain finding nothing or reused."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,14 +89,18 @@ async def test_a_token_that_is_not_a_string_is_not_credentials(
 
 
 @pytest.fixture
-def far_from_utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def far_from_utc() -> Iterator[None]:
     """The machine's local time 9 hours ahead of UTC (where time.tzset exists)."""
     if not hasattr(time, "tzset"):
         pytest.skip("the time zone cannot be changed here")
-    monkeypatch.setenv("TZ", "JST-9")
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "JST-9"
     time.tzset()
     yield
-    monkeypatch.undo()
+    if before is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = before
     time.tzset()
 
 
