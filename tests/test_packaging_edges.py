@@ -318,3 +318,54 @@ def test_bytecode_of_another_python_than_the_target_is_refused(
         f"__pycache__/module.{this_python.cache_tag}.pyc: magic number"
         f" {this_python.magic.hex()}, not 00000d0a of Python {this_python.version}"
     )
+
+
+# -- builds (they download the target's wheels: nox -s package runs them) -------------------
+
+
+@pytest.mark.network
+def test_a_requirement_only_this_machines_python_wants_is_left_out_of_the_zip(
+    tmp_path: Path,
+) -> None:
+    # pip evaluates the markers for the Python that runs it: on 3.11+ it installs six,
+    # which the 3.10 target does not want; the builder removes it again.
+    if sys.version_info < (3, 11):
+        pytest.skip("the marker holds for the target here too")
+    (tmp_path / "myapp.py").write_text(APP, encoding="utf-8")
+    (tmp_path / "requirements.txt").write_text("six; python_version >= '3.11'\n", encoding="utf-8")
+    output = _packaging.build_lambda_zip(
+        tmp_path / "lambda.zip",
+        app=tmp_path / "myapp.py",
+        requirements=tmp_path / "requirements.txt",
+        python_version="3.10",
+        bytecode=False,
+    )
+    with zipfile.ZipFile(output) as archive:
+        names = archive.namelist()
+    assert "myapp.py" in names
+    assert not [name for name in names if name.startswith(("six.py", "six-"))]
+
+
+@pytest.mark.network
+def test_files_that_do_not_compile_for_the_target_are_named_and_left_without_bytecode(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = _interpreters.find_python("3.12")
+    if target is None:
+        pytest.skip("no Python 3.12 here to compile with")
+    app = tmp_path / "myapp"
+    (app / "templates").mkdir(parents=True)
+    (app / "__init__.py").write_text(APP, encoding="utf-8")
+    # Not Python (a template that happens to end in .py): no compiler reads it.
+    (app / "templates" / "page.py").write_text("<p>{{ name }}</p>\n", encoding="utf-8")
+    result = _packaging.build(tmp_path / "lambda.zip", app=app, python_version="3.12")
+    assert result.bytecode is not None
+    assert result.bytecode.not_compiled == ("myapp/templates/page.py",)
+    assert (
+        f"1 file(s) do not compile with Python {target.version} and have no bytecode:"
+        " myapp/templates/page.py"
+    ) in capsys.readouterr().err
+    with zipfile.ZipFile(result.output) as archive:
+        names = archive.namelist()
+    assert "myapp/templates/page.py" in names
+    assert f"myapp/__pycache__/__init__.{target.cache_tag}.pyc" in names
