@@ -355,16 +355,21 @@ def test_files_that_do_not_compile_for_the_target_are_named_and_left_without_byt
         pytest.skip("no Python 3.12 here to compile with")
     app = tmp_path / "myapp"
     (app / "templates").mkdir(parents=True)
-    (app / "__init__.py").write_text(APP, encoding="utf-8")
+    # The handler bound by an annotated assignment: found, no warning about it.
+    (app / "__init__.py").write_text(
+        "handler: object = lambda event, context: {'statusCode': 200}\n", encoding="utf-8"
+    )
     # Not Python (a template that happens to end in .py): no compiler reads it.
     (app / "templates" / "page.py").write_text("<p>{{ name }}</p>\n", encoding="utf-8")
     result = _packaging.build(tmp_path / "lambda.zip", app=app, python_version="3.12")
     assert result.bytecode is not None
     assert result.bytecode.not_compiled == ("myapp/templates/page.py",)
+    said = capsys.readouterr().err
     assert (
         f"1 file(s) do not compile with Python {target.version} and have no bytecode:"
         " myapp/templates/page.py"
-    ) in capsys.readouterr().err
+    ) in said
+    assert "defines no name 'handler'" not in said
     with zipfile.ZipFile(result.output) as archive:
         names = archive.namelist()
     assert "myapp/templates/page.py" in names
