@@ -255,6 +255,22 @@ async def test_full_cache_evicts_expired_entries_before_live_ones(
     assert fetch.calls == []
 
 
+async def test_full_cache_evicts_only_as_many_expired_entries_as_it_must(
+    fetch: CountingFetch, clock: FakeClock
+) -> None:
+    cache: Cache[str, str] = Cache(fetch, max_size=3, clock=clock)
+    await get(cache, "old", ttl=10)
+    await get(cache, "older", ttl=10)
+    await get(cache, "live", ttl=300)
+    clock.advance(20)  # "old" and "older" expired
+    await get(cache, "new", ttl=300)  # one over: one expired entry goes, the first found
+    assert cache.stats.size == 3
+    # The expired one kept is still there to serve while its upstream fails.
+    fetch.errors["old"] = fetch.errors["older"] = transient()
+    assert await get(cache, "older", ttl=10) == "older#1"
+    assert await get(cache, "old", ttl=10) == fetch.errors["old"]
+
+
 async def test_cache_never_holds_more_than_max_size(fetch: CountingFetch, clock: FakeClock) -> None:
     cache: Cache[str, str] = Cache(fetch, max_size=3, clock=clock)
     await get_many(cache, [(f"k{i}", 300.0) for i in range(10)])

@@ -365,6 +365,19 @@ def test_a_body_made_already_is_returned_as_the_app_gave_it(body: Any) -> None:
     assert middleware({"PATH_INFO": "/"}, lambda status, headers: None) is body
 
 
+def test_a_body_iterator_without_close_gives_its_chunks_and_closes_quietly() -> None:
+    # An iterator (not a list) is wrapped, to set the values while it runs; a server
+    # calls close() on what it got, whether the app's body had one or not.
+    def app(environ: Any, start_response: Any) -> Any:
+        start_response("200 OK", [])
+        return iter([BODY, BODY])  # a list_iterator: no close()
+
+    middleware: Any = ParametersSecretsWSGIMiddleware(app, values=static_store())
+    body = middleware({"PATH_INFO": "/"}, lambda status, headers: None)
+    assert list(body) == [BODY, BODY]
+    body.close()  # nothing to close behind it: no error
+
+
 class OneChunkWithClose:
     """A sized body that runs the app's code on close: it must be wrapped, and still sized."""
 

@@ -436,7 +436,8 @@ def _register_process_hooks() -> None:
             return
         _process_hooks_registered = True
     atexit.register(_close_at_exit)
-    if hasattr(os, "register_at_fork"):  # not on Windows
+    # Only Windows has no os.register_at_fork (nor fork): never false where the tests run.
+    if hasattr(os, "register_at_fork"):  # pragma: no branch
         os.register_at_fork(
             before=_before_fork,
             after_in_parent=_release_after_fork,

@@ -331,25 +331,27 @@ def package_files(
     pending: list[tuple[Path, str, tuple[Path, ...]]] = [(path, name, (root,))]
     while pending:
         directory, prefix, above = pending.pop()
-        for entry in os.scandir(directory):
-            if _APP_IGNORED(directory, [entry.name]):
-                continue
-            entry_path, entry_name = Path(entry.path), f"{prefix}/{entry.name}"
+        # Closed when a refusal leaves it half read, not left to a finalizer's warning.
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if _APP_IGNORED(directory, [entry.name]):
+                    continue
+                entry_path, entry_name = Path(entry.path), f"{prefix}/{entry.name}"
 
-            def refuse(problem: str, shown: str = entry_name) -> InputError:
-                return InputError(f"--app {path}: {shown} {problem}")
+                def refuse(problem: str, shown: str = entry_name) -> InputError:
+                    return InputError(f"--app {path}: {shown} {problem}")
 
-            real = _real_path(
-                entry, root, refuse, follow_external_symlinks=follow_external_symlinks
-            )
-            if real.is_dir():
-                if real in above:
-                    raise refuse(f"is a symlink loop: it leads back to {real}, which holds it")
-                pending.append((entry_path, entry_name, (*above, real)))
-            elif real.is_file():
-                found.append((entry_path, entry_name))
-            else:
-                raise refuse("is not a regular file, a directory or a symlink to one")
+                real = _real_path(
+                    entry, root, refuse, follow_external_symlinks=follow_external_symlinks
+                )
+                if real.is_dir():
+                    if real in above:
+                        raise refuse(f"is a symlink loop: it leads back to {real}, which holds it")
+                    pending.append((entry_path, entry_name, (*above, real)))
+                elif real.is_file():
+                    found.append((entry_path, entry_name))
+                else:
+                    raise refuse("is not a regular file, a directory or a symlink to one")
     return sorted(found, key=lambda item: item[1])
 
 
