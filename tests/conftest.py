@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+import sys
+import types
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from starlette.responses import JSONResponse
@@ -149,3 +152,28 @@ def hanging(moto_proxy: CountingProxy) -> CountingProxy:
 def hung(upstream: CountingProxy) -> bool:
     """The upstream was asked, and the request met the hang (not a refusal, not an answer)."""
     return upstream.wait_for_total(1) and upstream.faults_met()[0] == faults.hang()
+
+
+class SnapStartRuntime(types.ModuleType):
+    """A stand-in for the Lambda runtime's ``snapshot_restore_py``: it records the hooks
+    registered with it, and ``restore()`` runs them, as a SnapStart restore does."""
+
+    def __init__(self) -> None:
+        super().__init__("snapshot_restore_py")
+        self.after_restore: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+
+    def register_after_restore(self, func: Callable[..., Any], *args: Any) -> Callable[..., Any]:
+        self.after_restore.append((func, args))
+        return func
+
+    def restore(self) -> None:
+        for func, args in self.after_restore:
+            func(*args)
+
+
+@pytest.fixture
+def snapstart_runtime(monkeypatch: pytest.MonkeyPatch) -> SnapStartRuntime:
+    """The SnapStart runtime's module, as the package imports it, replaced by a stand-in."""
+    stand_in = SnapStartRuntime()
+    monkeypatch.setitem(sys.modules, "snapshot_restore_py", stand_in)
+    return stand_in

@@ -5,10 +5,7 @@ again. STS and SSM are scripted with ``httpx.MockTransport``."""
 from __future__ import annotations
 
 import gzip
-import sys
-import types
 from collections.abc import Callable
-from typing import Any
 
 import httpx
 import pytest
@@ -16,7 +13,8 @@ import pytest
 from parameters_secrets import LoadError, Parameter, ParametersSecrets
 from parameters_secrets.exceptions import FetchError
 from parameters_secrets.sources import AwsSource
-from tests.mock_upstreams import REGION, MockAws
+from tests.conftest import SnapStartRuntime
+from tests.moto_in_process import REGION, InProcessMoto
 
 ROLE = "arn:aws:iam::123456789012:role/reader"
 ROLE_KEY = "role-secret-access-key"
@@ -55,7 +53,7 @@ class Sts:
         return self.answer()
 
 
-def store_through_role(aws: MockAws, sts: Sts) -> ParametersSecrets:
+def store_through_role(aws: InProcessMoto, sts: Sts) -> ParametersSecrets:
     async def route(request: httpx.Request) -> httpx.Response:
         if request.url.host.startswith("sts."):
             return sts(request)
@@ -76,7 +74,7 @@ def failure(store: ParametersSecrets) -> FetchError:
 def test_an_answer_without_a_session_token_is_malformed() -> None:
     fields = {name: value for name, value in FIELDS.items() if name != "SessionToken"}
     sts = Sts(lambda: httpx.Response(200, text=assume_role_answer(fields)))
-    error = failure(store_through_role(MockAws(), sts))
+    error = failure(store_through_role(InProcessMoto(), sts))
     assert error.code == "MalformedResponse"
     assert f"AssumeRole's answer for {ROLE} has no SessionToken" in str(error)
 
@@ -90,34 +88,17 @@ def test_a_compressed_answer_is_refused_naming_the_role() -> None:
             headers={"Content-Encoding": "gzip"},
         )
     )
-    error = failure(store_through_role(MockAws(), sts))
+    error = failure(store_through_role(InProcessMoto(), sts))
     assert error.code == "MalformedResponse"
     assert error.transient
     assert f"AssumeRole's answer for {ROLE} is compressed" in str(error)
 
 
-class Runtime(types.ModuleType):
-    """A stand-in for the Lambda runtime's ``snapshot_restore_py`` (tests/test_snapstart.py)."""
-
-    def __init__(self) -> None:
-        super().__init__("snapshot_restore_py")
-        self.after_restore: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
-
-    def register_after_restore(self, func: Callable[..., Any], *args: Any) -> Callable[..., Any]:
-        self.after_restore.append((func, args))
-        return func
-
-    def restore(self) -> None:
-        for func, args in self.after_restore:
-            func(*args)
-
-
 def test_a_snapstart_restore_makes_the_role_assumed_again(
-    monkeypatch: pytest.MonkeyPatch,
+    snapstart_runtime: SnapStartRuntime,
 ) -> None:
-    runtime = Runtime()
-    monkeypatch.setitem(sys.modules, "snapshot_restore_py", runtime)
-    aws = MockAws()
+    runtime = snapstart_runtime
+    aws = InProcessMoto()
     aws.put_parameter("/app/key", "through-the-role")
     sts = Sts(lambda: httpx.Response(200, text=assume_role_answer(FIELDS)))
     store = store_through_role(aws, sts)

@@ -227,10 +227,9 @@ def test_every_kind_of_caller_at_once_makes_one_upstream_call_per_key(
     assert calls_per_key(slow_extension) == {"api_key": 1, "flags": 1, "db": 1}
 
 
-def test_a_waiter_keeps_its_loop_running_while_another_thread_fetches(
-    event_loop_per_test: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    waiting = threading.Event()  # set once a caller waits for another's fetch
+def told_when_a_caller_waits(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """An event set once a caller waits for another caller's fetch."""
+    waiting = threading.Event()
     wait_for_flight = Flight.wait
 
     async def wait_and_tell(flight: Flight[Any], until: float) -> tuple[bool, Any]:
@@ -238,6 +237,13 @@ def test_a_waiter_keeps_its_loop_running_while_another_thread_fetches(
         return await wait_for_flight(flight, until)
 
     monkeypatch.setattr(Flight, "wait", wait_and_tell)
+    return waiting
+
+
+def test_a_waiter_keeps_its_loop_running_while_another_thread_fetches(
+    event_loop_per_test: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waiting = told_when_a_caller_waits(monkeypatch)
     source = GatedSource()  # the leader's fetch lasts until this test opens its gate
     store = ParametersSecrets({"p": Parameter("/p")}, source=source)
     leader = Started(threading.Event())
@@ -335,14 +341,7 @@ class GatedSource(Source):
 def test_a_cancelled_leader_on_one_loop_hands_the_fetch_to_a_waiting_thread(
     event_loop_per_test: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    waiting = threading.Event()  # set once a caller waits for another's fetch
-    wait_for_flight = Flight.wait
-
-    async def wait_and_tell(flight: Flight[Any], until: float) -> tuple[bool, Any]:
-        waiting.set()
-        return await wait_for_flight(flight, until)
-
-    monkeypatch.setattr(Flight, "wait", wait_and_tell)
+    waiting = told_when_a_caller_waits(monkeypatch)
     source = GatedSource()
     store = ParametersSecrets({"p": Parameter("/p")}, source=source)
     waiter = Started(threading.Event())

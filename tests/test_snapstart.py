@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-import types
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,7 +16,7 @@ import pytest
 from parameters_secrets import LoadError, Parameter, ParametersSecrets, Secret, Settings
 from parameters_secrets.sources import AwsSource, ExtensionSource
 from tests import faults
-from tests.conftest import TOKEN, FakeClock
+from tests.conftest import TOKEN, FakeClock, SnapStartRuntime
 from tests.credentials_endpoint import CredentialsEndpoint
 from tests.extension_server import FakeExtension
 from tests.moto_server import MotoServer, assume_role, put_parameter
@@ -29,29 +27,6 @@ VALUES: dict[str, Parameter | Secret] = {
 }
 
 
-class Runtime(types.ModuleType):
-    """A stand-in for the Lambda runtime's ``snapshot_restore_py``."""
-
-    def __init__(self) -> None:
-        super().__init__("snapshot_restore_py")
-        self.after_restore: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
-
-    def register_after_restore(self, func: Callable[..., Any], *args: Any) -> Callable[..., Any]:
-        self.after_restore.append((func, args))
-        return func
-
-    def restore(self) -> None:
-        for func, args in self.after_restore:
-            func(*args)
-
-
-@pytest.fixture
-def runtime(monkeypatch: pytest.MonkeyPatch) -> Runtime:
-    stand_in = Runtime()
-    monkeypatch.setitem(sys.modules, "snapshot_restore_py", stand_in)
-    return stand_in
-
-
 @pytest.fixture
 def seeded(extension: FakeExtension) -> FakeExtension:
     extension.put_parameter("/app/api-key", "key-1", type="SecureString")
@@ -60,14 +35,14 @@ def seeded(extension: FakeExtension) -> FakeExtension:
 
 
 def test_a_restore_drops_every_value_and_connection_without_calling_upstream(
-    runtime: Runtime, seeded: FakeExtension
+    snapstart_runtime: SnapStartRuntime, seeded: FakeExtension
 ) -> None:
     store = ParametersSecrets(VALUES, source=ExtensionSource(seeded.port, TOKEN))
-    assert len(runtime.after_restore) == 1
+    assert len(snapstart_runtime.after_restore) == 1
     assert store.load_sync().db["password"] == "pw-1"  # at INIT: into the snapshot
     store.load_sync()
     assert (seeded.total_calls, seeded.connections) == (2, 2)
-    runtime.restore()
+    snapstart_runtime.restore()
     assert (seeded.total_calls, seeded.connections) == (2, 2)  # the hook made no call
     assert store.cached() is None
     seeded.put_secret("prod/db", string=json.dumps({"password": "pw-2"}))  # rotated meanwhile
@@ -77,11 +52,11 @@ def test_a_restore_drops_every_value_and_connection_without_calling_upstream(
 
 
 def test_after_a_restore_a_failing_upstream_never_gets_the_snapshot_value_served(
-    runtime: Runtime, seeded: FakeExtension, clock: FakeClock
+    snapstart_runtime: SnapStartRuntime, seeded: FakeExtension, clock: FakeClock
 ) -> None:
     store = ParametersSecrets(VALUES, source=ExtensionSource(seeded.port, TOKEN), clock=clock)
     store.load_sync()
-    runtime.restore()
+    snapstart_runtime.restore()
     seeded.fail(faults.server_error("InternalServerError"))
     # Stale-if-error would serve a previous value: after a restore there is none.
     with pytest.raises(LoadError) as failed:
@@ -90,7 +65,7 @@ def test_after_a_restore_a_failing_upstream_never_gets_the_snapshot_value_served
 
 
 def test_a_restore_drops_pooled_connections_so_the_next_use_opens_new_ones(
-    runtime: Runtime, seeded: FakeExtension, event_loop_per_test: Any
+    snapstart_runtime: SnapStartRuntime, seeded: FakeExtension, event_loop_per_test: Any
 ) -> None:
     store = ParametersSecrets(VALUES, source=ExtensionSource(seeded.port, TOKEN))
 
@@ -99,7 +74,7 @@ def test_a_restore_drops_pooled_connections_so_the_next_use_opens_new_ones(
 
     event_loop_per_test.run_until_complete(load())  # one loop: its pool is kept
     opened = seeded.connections
-    runtime.restore()
+    snapstart_runtime.restore()
     store.drop_after_restore()  # the values too, so that the next load fetches
     event_loop_per_test.run_until_complete(load())
     assert seeded.connections > opened  # new connections: the old pool was dropped
@@ -107,7 +82,7 @@ def test_a_restore_drops_pooled_connections_so_the_next_use_opens_new_ones(
 
 
 def test_a_restore_drops_container_credentials_so_they_are_fetched_again(
-    runtime: Runtime, moto_auth: MotoServer, monkeypatch: pytest.MonkeyPatch
+    snapstart_runtime: SnapStartRuntime, moto_auth: MotoServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     keys = assume_role(moto_auth, ["ssm:GetParameter"])
     put_parameter(moto_auth, "/snap/value", "from-moto")
@@ -122,22 +97,22 @@ def test_a_restore_drops_container_credentials_so_they_are_fetched_again(
         )
         assert store.load_sync().value == "from-moto"
         assert endpoint.calls == 1
-        runtime.restore()
+        snapstart_runtime.restore()
         assert endpoint.calls == 1  # no call from the hook itself
         assert store.load_sync().value == "from-moto"
         assert endpoint.calls == 2  # the snapshot's credentials were not used
 
 
 def test_the_hook_is_registered_once_however_many_stores(
-    runtime: Runtime, seeded: FakeExtension
+    snapstart_runtime: SnapStartRuntime, seeded: FakeExtension
 ) -> None:
     stores = [
         ParametersSecrets(VALUES, source=ExtensionSource(seeded.port, TOKEN)) for _ in range(5)
     ]
     for store in stores:
         store.load_sync()
-    assert len(runtime.after_restore) == 1
-    runtime.restore()
+    assert len(snapstart_runtime.after_restore) == 1
+    snapstart_runtime.restore()
     assert all(store.cached() is None for store in stores)
 
 

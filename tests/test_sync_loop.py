@@ -36,10 +36,9 @@ from parameters_secrets._declarations import ValueRequest
 from parameters_secrets._sources import Outcome
 from parameters_secrets.sources import ExtensionSource, Source
 from tests import faults
-from tests.conftest import TOKEN
+from tests.conftest import TOKEN, SnapStartRuntime
 from tests.extension_server import FakeExtension
 from tests.processes import clean_environment
-from tests.test_snapstart import Runtime
 
 JOIN_SECONDS = 30.0
 
@@ -290,10 +289,9 @@ def test_a_collected_store_closes_its_loop_and_connections(extension: FakeExtens
 
 
 def test_after_a_snapstart_restore_the_next_sync_load_uses_a_fresh_connection(
-    extension: FakeExtension, monkeypatch: pytest.MonkeyPatch
+    extension: FakeExtension, snapstart_runtime: SnapStartRuntime
 ) -> None:
-    runtime = Runtime()
-    monkeypatch.setitem(sys.modules, "snapshot_restore_py", runtime)
+    runtime = snapstart_runtime
     store = on_extension(extension)
     store.refresh_sync()
     store.refresh_sync()
