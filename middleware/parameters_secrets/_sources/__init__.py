@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
@@ -64,6 +65,32 @@ async def describe_secrets_with(
         ]
     answers: Sequence[Outcome] = await describe(requests, deadline)
     return answers
+
+
+class DirectAws:
+    """AWS directly, behind an extension's source, for what the extension does not serve
+    (paths, DescribeSecret, values while it is not serving): the ``fallback`` source if
+    one was given, else an ``AwsSource`` made on first use, so a function that never needs
+    it never imports it. Shared by every thread and loop that uses the source."""
+
+    def __init__(self, fallback: object, settings: Settings) -> None:
+        self._source: Source | None = fallback if isinstance(fallback, Source) else None
+        self._settings = settings
+        self._lock = threading.Lock()
+
+    def source(self) -> Source:
+        """The source that reads AWS directly, made now if it was not yet."""
+        with self._lock:
+            if self._source is None:
+                from .aws import AwsSource  # SigV4 and credentials: cold starts
+
+                self._source = AwsSource(settings=self._settings)
+            return self._source
+
+    async def aclose(self) -> None:
+        """Close its connection pool, if it was used."""
+        if self._source is not None:
+            await self._source.aclose()
 
 
 # A fetch with neither a timeout setting nor a Lambda deadline still ends: a web request

@@ -29,7 +29,6 @@ chaining"), not against a running runtime, which could not be had here:
 from __future__ import annotations
 
 import functools
-import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote
@@ -38,7 +37,7 @@ from .._concurrency import PerLoop, concurrently
 from .._declarations import PathRequest, SecretRequest, ValueRequest
 from .._settings import Settings
 from ..exceptions import ConfigurationError, FetchError
-from . import Outcome, Source, describe_secrets_with, give_up_time
+from . import DirectAws, Outcome, Source, describe_secrets_with, give_up_time
 from ._bounded import Answer, parse_answer, send_bounded
 from ._endpoints import configured_region, profile_region
 from ._errors import error_code, is_transient
@@ -142,8 +141,7 @@ class CloudExtensionsSource:
             retry=retry,
             transport=transport,
         )
-        self._direct: Source | None = fallback if isinstance(fallback, Source) else None
-        self._direct_lock = threading.Lock()
+        self._direct = DirectAws(fallback, settings)
 
     def __repr__(self) -> str:
         fallback = "" if self.fallback is None else f", fallback={self.fallback!r}"
@@ -175,7 +173,7 @@ class CloudExtensionsSource:
         )
         direct = routes["direct"] + self._not_served([*parameters, *secrets], outcomes)
         if direct:
-            await ask(self._direct_source(), direct)
+            await ask(self._direct.source(), direct)
         return [outcomes[r] for r in requests]
 
     def _not_served(
@@ -192,23 +190,13 @@ class CloudExtensionsSource:
     ) -> Sequence[Outcome]:
         """``DescribeSecret`` from AWS directly (the runtime has none), for
         ``Secret(..., follow_rotation=True)``, whose values come from AWS directly too."""
-        return await describe_secrets_with(self._direct_source(), requests, deadline)
-
-    def _direct_source(self) -> Source:
-        """AWS directly: ``fallback`` if it is a source, else an AwsSource made now."""
-        with self._direct_lock:
-            if self._direct is None:
-                from .aws import AwsSource
-
-                self._direct = AwsSource(settings=self._settings)
-            return self._direct
+        return await describe_secrets_with(self._direct.source(), requests, deadline)
 
     async def aclose(self) -> None:
         """Close both extensions' connection pools (and AWS's, if it was used)."""
         await self._parameter_store.aclose()
         await self._secrets_manager.aclose()
-        if self._direct is not None:
-            await self._direct.aclose()
+        await self._direct.aclose()
 
 
 def _check_fallback(fallback: object) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal, TypeGuard
@@ -15,7 +14,7 @@ from .._concurrency import PerLoop, concurrently
 from .._declarations import ParameterRequest, PathRequest, SecretRequest, ValueRequest
 from .._settings import Settings
 from ..exceptions import ConfigurationError, FetchError
-from . import Outcome, Source, describe_secrets_with, give_up_time
+from . import DirectAws, Outcome, Source, describe_secrets_with, give_up_time
 from ._bounded import Answer, parse_answer, send_bounded
 from ._errors import error_code, is_transient
 from ._records import checked_record
@@ -87,8 +86,7 @@ class ExtensionSource:
         self.fallback = _checked_fallback(fallback)
         # AWS directly, for paths and (with a fallback) while the extension is not serving:
         # made on first use, so a function that never needs it never imports it.
-        self._direct: Source | None = fallback if isinstance(fallback, Source) else None
-        self._direct_lock = threading.Lock()
+        self._direct = DirectAws(fallback, self._settings)
         self._fell_back = False
         self.port = _checked_port(self._settings.http_port if port is None else port)
         self._token = token
@@ -151,7 +149,7 @@ class ExtensionSource:
         deadline: float | None,
         outcomes: dict[ValueRequest, Outcome],
     ) -> None:
-        answers = await self._direct_source().fetch(direct, deadline)
+        answers = await self._direct.source().fetch(direct, deadline)
         for request, answer in zip(direct, answers, strict=True):
             was = outcomes.get(request)
             outcomes[request] = _fallen_back(answer, was) if was is not None else answer
@@ -161,7 +159,7 @@ class ExtensionSource:
     ) -> Sequence[Outcome]:
         """``DescribeSecret`` (which the extension does not offer) from AWS directly, for
         ``Secret(..., follow_rotation=True)``."""
-        return await describe_secrets_with(self._direct_source(), requests, deadline)
+        return await describe_secrets_with(self._direct.source(), requests, deadline)
 
     async def _get_into(
         self,
@@ -172,20 +170,10 @@ class ExtensionSource:
     ) -> None:
         outcomes[request] = await self._get(client, request, deadline)
 
-    def _direct_source(self) -> Source:
-        """AWS directly: ``fallback`` if it is a source, else an AwsSource made now."""
-        with self._direct_lock:
-            if self._direct is None:
-                from .aws import AwsSource  # imported only when first needed: cold starts
-
-                self._direct = AwsSource(settings=self._settings)
-            return self._direct
-
     async def aclose(self) -> None:
         """Close the connection pool (and AWS's, if it was used)."""
         await self._clients.aclose()
-        if self._direct is not None:
-            await self._direct.aclose()
+        await self._direct.aclose()
 
     def _token_value(self) -> str | None:
         """The ``X-Aws-Parameters-Secrets-Token``: ``token=``, else ``AWS_SESSION_TOKEN``,
