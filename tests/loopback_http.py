@@ -19,12 +19,13 @@ import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, TypeVar, cast
 from urllib.parse import unquote
 
 import anyio
 from starlette.types import ASGIApp, Message
+
+from tests.processes import StartsAndStops
 
 S = TypeVar("S", bound="ServedInThread")
 
@@ -217,7 +218,7 @@ class ASGIRequestHandler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
 
 
-class ServedInThread:
+class ServedInThread(StartsAndStops):
     """A test server's lifecycle: a :class:`LoopbackHTTPServer` served by a daemon thread.
 
     ``stop()`` closes the listening socket (later connects are refused), cuts open
@@ -276,14 +277,3 @@ class ServedInThread:
     def bytes_sent(self) -> int:
         """Bytes of answers' bodies sent by the server running now (0 if stopped)."""
         return 0 if self._server is None else self._server.bytes_sent
-
-    def __enter__(self: S) -> S:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -26,7 +26,6 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
@@ -35,7 +34,7 @@ from starlette.types import Receive, Scope, Send
 
 from tests.faults import Answer, Fault, FaultRules, inject
 from tests.loopback_http import LoopbackASGIServer, ServedInThread
-from tests.processes import ReadyLineProcess, clean_environment
+from tests.processes import ReadyLineProcess, StartsAndStops, clean_environment
 
 __all__ = [
     "ACCOUNT",
@@ -75,7 +74,7 @@ def _post(url: str, body: bytes = b"", timeout: float = 10.0) -> bytes:
         return cast(bytes, response.read())
 
 
-class MotoServer:
+class MotoServer(StartsAndStops):
     """``python -m moto.server`` on 127.0.0.1 and an ephemeral port.
 
     Args:
@@ -123,17 +122,6 @@ class MotoServer:
         if process is not None:
             process.stop()
         self._clients.clear()
-
-    def __enter__(self) -> MotoServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- moto's own API --------------------------------------------------------------
 

@@ -27,6 +27,29 @@ STARTUP_TIMEOUT = 30.0
 # Powertools' and this project's (the extension's variables included).
 _INHERITED_PREFIXES = ("AWS_", "MOTO_", "POWERTOOLS_", "PARAMETERS_SECRETS_", "SSM_", "SECRETS_")
 _Child = TypeVar("_Child", bound="ReadyLineProcess")
+_Started = TypeVar("_Started", bound="StartsAndStops")
+
+
+class StartsAndStops:
+    """A server or a child process that ``with`` starts, and stops however its block
+    ends: ``start()`` returns the thing started."""
+
+    def start(self: _Started) -> _Started:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _Started) -> _Started:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 def free_port() -> int:
@@ -58,7 +81,7 @@ def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-class ReadyLineProcess:
+class ReadyLineProcess(StartsAndStops):
     """A child whose output announces its port: the first line matching ``pattern`` (its
     group 1 is the port). Its output (stdout and stderr) is drained for its whole life,
     so the pipe never fills up; the last lines are kept for error messages.
@@ -168,14 +191,3 @@ class ReadyLineProcess:
             thread.join(timeout=5)  # the output ends with the child
         if process is not None and process.stdout is not None:
             process.stdout.close()
-
-    def __enter__(self: _Child) -> _Child:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
