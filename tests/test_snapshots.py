@@ -188,7 +188,7 @@ class Hold:
 
 
 READERS = 8
-REFRESHES = 16
+REFRESHES = 10
 
 
 @pytest.mark.usefixtures("fast_switching")
