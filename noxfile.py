@@ -207,8 +207,8 @@ def package(session: nox.Session) -> None:
     if not session.posargs:  # the example's zip, as CI builds it: then the builder's tests,
         session.chdir(ROOT)  # which download wheels (left out of the offline nox -s tests)
         session.install("-e", ".[test]")
-        # In one process: its module-scoped zips would be built again in every worker.
-        run_measured(session, "network", "-m", "network")
+        # Two workers, a module each: a module's zips are built once, in its worker.
+        run_measured(session, "network", "-m", "network", "-n", "2", "--dist", "loadfile")
 
 
 # The tests that reach the package's HTTP client (real loopback servers: the local
