@@ -60,10 +60,12 @@ COVERAGE_DATA = ROOT / ".nox" / "coverage-data"
 # What the default suite leaves out: the tests that download wheels from the package
 # index (the zip builder's); `nox -s package` runs them.
 OFFLINE = ("-m", "not network")
-# The suite in four pytest-xdist workers, whatever the machine's cores: it waits on servers,
+# The suite in pytest-xdist workers, four whatever the machine's cores: it waits on servers,
 # subprocesses and time bounds far more than it computes (one worker: ~110 s of CPU in
-# ~270 s). ``-- -n 0`` runs it in one process.
-WORKERS = ("-n", "4")
+# ~270 s). PYTEST_XDIST_AUTO_NUM_WORKERS sets another number (.ci/run: two, as it runs two
+# suites side by side and each worker costs CPU); ``-- -n 0`` runs it in one process.
+os.environ.setdefault("PYTEST_XDIST_AUTO_NUM_WORKERS", "4")
+WORKERS = ("-n", "auto")
 # The Pythons a tests session ran on in this nox run: at exit, the supported ones that
 # did not run and are not installed are named, with how to run them.
 TESTED: list[str] = []

@@ -174,7 +174,7 @@ def test_the_tests_session_runs_the_suite_offline(monkeypatch: pytest.MonkeyPatc
     session = RecordingSession("3.12")
     monkeypatch.setattr(noxfile, "TESTED", [])
     noxfile.tests(session)
-    assert session.runs == [(("pytest", "-m", "not network", "-n", "4", "-k", "small"), None)]
+    assert session.runs == [(("pytest", "-m", "not network", "-n", "auto", "-k", "small"), None)]
     assert noxfile.TESTED == ["3.12"]
 
 
@@ -190,7 +190,7 @@ def test_the_coverage_session_measures_offline_and_combines_the_package_session_
     noxfile.coverage(session)
     measure, combine, report = session.runs
     assert measure == (
-        ("coverage", "run", "-m", "pytest", "-m", "not network", "-n", "4", "-k", "small"),
+        ("coverage", "run", "-m", "pytest", "-m", "not network", "-n", "auto", "-k", "small"),
         {"COVERAGE_FILE": str(tmp_path / ".coverage.suite")},
     )
     assert not stale.exists()  # this session's last run, not the package session's
