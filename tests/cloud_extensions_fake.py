@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl
 
 import botocore.auth
 import httpx
+import pytest
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
 
@@ -45,6 +46,15 @@ def _runtime_error(fault: Fault) -> tuple[list[tuple[bytes, bytes]], bytes]:
     code = (fault.aws_code or "").encode()
     headers = [(b"content-type", _JSON), (b"x-amzn-errortype", code)]
     return headers, json.dumps({"Message": fault.message}).encode()
+
+
+def with_lambda_credentials(monkeypatch: pytest.MonkeyPatch, keys: tuple[str, str, str]) -> None:
+    """The function's credentials and region in the environment, as on Lambda: what a
+    caller signs with (runtimeCredentials authentication)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", keys[0])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", keys[1])
+    monkeypatch.setenv("AWS_SESSION_TOKEN", keys[2])
+    monkeypatch.setenv("AWS_REGION", REGION)
 
 
 class FakeCloudExtensions:

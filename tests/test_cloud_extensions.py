@@ -22,7 +22,7 @@ from parameters_secrets import (
 )
 from parameters_secrets.sources import AwsSource, CloudExtensionsSource, Credentials
 from tests import faults
-from tests.cloud_extensions_fake import LOADING, FakeCloudExtensions
+from tests.cloud_extensions_fake import LOADING, FakeCloudExtensions, with_lambda_credentials
 from tests.lambda_events import invoke
 from tests.moto_server import CountingProxy, MotoServer, create_secret, put_parameter
 
@@ -48,10 +48,7 @@ def runtime() -> FakeCloudExtensions:
 @pytest.fixture
 def runtime_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     """The runtime's own credentials, as on Lambda (runtimeCredentials authentication)."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEYS[0])
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", KEYS[1])
-    monkeypatch.setenv("AWS_SESSION_TOKEN", KEYS[2])
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    with_lambda_credentials(monkeypatch, KEYS)
 
 
 def source(runtime: FakeCloudExtensions, **kwargs: object) -> CloudExtensionsSource:

@@ -14,7 +14,7 @@ import pytest
 from parameters_secrets import LoadError, ParametersSecrets, Secret
 from parameters_secrets.sources import CloudExtensionsSource
 from tests import faults
-from tests.cloud_extensions_fake import FakeCloudExtensions
+from tests.cloud_extensions_fake import FakeCloudExtensions, with_lambda_credentials
 
 KEYS = ("AKIDRUNTIMEEDGES", "runtime-edges-secret-key", "runtime-edges-session-token")
 
@@ -22,10 +22,7 @@ KEYS = ("AKIDRUNTIMEEDGES", "runtime-edges-secret-key", "runtime-edges-session-t
 @pytest.fixture
 def runtime(monkeypatch: pytest.MonkeyPatch) -> FakeCloudExtensions:
     """The runtime, expecting as its SSRF token the session token (as on Lambda)."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEYS[0])
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", KEYS[1])
-    monkeypatch.setenv("AWS_SESSION_TOKEN", KEYS[2])
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    with_lambda_credentials(monkeypatch, KEYS)
     fake = FakeCloudExtensions(credentials=KEYS, token=KEYS[2])
     fake.secrets["prod/db"] = json.dumps({"password": "pw-1"})
     return fake

@@ -19,7 +19,7 @@ from parameters_secrets import (
 )
 from parameters_secrets.sources import CloudExtensionsSource
 from tests import faults
-from tests.cloud_extensions_fake import FakeCloudExtensions
+from tests.cloud_extensions_fake import FakeCloudExtensions, with_lambda_credentials
 
 KEYS = ("AKIDRUNTIME", "runtime-secret-key", "runtime-session-token")
 TOKEN = "ssrf-token"
@@ -27,10 +27,7 @@ TOKEN = "ssrf-token"
 
 @pytest.fixture
 def runtime(monkeypatch: pytest.MonkeyPatch) -> FakeCloudExtensions:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEYS[0])
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", KEYS[1])
-    monkeypatch.setenv("AWS_SESSION_TOKEN", KEYS[2])
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    with_lambda_credentials(monkeypatch, KEYS)
     fake = FakeCloudExtensions(credentials=KEYS, token=TOKEN)
     fake.parameters["/app/api-key"] = "key-1"
     fake.secrets["prod/db"] = json.dumps({"password": "pw-1"})
