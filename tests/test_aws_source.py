@@ -278,8 +278,10 @@ async def test_running_out_of_time_after_an_upstream_error_reports_that_error(
 ) -> None:
     put_parameter(moto, "/flaky", "x")
     moto_proxy.fail(faults.server_error(), times=1, match=GET_PARAMETER)  # first a 500...
-    moto_proxy.fail(faults.delay(3.0), match=GET_PARAMETER)  # ...then too slow for the budget
-    settings = Settings(parameter_timeout_ms=400)
+    moto_proxy.fail(faults.delay(6.0), match=GET_PARAMETER)  # ...then too slow for the budget
+    # A budget the first answer (the 500) fits in even on a loaded machine: at 400 ms, CI
+    # under load once saw only the timeout.
+    settings = Settings(parameter_timeout_ms=1500)
     async with opened(AwsSource(endpoint_url=moto_proxy.url, settings=settings)) as source:
         (outcome,) = await source.fetch([ParameterRequest("/flaky")])
     assert isinstance(outcome, FetchError)
