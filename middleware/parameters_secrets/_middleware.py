@@ -102,7 +102,11 @@ class ParametersSecretsMiddleware(StoreMiddleware[ASGIApp, "OnFailure"]):
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._passes_through(scope):
+        # Inline, not a method: this runs on every request (the warm path's cost).
+        if scope["type"] not in ("http", "websocket") or (
+            self._excluding
+            and self._excluded_paths.match(scope.get("path", ""), scope.get("root_path", ""))
+        ):
             await self.app(scope, receive, send)
             return
         store = self.store
@@ -119,15 +123,6 @@ class ParametersSecretsMiddleware(StoreMiddleware[ASGIApp, "OnFailure"]):
             await self.app(scope, receive, send)
         finally:
             _current.reset(token)
-
-    def _passes_through(self, scope: Scope) -> bool:
-        """Whether a request reaches the app without values: neither HTTP nor a websocket,
-        or for an excluded path."""
-        if scope["type"] not in ("http", "websocket"):
-            return True
-        return self._excluding and self._excluded_paths.match(
-            scope.get("path", ""), scope.get("root_path", "")
-        )
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, error: LoadError) -> None:
         # The keys and codes were logged (ERROR) by the store; the caller learns nothing.
@@ -246,7 +241,7 @@ class ExcludedPaths:
         ASGI servers differ on whether ``path`` includes ``root`` (Starlette puts it in;
         some servers do not): either form matches.
         """
-        inner = _within_root(path, root)
+        inner = path[len(root) :] if root and path.startswith(root) else path
         return (
             path in self.exact
             or inner in self.exact
@@ -263,11 +258,6 @@ def _check_exclude_paths(exclude_paths: Collection[str]) -> None:
             "exclude_paths must be a collection of paths starting with '/', "
             f"such as ('/health', '/docs*'), not {exclude_paths!r}"
         )
-
-
-def _within_root(path: str, root: str) -> str:
-    """``path`` without the app's ``root`` path, if it starts with it."""
-    return path[len(root) :] if root and path.startswith(root) else path
 
 
 def deadline(context: object) -> float | None:
